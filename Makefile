@@ -1,0 +1,25 @@
+# The two commands a newcomer types: `make run` and `make test`.
+PY := .venv/bin/python
+
+.PHONY: setup run test bench lint check-config clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(PY) -m mediasrv run
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=min,median,max
+
+lint: setup
+	$(PY) -m ruff check mediasrv tests bench setup.py
+
+check-config: setup
+	$(PY) -m mediasrv check-config
+
+clean:
+	rm -rf build .venv mediasrv/*.so ext/*.c ext/*.html

@@ -1,0 +1,9 @@
+# cython: language_level=3
+"""mediasrv._media: the media core.
+
+How this works: one extension module; each component is its own .pyx file included
+here, so the engine can call the kernels as C functions with the GIL released.
+Nothing here imports any other part of mediasrv.
+"""
+
+include "g711.pyx"

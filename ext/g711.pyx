@@ -1,0 +1,1 @@
+# placeholder: the G.711 kernel lands here (issue 2)
