@@ -6,4 +6,5 @@ here, so the engine can call the kernels as C functions with the GIL released.
 Nothing here imports any other part of mediasrv.
 """
 
+include "consts.pxi"
 include "g711.pyx"
