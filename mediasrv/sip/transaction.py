@@ -1,0 +1,465 @@
+"""SIP transactions: RFC 3261 §17 with the RFC 6026 "Accepted" states.
+
+How this works
+--------------
+Each of the four transaction kinds is a transition TABLE keyed by ``(state, event)``, with the
+state names of §17 (Calling, Proceeding, Completed, Confirmed, Accepted, Trying, Terminated).
+A transition names the next state and a tuple of actions; each action is a small ``_do_*``
+method. A (state, event) pair missing from the table is absorbed, which is how the RFC
+figures treat everything they do not draw (e.g. a 1xx in Completed).
+
+The objects are sans-I/O: time is the ``now`` argument, they never send. Messages to
+transmit go to ``outbox`` and upward notifications (response for the TU, timeout, transport
+error, terminated) go to ``notices``; the endpoint drains both. Each timer (A..M, plus the
+200 ms "100 Trying" timer of §17.2.1) is a named deadline; ``STATE_TIMERS`` says which
+timers survive in each state, so entering a state cancels the others. ``next_deadline()``
+is the earliest live timer, ``handle_timer(now)`` fires every due timer in order.
+Zero-length timers (D, I, J, K on reliable transports) fire on the same call that starts
+them. Retransmission timers (A, E, G) are only started on unreliable transports (§17.1.1.2).
+
+Matching (§17.1.3, §17.2.3) is done with keys: ``client_key(response)`` is (branch, CSeq
+method); ``server_key(request)`` is (branch, sent-by, method) with ACK folded onto INVITE.
+Requests without the RFC 3261 magic cookie (RFC 2543 peers) fall back to a key made of the
+Request-URI-independent identifiers (Call-ID, From tag, CSeq number, top Via).
+
+The ACK for a non-2xx final response is built here (§17.1.1.3); the ACK for a 2xx belongs
+to the dialog (§13.2.2.4) and is never sent by a transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
+from .message import Headers, Request, Response, make_response
+from .timers import TRYING_DELAY, TimerConfig
+
+MAGIC_COOKIE = "z9hG4bK"
+
+
+class State(Enum):
+    """Transaction states, named as in RFC 3261 §17 and RFC 6026 §7."""
+
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+CALLING, TRYING, PROCEEDING = State.CALLING, State.TRYING, State.PROCEEDING
+COMPLETED, CONFIRMED, ACCEPTED = State.COMPLETED, State.CONFIRMED, State.ACCEPTED
+TERMINATED = State.TERMINATED
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of a transition table: the next state and the actions to run, in order."""
+
+    to: State
+    actions: tuple[str, ...] = ()
+
+
+T = Transition
+#: events in the tables: "1xx", "2xx", "300-699" (responses received by a client
+#: transaction or passed down by the TU to a server one), "INVITE"/"request" (a
+#: retransmitted request), "ACK", "timer_<X>", "transport_error".
+
+# RFC 3261 Figure 5 as amended by RFC 6026 Figure 3.
+ICT_TABLE: dict[tuple[State, str], Transition] = {
+    (CALLING, "timer_A"): T(CALLING, ("retransmit", "restart_A")),
+    (CALLING, "timer_B"): T(TERMINATED, ("timeout",)),
+    (CALLING, "1xx"): T(PROCEEDING, ("pass_up",)),
+    (CALLING, "2xx"): T(ACCEPTED, ("pass_up", "start_M")),
+    (CALLING, "300-699"): T(COMPLETED, ("send_ack", "pass_up", "start_D")),
+    (CALLING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (PROCEEDING, "1xx"): T(PROCEEDING, ("pass_up",)),
+    (PROCEEDING, "2xx"): T(ACCEPTED, ("pass_up", "start_M")),
+    (PROCEEDING, "300-699"): T(COMPLETED, ("send_ack", "pass_up", "start_D")),
+    (PROCEEDING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (COMPLETED, "300-699"): T(COMPLETED, ("send_ack",)),
+    (COMPLETED, "timer_D"): T(TERMINATED),
+    (COMPLETED, "transport_error"): T(TERMINATED),
+    (ACCEPTED, "2xx"): T(ACCEPTED, ("pass_up",)),
+    (ACCEPTED, "timer_M"): T(TERMINATED),
+    (ACCEPTED, "transport_error"): T(TERMINATED),
+}
+
+# RFC 3261 Figure 6.
+NICT_TABLE: dict[tuple[State, str], Transition] = {
+    (TRYING, "timer_E"): T(TRYING, ("retransmit", "restart_E")),
+    (TRYING, "timer_F"): T(TERMINATED, ("timeout",)),
+    (TRYING, "1xx"): T(PROCEEDING, ("pass_up",)),
+    (TRYING, "2xx"): T(COMPLETED, ("pass_up", "start_K")),
+    (TRYING, "300-699"): T(COMPLETED, ("pass_up", "start_K")),
+    (TRYING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (PROCEEDING, "timer_E"): T(PROCEEDING, ("retransmit", "restart_E")),
+    (PROCEEDING, "timer_F"): T(TERMINATED, ("timeout",)),
+    (PROCEEDING, "1xx"): T(PROCEEDING, ("pass_up",)),
+    (PROCEEDING, "2xx"): T(COMPLETED, ("pass_up", "start_K")),
+    (PROCEEDING, "300-699"): T(COMPLETED, ("pass_up", "start_K")),
+    (PROCEEDING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (COMPLETED, "timer_K"): T(TERMINATED),
+    (COMPLETED, "transport_error"): T(TERMINATED),
+}
+
+# RFC 3261 Figure 7 as amended by RFC 6026 Figure 5.
+IST_TABLE: dict[tuple[State, str], Transition] = {
+    (PROCEEDING, "INVITE"): T(PROCEEDING, ("resend_last",)),
+    (PROCEEDING, "timer_100"): T(PROCEEDING, ("send_100",)),
+    (PROCEEDING, "1xx"): T(PROCEEDING, ("send",)),
+    (PROCEEDING, "2xx"): T(ACCEPTED, ("send", "start_L")),
+    (PROCEEDING, "300-699"): T(COMPLETED, ("send", "start_G", "start_H")),
+    (PROCEEDING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (COMPLETED, "INVITE"): T(COMPLETED, ("resend_last",)),
+    (COMPLETED, "timer_G"): T(COMPLETED, ("resend_last", "restart_G")),
+    (COMPLETED, "timer_H"): T(TERMINATED, ("timeout",)),
+    (COMPLETED, "ACK"): T(CONFIRMED, ("start_I",)),
+    (COMPLETED, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (CONFIRMED, "timer_I"): T(TERMINATED),
+    (ACCEPTED, "2xx"): T(ACCEPTED, ("send",)),
+    (ACCEPTED, "ACK"): T(ACCEPTED, ("pass_up",)),
+    (ACCEPTED, "timer_L"): T(TERMINATED),
+    (ACCEPTED, "transport_error"): T(TERMINATED),
+}
+
+# RFC 3261 Figure 8.
+NIST_TABLE: dict[tuple[State, str], Transition] = {
+    (TRYING, "1xx"): T(PROCEEDING, ("send",)),
+    (TRYING, "2xx"): T(COMPLETED, ("send", "start_J")),
+    (TRYING, "300-699"): T(COMPLETED, ("send", "start_J")),
+    (TRYING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (PROCEEDING, "request"): T(PROCEEDING, ("resend_last",)),
+    (PROCEEDING, "1xx"): T(PROCEEDING, ("send",)),
+    (PROCEEDING, "2xx"): T(COMPLETED, ("send", "start_J")),
+    (PROCEEDING, "300-699"): T(COMPLETED, ("send", "start_J")),
+    (PROCEEDING, "transport_error"): T(TERMINATED, ("transport_error",)),
+    (COMPLETED, "request"): T(COMPLETED, ("resend_last",)),
+    (COMPLETED, "timer_J"): T(TERMINATED),
+    (COMPLETED, "transport_error"): T(TERMINATED),
+}
+
+
+def response_class(status: int) -> str:
+    """The table event for a response status: "1xx", "2xx" or "300-699"."""
+    if 100 <= status < 200:
+        return "1xx"
+    if 200 <= status < 300:
+        return "2xx"
+    if 300 <= status < 700:
+        return "300-699"
+    raise ValueError(f"status {status} is not a SIP final or provisional status")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a transaction tells its user: kind is "response", "ack", "timeout",
+    "transport_error" or "terminated"; message is the response/ACK when there is one."""
+
+    kind: str
+    message: Any = None
+
+
+class Transaction:
+    """Common engine: table lookup, actions, named timers, outbox and notices."""
+
+    TABLE: ClassVar[dict[tuple[State, str], Transition]]
+    STATE_TIMERS: ClassVar[dict[State, frozenset[str]]]
+    KIND: ClassVar[str]
+
+    def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
+                 key: tuple[str, ...], state: State) -> None:
+        self.request = request
+        self.reliable = reliable
+        self.timers = timers
+        self.key = key
+        self.state = state
+        self.last_response: Response | None = None
+        self.outbox: list[Request | Response] = []
+        self.notices: list[Notice] = []
+        self._deadlines: dict[str, float] = {}
+        self._intervals: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.method} {self.state.value} {self.key[0]}>"
+
+    @property
+    def method(self) -> str:
+        """The method of the request that created the transaction."""
+        return self.request.method
+
+    @property
+    def terminated(self) -> bool:
+        """True once the transaction reached Terminated; it must then be discarded."""
+        return self.state is TERMINATED
+
+    # -- time ------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """The earliest pending timer, or None when no timer runs."""
+        return min(self._deadlines.values(), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at `now`, earliest first."""
+        while self._deadlines:
+            name, when = min(self._deadlines.items(), key=lambda item: item[1])
+            if when > now:
+                return
+            del self._deadlines[name]
+            self._handle(f"timer_{name}", None, now)
+
+    def transport_error(self, now: float) -> None:
+        """The transport could not deliver (or the connection closed, §17.1.4/§17.2.4)."""
+        self._handle("transport_error", None, now)
+
+    # -- the table engine ------------------------------------------------------------------
+    def _handle(self, event: str, message: Any, now: float) -> bool:
+        """Run the transition for `event`; False when the table absorbs it."""
+        transition = self.TABLE.get((self.state, event))
+        if transition is None:
+            return False
+        self.state = transition.to
+        live = self.STATE_TIMERS.get(self.state, frozenset())
+        for name in [n for n in self._deadlines if n not in live]:
+            del self._deadlines[name]
+        for action in transition.actions:
+            getattr(self, f"_do_{action}")(message, now)
+        if self.state is TERMINATED:
+            self._deadlines.clear()
+            self.notices.append(Notice("terminated"))
+        else:
+            self.handle_timer(now)  # zero-length timers fire at once (reliable transports)
+        return True
+
+    def _start(self, name: str, duration: float, now: float) -> None:
+        self._intervals[name] = duration
+        self._deadlines[name] = now + duration
+
+    # -- actions shared by several tables -------------------------------------------------
+    def _do_pass_up(self, message: Any, now: float) -> None:
+        self.notices.append(Notice("ack" if isinstance(message, Request) else "response",
+                                   message))
+
+    def _do_timeout(self, message: Any, now: float) -> None:
+        self.notices.append(Notice("timeout"))
+
+    def _do_transport_error(self, message: Any, now: float) -> None:
+        self.notices.append(Notice("transport_error"))
+
+
+class ClientTransaction(Transaction):
+    """A client transaction (§17.1): created by sending a request, fed the responses."""
+
+    INITIAL: ClassVar[State]
+    RETRANSMIT_TIMER: ClassVar[str]
+
+    def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
+                 now: float) -> None:
+        super().__init__(request, reliable=reliable, timers=timers,
+                         key=client_key_of_request(request), state=self.INITIAL)
+        self.outbox.append(request)
+        if not reliable:
+            self._start(self.RETRANSMIT_TIMER, timers.t1, now)
+        self._start("B" if self.KIND == "ICT" else "F", timers.timeout, now)
+
+    def receive_response(self, response: Response, now: float) -> bool:
+        """Feed a matching response; False when it was absorbed as a retransmission."""
+        self.last_response = response
+        return self._handle(response_class(response.status), response, now)
+
+    def _do_retransmit(self, message: Any, now: float) -> None:
+        self.outbox.append(self.request)
+
+
+class InviteClientTransaction(ClientTransaction):
+    """INVITE client transaction (ICT), RFC 3261 §17.1.1 and RFC 6026 §7.2."""
+
+    KIND = "ICT"
+    TABLE = ICT_TABLE
+    INITIAL = CALLING
+    RETRANSMIT_TIMER = "A"
+    STATE_TIMERS = {
+        CALLING: frozenset({"A", "B"}),
+        COMPLETED: frozenset({"D"}),
+        ACCEPTED: frozenset({"M"}),
+    }
+
+    def _do_restart_A(self, message: Any, now: float) -> None:
+        self._start("A", 2 * self._intervals["A"], now)
+
+    def _do_start_D(self, message: Any, now: float) -> None:
+        self._start("D", self.timers.timer_d(self.reliable), now)
+
+    def _do_start_M(self, message: Any, now: float) -> None:
+        self._start("M", self.timers.timeout, now)
+
+    def _do_send_ack(self, message: Any, now: float) -> None:
+        self.outbox.append(build_non2xx_ack(self.request, message))
+
+
+class NonInviteClientTransaction(ClientTransaction):
+    """Non-INVITE client transaction (NICT), RFC 3261 §17.1.2."""
+
+    KIND = "NICT"
+    TABLE = NICT_TABLE
+    INITIAL = TRYING
+    RETRANSMIT_TIMER = "E"
+    STATE_TIMERS = {
+        TRYING: frozenset({"E", "F"}),
+        PROCEEDING: frozenset({"E", "F"}),
+        COMPLETED: frozenset({"K"}),
+    }
+
+    def _do_restart_E(self, message: Any, now: float) -> None:
+        # Trying doubles up to T2; Proceeding retransmits every T2 (§17.1.2.2).
+        previous = self._intervals["E"]
+        interval = self.timers.t2 if self.state is PROCEEDING else min(2 * previous,
+                                                                         self.timers.t2)
+        self._start("E", interval, now)
+
+    def _do_start_K(self, message: Any, now: float) -> None:
+        self._start("K", self.timers.timer_k(self.reliable), now)
+
+
+class ServerTransaction(Transaction):
+    """A server transaction (§17.2): created by a received request, fed the TU's responses.
+
+    ``reply_to`` is where responses go (§18.2.2), set by the endpoint; ``conn_id`` is the
+    stream connection the request came on, if any.
+    """
+
+    RETRANSMIT_EVENT: ClassVar[str]
+
+    def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
+                 key: tuple[str, ...], state: State) -> None:
+        super().__init__(request, reliable=reliable, timers=timers, key=key, state=state)
+        self.reply_to: tuple[str, int] | None = None
+        self.transport = "udp"
+        self.conn_id: int | None = None
+        self.source: tuple[str, int] | None = None
+
+    def receive_request(self, request: Request, now: float) -> bool:
+        """Feed a retransmitted request (or the ACK); False when absorbed with no effect."""
+        event = "ACK" if request.method == "ACK" else self.RETRANSMIT_EVENT
+        return self._handle(event, request, now)
+
+    def send_response(self, response: Response, now: float) -> None:
+        """The TU answers; raises if the transaction can no longer send this response."""
+        if not self._handle(response_class(response.status), response, now):
+            raise RuntimeError(f"{self!r} cannot send {response.status} in this state")
+
+    def _do_send(self, message: Any, now: float) -> None:
+        self.last_response = message
+        self.outbox.append(message)
+
+    def _do_resend_last(self, message: Any, now: float) -> None:
+        if self.last_response is not None:
+            self.outbox.append(self.last_response)
+
+
+class InviteServerTransaction(ServerTransaction):
+    """INVITE server transaction (IST), RFC 3261 §17.2.1 and RFC 6026 §7.1."""
+
+    KIND = "IST"
+    TABLE = IST_TABLE
+    RETRANSMIT_EVENT = "INVITE"
+    STATE_TIMERS = {
+        PROCEEDING: frozenset({"100"}),
+        COMPLETED: frozenset({"G", "H"}),
+        CONFIRMED: frozenset({"I"}),
+        ACCEPTED: frozenset({"L"}),
+    }
+
+    def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
+                 now: float) -> None:
+        super().__init__(request, reliable=reliable, timers=timers,
+                         key=server_key(request), state=PROCEEDING)
+        self._start("100", TRYING_DELAY, now)
+
+    def _do_send(self, message: Any, now: float) -> None:
+        super()._do_send(message, now)
+        self._deadlines.pop("100", None)  # the TU answered: no automatic 100 (§17.2.1)
+
+    def _do_send_100(self, message: Any, now: float) -> None:
+        self._do_send(trying_response(self.request), now)
+
+    def _do_start_G(self, message: Any, now: float) -> None:
+        if not self.reliable:
+            self._start("G", self.timers.t1, now)
+
+    def _do_restart_G(self, message: Any, now: float) -> None:
+        self._start("G", min(2 * self._intervals["G"], self.timers.t2), now)
+
+    def _do_start_H(self, message: Any, now: float) -> None:
+        self._start("H", self.timers.timeout, now)
+
+    def _do_start_I(self, message: Any, now: float) -> None:
+        self._start("I", self.timers.timer_i(self.reliable), now)
+
+    def _do_start_L(self, message: Any, now: float) -> None:
+        self._start("L", self.timers.timeout, now)
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    """Non-INVITE server transaction (NIST), RFC 3261 §17.2.2."""
+
+    KIND = "NIST"
+    TABLE = NIST_TABLE
+    RETRANSMIT_EVENT = "request"
+    STATE_TIMERS = {COMPLETED: frozenset({"J"})}
+
+    def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
+                 now: float) -> None:
+        super().__init__(request, reliable=reliable, timers=timers,
+                         key=server_key(request), state=TRYING)
+
+    def _do_start_J(self, message: Any, now: float) -> None:
+        self._start("J", self.timers.timer_j(self.reliable), now)
+
+
+# -- matching (§17.1.3, §17.2.3) ---------------------------------------------------------------
+def client_key(response: Response) -> tuple[str, ...]:
+    """§17.1.3: a response matches the client transaction by top Via branch + CSeq method."""
+    return (response.via_branch or "", response.cseq[1])
+
+
+def client_key_of_request(request: Request) -> tuple[str, ...]:
+    """The key a client transaction is filed under (the same shape as `client_key`)."""
+    return (request.via_branch or "", request.cseq[1])
+
+
+def server_key(request: Request) -> tuple[str, ...]:
+    """§17.2.3: branch + sent-by + method, ACK matching its INVITE; RFC 2543 fallback."""
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = request.via_branch or ""
+    via = request.top_via
+    sent_by = f"{via.host}:{via.port or ''}".lower()
+    if branch.startswith(MAGIC_COOKIE):
+        return (branch, sent_by, method)
+    # §17.2.3 fallback for RFC 2543 peers: no unique branch, so use the dialog identifiers.
+    return ("2543", request.call_id, request.from_tag or "", str(request.cseq[0]),
+            sent_by, method)
+
+
+# -- messages the transaction layer builds itself ----------------------------------------------
+def build_non2xx_ack(invite: Request, response: Response) -> Request:
+    """§17.1.1.3: ACK for a 300-699 response, same branch, To from the response."""
+    headers = Headers()
+    headers.add("Via", invite.headers.get_all("Via")[0])
+    for name in ("From", "Call-ID"):
+        headers.add(name, invite.headers.get(name) or "")
+    headers.add("To", response.headers.get("To") or "")
+    headers.add("CSeq", f"{invite.cseq[0]} ACK")
+    for route in invite.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "70")
+    return Request("ACK", invite.uri, headers, b"")
+
+
+def trying_response(request: Request) -> Response:
+    """§8.2.6.1: 100 Trying copies Via, From, To (no tag added), Call-ID, CSeq and Timestamp."""
+    timestamp = request.headers.get("Timestamp")
+    return make_response(request, 100, "Trying",
+                         headers=[("Timestamp", timestamp)] if timestamp else ())
