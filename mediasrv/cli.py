@@ -1,0 +1,95 @@
+"""The `mediasrv` command: a thin argparse layer over config and server.
+
+How this works: each sub-command is one small function. `run` loads the configuration
+(refusing to start on any problem), then hands it to `Server`; `check-config` loads exactly
+what `run` would and prints every problem (exit 1) or a one-screen summary (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mediasrv import __version__
+from mediasrv.config import (
+    Config,
+    ConfigError,
+    config_dirs_from_env,
+    default_plugin_dir,
+    load_config,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mediasrv", description="SIP media server and small PBX")
+    p.add_argument("--version", action="version", version=f"mediasrv {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_text in (("run", "run the server in the foreground"),
+                            ("check-config", "check the configuration and print a summary")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("-c", "--config", action="append", metavar="DIR",
+                         help="configuration directory (repeatable; later ones override)")
+        cmd.add_argument("--plugins", metavar="DIR", help="plugin directory")
+        if name == "run":
+            cmd.add_argument("--log-level", default="INFO",
+                             choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _load(args: argparse.Namespace) -> Config:
+    dirs = config_dirs_from_env(args.config)
+    plugins = Path(args.plugins) if args.plugins else default_plugin_dir(dirs)
+    return load_config(dirs, plugins)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = _load(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(summary(cfg))
+    return 0
+
+
+def summary(cfg: Config) -> str:
+    """The one-screen view of what `run` would serve."""
+    lines = ["configuration OK", f"files: {', '.join(cfg.files)}",
+             f"SIP listeners: {', '.join(str(lst) for lst in cfg.sip.listen)}"
+             f" (realm {cfg.sip.realm})",
+             f"RTP: {cfg.rtp.address} ports {cfg.rtp.port_min}-{cfg.rtp.port_max}"
+             f" codecs {'/'.join(cfg.rtp.codecs)} ptime {cfg.rtp.ptime}",
+             f"extensions ({len(cfg.extensions)}): {', '.join(sorted(cfg.extensions))}"]
+    for svc in cfg.services.values():
+        codes = " ".join(f"{k}={v}" for k, v in svc.codes.items())
+        lines.append(f"service {svc.name}: {'enabled' if svc.enabled else 'disabled'}  {codes}")
+    for moh in cfg.moh.values():
+        lines.append(f"MoH class {moh.name}: {len(moh.files())} file(s)")
+    for ext in cfg.extensions.values():
+        if ext.direct_media and ext.services:
+            lines.append(f"warning: extension {ext.number} has direct_media on: "
+                         "its in-call DTMF services will not work")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mediasrv.logs import setup_logging
+    from mediasrv.server import Server, StartupError
+
+    setup_logging(args.log_level)
+    try:
+        cfg = _load(args)
+    except ConfigError as exc:
+        print(f"mediasrv: not starting, the configuration has problems:\n{exc}", file=sys.stderr)
+        return 1
+    try:
+        return Server(cfg, reload=lambda: _load(args)).run()
+    except StartupError as exc:
+        print(f"mediasrv: not starting: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"run": _run, "check-config": _check_config}[args.command](args)
