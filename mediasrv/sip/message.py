@@ -1,0 +1,501 @@
+"""SIP messages: parse, build and serialise (RFC 3261 §7, §8.2.6, §18.3, §20, §21, §25).
+
+How this works:
+- `parse_message(bytes)` splits the head from the body at the first empty line (CRLF or,
+  tolerantly, LF-only line endings), unfolds continuation lines (§7.3.1), normalises
+  compact header names to full ones (§7.3.3), then checks the start line and the headers
+  every request or response must carry (§8.1.1): To, From, Call-ID, CSeq, Via.
+  Content-Length trims datagram bodies (§18.3). On failure it raises `SipParseError`
+  with the status to answer and, for a request whose dialog-identifying headers parsed,
+  `.partial` so the endpoint can still send that 400 (RFC 4475 §3.1.2).
+- `Headers` keeps header lines in order as received; `get_all` splits comma-separated
+  lists (§7.3.1) only for headers whose grammar is a list.
+- `StreamFramer` cuts a TCP byte stream into messages using Content-Length (§18.3),
+  skipping keep-alive CRLFs (RFC 5626 §3.5.1).
+- `make_response` builds a response from a request per §8.2.6.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from mediasrv.sip.errors import SipParseError
+from mediasrv.sip.uri import NameAddr, SipUri, Via, is_token, split_outside
+
+MAX_MESSAGE_SIZE = 64 * 1024
+MAX_HEADER_LINES = 100
+SIP_VERSION = "SIP/2.0"
+
+COMPACT_FORMS = {
+    "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "e": "Content-Encoding",
+    "f": "From", "i": "Call-ID", "k": "Supported", "l": "Content-Length", "m": "Contact",
+    "o": "Event", "r": "Refer-To", "s": "Subject", "t": "To", "u": "Allow-Events",
+    "v": "Via", "x": "Session-Expires", "y": "Identity",
+}
+# Names whose usual spelling is not plain Title-Case-Per-Word.
+_CANONICAL = {
+    n.lower(): n
+    for n in (
+        "Call-ID", "CSeq", "WWW-Authenticate", "MIME-Version", "RAck", "RSeq", "SIP-ETag",
+        "SIP-If-Match", "P-Asserted-Identity", "P-Preferred-Identity", "Identity-Info",
+    )
+}
+# Headers whose grammar is a comma-separated list (§7.3.1; RFC 3261 §20, RFC 3265, RFC 3262).
+LIST_HEADERS = frozenset(
+    n.lower()
+    for n in (
+        "Via", "Contact", "Route", "Record-Route", "Path", "Service-Route", "Allow", "Supported",
+        "Require", "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding",
+        "Accept-Language", "Content-Encoding", "Content-Language", "Allow-Events",
+        "Alert-Info", "Call-Info", "Error-Info", "In-Reply-To", "Warning", "Reply-To",
+        "P-Asserted-Identity", "Accept-Contact", "Reason",
+    )
+)
+# Headers a message must carry exactly once (§8.1.1, §20).
+_SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq")
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated",
+    200: "OK", 202: "Accepted", 204: "No Notification",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    422: "Session Interval Too Small", 423: "Interval Too Brief",
+    429: "Provide Referrer Identity", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+    493: "Undecipherable",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+_LINE_RE = re.compile(r"\r?\n")
+_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+
+
+def canonical_name(name: str) -> str:
+    """The full, conventionally spelt header name for `name` (compact forms expanded)."""
+    low = name.lower()
+    if low in COMPACT_FORMS:
+        return COMPACT_FORMS[low]
+    return _CANONICAL.get(low) or "-".join(w.capitalize() for w in name.split("-"))
+
+
+class Headers:
+    """Ordered, case-insensitive multi-map of header lines (RFC 3261 §7.3).
+
+    Each stored line keeps one header field line's value; names are stored in canonical
+    form (compact forms expanded), so iteration reproduces the message's order.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+
+    def get(self, name: str) -> str | None:
+        """The first line's value for `name`, or None (see `get_all` for list headers)."""
+        low = canonical_name(name).lower()
+        for n, v in self._items:
+            if n.lower() == low:
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """All values for `name` in order; list headers are split on their commas."""
+        low = canonical_name(name).lower()
+        values = [v for n, v in self._items if n.lower() == low]
+        if low not in LIST_HEADERS:
+            return values
+        return [p.strip() for v in values for p in split_outside(v, ",") if p.strip()]
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of `name` by one line, at the place of the first one."""
+        name = canonical_name(name)
+        low = name.lower()
+        index = next((i for i, (n, _) in enumerate(self._items) if n.lower() == low), None)
+        self.remove(name)
+        if index is None:
+            self._items.append((name, value))
+        else:
+            self._items.insert(index, (name, value))
+
+    def add(self, name: str, value: str) -> None:
+        """Append a line."""
+        self._items.append((canonical_name(name), value))
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a line before the first line of `name` (or at the top), e.g. a new Via."""
+        name = canonical_name(name)
+        low = name.lower()
+        index = next((i for i, (n, _) in enumerate(self._items) if n.lower() == low), 0)
+        self._items.insert(index, (name, value))
+
+    def remove(self, name: str) -> None:
+        """Remove every line of `name`."""
+        low = canonical_name(name).lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != low]
+
+    def count(self, name: str) -> int:
+        """How many lines of `name` there are (not list elements)."""
+        low = canonical_name(name).lower()
+        return sum(1 for n, _ in self._items if n.lower() == low)
+
+    def items(self) -> list[tuple[str, str]]:
+        """All (name, value) lines, in order."""
+        return list(self._items)
+
+    def copy(self) -> Headers:
+        """A shallow copy."""
+        new = Headers()
+        new._items = list(self._items)
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class _MessageBase:
+    """Accessors shared by requests and responses (dialog and transaction identifiers)."""
+
+    headers: Headers
+    body: bytes
+
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Serialise, first setting Content-Length to the body's length (§20.14)."""
+        self.headers.set("Content-Length", str(len(self.body)))
+        lines = [self._start_line()] + [f"{n}: {v}" for n, v in self.headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID (§20.8); "" when missing."""
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        """(sequence number, method) from CSeq (§20.16)."""
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+    @property
+    def from_addr(self) -> NameAddr:
+        """The parsed From header."""
+        return NameAddr.parse(self.headers.get("From") or "")
+
+    @property
+    def to_addr(self) -> NameAddr:
+        """The parsed To header."""
+        return NameAddr.parse(self.headers.get("To") or "")
+
+    @property
+    def from_tag(self) -> str | None:
+        """The From tag (§19.3)."""
+        return self.from_addr.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag (§19.3); None outside a dialog."""
+        return self.to_addr.tag
+
+    @property
+    def top_via(self) -> Via:
+        """The topmost Via value (§8.2.6.2, §18.2.1)."""
+        vias = self.headers.get_all("Via")
+        if not vias:
+            raise SipParseError("missing Via")
+        return Via.parse(vias[0])
+
+    @property
+    def via_branch(self) -> str | None:
+        """The branch parameter of the topmost Via (§17.2.3)."""
+        return self.top_via.branch
+
+
+@dataclass(eq=True)
+class Request(_MessageBase):
+    """A SIP request (§7.1). `uri` is the Request-URI text, any scheme."""
+
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    @property
+    def request_uri(self) -> SipUri:
+        """The Request-URI parsed (raises `SipParseError`, status 416 for other schemes)."""
+        return SipUri.parse(self.uri)
+
+
+@dataclass(eq=True)
+class Response(_MessageBase):
+    """A SIP response (§7.2)."""
+
+    status: int
+    reason: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    def _start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+
+Message = Request | Response
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    """Parse a CSeq value `number method` (§20.16; number below 2**31, §8.1.1.5)."""
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
+        raise SipParseError(f"bad CSeq {value[:40]!r}")
+    if len(parts[0]) > 10 or int(parts[0]) >= 2**31:
+        raise SipParseError("CSeq number too large")
+    return int(parts[0]), parts[1]
+
+
+def _split_head(data: bytes) -> tuple[str, bytes]:
+    m = _HEAD_END_RE.search(data)
+    head, body = (data[: m.start()], data[m.end() :]) if m else (data, b"")
+    try:
+        return head.decode("utf-8"), body
+    except UnicodeDecodeError:
+        raise SipParseError("header not UTF-8") from None
+
+
+def _parse_start_line(line: str) -> Request | Response:
+    if line.startswith("SIP/"):
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version != SIP_VERSION:
+            raise SipParseError(f"unsupported version {version[:20]!r}", status=505)
+        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+            raise SipParseError(f"bad status code {code[:10]!r}")
+        return Response(int(code), reason.strip())
+    parts = line.split(" ")
+    if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
+        raise SipParseError("bad request line")
+    if parts[2] != SIP_VERSION:
+        status = 505 if parts[2].upper().startswith("SIP/") else 400
+        raise SipParseError(f"unsupported version {parts[2][:20]!r}", status=status)
+    return Request(parts[0], parts[1])
+
+
+def _parse_header_lines(lines: list[str]) -> tuple[Headers, SipParseError | None]:
+    """Parse header lines; on a bad line, return what parsed so far and the error."""
+    if len(lines) > MAX_HEADER_LINES:
+        return Headers(), SipParseError("too many header lines")
+    headers = Headers()
+    for line in lines:
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not is_token(name):
+            return headers, SipParseError(f"bad header line {line[:40]!r}")
+        headers.add(name, value.strip(" \t"))
+    return headers, None
+
+
+def _check_request_uri(uri: str) -> None:
+    scheme = uri.partition(":")[0].lower()
+    if scheme in ("sip", "sips", "tel"):
+        SipUri.parse(uri)
+    elif not is_token(scheme) or ":" not in uri:
+        raise SipParseError(f"bad Request-URI {uri[:60]!r}")
+
+
+def _check_mandatory(msg: Request | Response) -> None:
+    """Check the headers every message needs (§8.1.1) and their syntax."""
+    h = msg.headers
+    for name in _SINGLE_HEADERS:
+        if h.count(name) != 1:
+            raise SipParseError(f"{'missing' if not h.count(name) else 'repeated'} {name}")
+    if not h.get("Call-ID") or " " in (h.get("Call-ID") or ""):
+        raise SipParseError("bad Call-ID")
+    NameAddr.parse(h.get("From") or "")  # for its syntax errors
+    NameAddr.parse(h.get("To") or "")
+    _number, method = msg.cseq
+    if isinstance(msg, Request) and method != msg.method:
+        raise SipParseError("CSeq method does not match the request line")
+    if not h.get_all("Via"):
+        raise SipParseError("missing Via")
+    for via in h.get_all("Via"):
+        Via.parse(via)
+
+
+def _apply_content_length(msg: Request | Response, body: bytes) -> None:
+    value = msg.headers.get("Content-Length")
+    if msg.headers.count("Content-Length") > 1:
+        raise SipParseError("repeated Content-Length")
+    if value is None:
+        msg.body = body
+        return
+    if not value.isdigit() or len(value) > 9:
+        raise SipParseError(f"bad Content-Length {value[:20]!r}")
+    length = int(value)
+    if length > len(body):
+        raise SipParseError("Content-Length larger than the body")
+    msg.body = body[:length]  # §18.3: extra datagram bytes are discarded
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one complete SIP message (a datagram, or a framed stream message).
+
+    Raises `SipParseError`; see the module docstring for `.status` and `.partial`.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SipParseError("message too large", status=413)
+    head, body = _split_head(data.lstrip(b"\r\n"))
+    lines = _LINE_RE.split(_FOLD_RE.sub(" ", head))
+    msg = _parse_start_line(lines[0])
+    msg.headers, error = _parse_header_lines(lines[1:])
+    try:
+        if isinstance(msg, Request):
+            _check_request_uri(msg.uri)
+        if error is not None:
+            raise error
+        _check_mandatory(msg)
+        _apply_content_length(msg, body)
+    except SipParseError as exc:
+        exc.partial = _answerable(msg)
+        raise
+    return msg
+
+
+def _answerable(msg: Request | Response) -> Request | None:
+    """The request if a response can be built from it (§8.2.6), else None."""
+    if not isinstance(msg, Request) or msg.method == "ACK":
+        return None
+    try:
+        Via.parse(msg.headers.get_all("Via")[0])
+        parse_cseq(msg.headers.get("CSeq") or "")
+        NameAddr.parse(msg.headers.get("From") or "")
+    except (SipParseError, IndexError):
+        return None
+    return msg if msg.headers.get("Call-ID") and msg.headers.get("To") else None
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """Build a response to `request` (§8.2.6): copies Via, From, To, Call-ID and CSeq.
+
+    `to_tag` is added to To unless the request's To already has one (an in-dialog
+    request); Record-Route is copied into 101-299 responses, which may create a
+    dialog (§12.1.1). Extra `headers` are appended in order.
+    """
+    out = Headers()
+    for name in ("Via", "Record-Route", "From", "To", "Call-ID", "CSeq"):
+        if name == "Record-Route" and not 101 <= status <= 299:
+            continue
+        for _n, value in (i for i in request.headers.items() if i[0] == name):
+            out.add(name, value)
+    to = out.get("To")
+    if to_tag is not None and to is not None and NameAddr.parse(to).tag is None:
+        out.set("To", f"{to};tag={to_tag}")
+    for name, value in headers:
+        out.add(name, value)
+    return Response(status, reason or REASON_PHRASES.get(status, "Unknown"), out)
+
+
+_CONTENT_LENGTH_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)", re.I | re.M)
+
+
+class StreamFramer:
+    """Cut a TCP byte stream into SIP messages by Content-Length (§18.3).
+
+    `feed()` returns parsed messages and `SipParseError`s in order. A message that is
+    framed but invalid is reported and the stream goes on; a framing error (missing or bad
+    Content-Length, oversize) is reported once, `should_close` becomes True and further
+    input is ignored, since the stream can no longer be resynchronised.
+    """
+
+    def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self._buffer = bytearray()
+        self.max_size = max_size
+        self.should_close = False
+
+    def feed(self, data: bytes) -> list[Request | Response | SipParseError]:
+        """Add received bytes; return every message completed by them."""
+        if self.should_close:
+            return []
+        self._buffer += data
+        out: list[Request | Response | SipParseError] = []
+        while not self.should_close:
+            item = self._next()
+            if item is None:
+                break
+            out.append(item)
+        return out
+
+    def _next(self) -> Request | Response | SipParseError | None:
+        del self._buffer[: len(self._buffer) - len(self._buffer.lstrip(b"\r\n"))]
+        m = _HEAD_END_RE.search(self._buffer)
+        if m is None:
+            too_big = len(self._buffer) > self.max_size
+            return self._fatal(SipParseError("header too large", 413)) if too_big else None
+        head = bytes(self._buffer[: m.end()])
+        lengths = _CONTENT_LENGTH_RE.findall(head)
+        if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 9:
+            return self._fatal(SipParseError("missing or bad Content-Length"), head)
+        total = m.end() + int(lengths[0])
+        if total > self.max_size:
+            return self._fatal(SipParseError("message too large", 413), head)
+        if len(self._buffer) < total:
+            return None
+        chunk = bytes(self._buffer[:total])
+        del self._buffer[:total]
+        try:
+            return parse_message(chunk)
+        except SipParseError as exc:
+            return exc
+
+    def _fatal(self, error: SipParseError, head: bytes = b"") -> SipParseError:
+        self.should_close = True
+        self._buffer.clear()
+        if head:
+            error.partial = _partial_from_head(head)
+        return error
+
+
+def _partial_from_head(head: bytes) -> Request | None:
+    """A request to answer a framing error with, parsed from the head alone."""
+    without_length = _CONTENT_LENGTH_RE.sub(b"Content-Length: 0", head)
+    try:
+        msg = parse_message(without_length)
+    except SipParseError as exc:
+        return exc.partial
+    return msg if isinstance(msg, Request) and msg.method != "ACK" else None
