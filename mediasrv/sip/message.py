@@ -400,6 +400,7 @@ def _answerable(msg: Request | Response) -> Request | None:
         NameAddr.parse(msg.headers.get("From") or "")
     except (SipParseError, IndexError):
         return None
+    # To is only copied into the answer, so a malformed one still gets its 400 (RFC 4475 §3.1.2).
     return msg if msg.headers.get("Call-ID") and msg.headers.get("To") else None
 
 
@@ -415,7 +416,8 @@ def make_response(
 
     `to_tag` is added to To unless the request's To already has one (an in-dialog
     request); Record-Route is copied into 101-299 responses, which may create a
-    dialog (§12.1.1). Extra `headers` are appended in order.
+    dialog (§12.1.1). Extra `headers` are appended in order. Works on the `.partial`
+    request of a `SipParseError`, whose To may be malformed (it is then copied unchanged).
     """
     out = Headers()
     for name in ("Via", "Record-Route", "From", "To", "Call-ID", "CSeq"):
@@ -424,11 +426,19 @@ def make_response(
         for _n, value in (i for i in request.headers.items() if i[0] == name):
             out.add(name, value)
     to = out.get("To")
-    if to_tag is not None and to is not None and NameAddr.parse(to).tag is None:
+    if to_tag is not None and to is not None and _tag_or_unparsable(to) is None:
         out.set("To", f"{to};tag={to_tag}")
     for name, value in headers:
         out.add(name, value)
     return Response(status, reason or REASON_PHRASES.get(status, "Unknown"), out)
+
+
+def _tag_or_unparsable(value: str) -> str | None:
+    """The tag of a To value; a To that does not parse is left alone (answering a 400)."""
+    try:
+        return NameAddr.parse(value).tag
+    except SipParseError:
+        return "unparsable"
 
 
 _CONTENT_LENGTH_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)", re.I | re.M)
