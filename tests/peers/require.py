@@ -1,0 +1,28 @@
+"""Find the external programs the peer tests need (SIPp, baresip).
+
+A missing program skips the test with a clear message on a developer machine, but fails it
+under ``CI=true``: in CI a silently skipped end-to-end suite would look like a green one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def in_ci() -> bool:
+    """True when the environment says we run in CI (``CI=true``)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_binary(name: str) -> str:
+    """Return the path of program ``name``; skip the test (fail it under CI=true) if missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name!r} is not installed (run scripts/setup.sh: Debian sip-tester/baresip)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path

@@ -1,0 +1,103 @@
+"""TestPhone against TestPhone over loopback, no server: signalling, audio, DTMF, hold."""
+
+import asyncio
+
+import pytest
+
+from tests.peers.phone import TestPhone
+
+
+@pytest.fixture
+async def pair():
+    a, b = TestPhone("A"), TestPhone("B")
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_call_answer_and_hear_each_other(pair):
+    a, b = pair
+    call = await a.call(b.uri)
+    assert call.final_status == 200 and call.provisional[-1] == 180
+    incoming = await b.next_incoming()
+    await a.wait_hearing({"B"})
+    await b.wait_hearing({"A"})
+    assert incoming.state == "confirmed"
+    await asyncio.sleep(0.3)
+    await call.hangup()
+    await incoming.wait_state("terminated")
+    assert a.hears() == set() and b.hears() == set()
+    assert call.rtp.stats.sent > 10 and incoming.rtp.stats.received > 10
+
+
+async def test_busy_and_sip_event_times(pair):
+    a, b = pair
+    b.answer_code = 486
+    call = await a.call(b.uri)
+    assert call.final_status == 486 and call.state == "terminated"
+    sent, arrived = a.event_times("INVITE", "tx")[0], b.event_times("INVITE")[0]
+    assert 0 <= arrived - sent < 0.5
+    assert b.event_times("ACK")  # the 486 was acknowledged
+
+
+async def test_cancel_unanswered_call(pair):
+    a, b = pair
+    b.answer_code = None
+    call = await a.call(b.uri, wait=False)
+    await call.wait_state("early")
+    incoming = await b.next_incoming()
+    await call.hangup()
+    assert call.final_status == 487
+    await incoming.wait_state("terminated")
+    assert incoming.final_status == 487
+
+
+async def test_answer_on_demand_and_late_answer_audio(pair):
+    a, b = pair
+    b.answer_code = None
+    call = await a.call(b.uri, wait=False)
+    incoming = await b.next_incoming()
+    await asyncio.sleep(0.3)
+    assert call.state == "early" and a.hears() == set()
+    await incoming.answer()
+    assert await call.wait_final() == 200
+    await a.wait_hearing({"B"})
+
+
+async def test_rfc4733_and_inband_dtmf(pair):
+    a, b = pair
+    call = await a.call(b.uri)
+    incoming = await b.next_incoming()
+    await call.send_dtmf("1#9", gap=0.05)
+    await asyncio.sleep(0.1)
+    assert incoming.dtmf_received == ["1", "#", "9"]
+    await b.wait_hearing({"A"})
+    await call.send_dtmf("5", mode="inband", duration=0.2, gap=0)
+    await asyncio.sleep(0.04)
+    assert b.hears_freqs((770, 1336))
+
+
+async def test_hold_and_unhold(pair):
+    a, b = pair
+    call = await a.call(b.uri)
+    incoming = await b.next_incoming()
+    await b.wait_hearing({"A"})
+    assert await call.hold() == 200
+    assert incoming.rtp.local_direction == "recvonly"
+    await b.wait_hearing(set())
+    assert call.rtp.remote_direction == "recvonly"
+    assert await call.unhold() == 200
+    await b.wait_hearing({"A"})
+    await a.wait_hearing({"B"})
+
+
+async def test_options_and_refer_in_dialog(pair):
+    a, b = pair
+    call = await a.call(b.uri)
+    await b.next_incoming()
+    assert await call.options() == 200
+    assert (await a.options(b.uri)).status == 200
+    assert await call.refer("sip:c@127.0.0.1") == 501  # the phone does not take transfers
+    assert b.received[-1].get("Refer-To") == "<sip:c@127.0.0.1>"
