@@ -178,6 +178,11 @@ class Transaction:
         self.key = key
         self.state = state
         self.last_response: Response | None = None
+        # Where the messages go: the request's destination (§18.1.1) or the response address
+        # (§18.2.2); set by the endpoint, which also owns the transport and connection id.
+        self.peer: tuple[str, int] | None = None
+        self.transport = "udp"
+        self.conn_id: int | None = None
         self.outbox: list[Request | Response] = []
         self.notices: list[Notice] = []
         self._deadlines: dict[str, float] = {}
@@ -326,8 +331,7 @@ class NonInviteClientTransaction(ClientTransaction):
 class ServerTransaction(Transaction):
     """A server transaction (§17.2): created by a received request, fed the TU's responses.
 
-    ``reply_to`` is where responses go (§18.2.2), set by the endpoint; ``conn_id`` is the
-    stream connection the request came on, if any.
+    ``source`` and ``local`` are the addresses the request came from and arrived on.
     """
 
     RETRANSMIT_EVENT: ClassVar[str]
@@ -335,10 +339,8 @@ class ServerTransaction(Transaction):
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  key: tuple[str, ...], state: State) -> None:
         super().__init__(request, reliable=reliable, timers=timers, key=key, state=state)
-        self.reply_to: tuple[str, int] | None = None
-        self.transport = "udp"
-        self.conn_id: int | None = None
         self.source: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
 
     def receive_request(self, request: Request, now: float) -> bool:
         """Feed a retransmitted request (or the ACK); False when absorbed with no effect."""

@@ -1,0 +1,636 @@
+"""The SIP endpoint: bytes in, datagrams and events out, one timer (sans-I/O).
+
+How this works
+--------------
+`SipEndpoint` is the one object the transport adapters and the call layer talk to, in the
+shape of aioquic's `QuicConnection`: `receive()` takes what a socket read, the call layer
+calls `send_request`/`send_response`/`cancel`/`send_ack_2xx`, and the adapter drains
+`datagrams_to_send()`, the call layer drains `next_events()`, and one timer is armed from
+`get_timer()` and delivered to `handle_timer(now)`. Nothing here reads a clock or a socket.
+
+Receiving (RFC 3261 §18.2.1, §8.2, §17.2.3, §9.2, §12.2.2; RFC 3581):
+- unparsable input is answered 400 with the parser's reason phrase when enough of the
+  request parsed (§8.2.6), otherwise dropped, counted and reported (`MalformedDropped`);
+- requests get `received`/`rport` on their top Via; retransmissions are absorbed by their
+  server transaction; Max-Forwards 0 gets 483, a merged request (§8.2.2.2) 482, an
+  in-dialog request for no dialog 481, an out-of-order CSeq 500;
+- CANCEL is answered here: 200 (or 481) to the CANCEL and 487 to a pending INVITE, then
+  `CancelReceived` tells the call layer;
+- ACK for a 2xx is end-to-end (§13.2.2.4): it stops our 2xx retransmissions (§13.3.1.4)
+  and becomes `AckReceived`;
+- responses whose top Via is not ours are discarded (§18.1.2), the rest go to their client
+  transaction (§17.1.3).
+
+Dialogs (§12) are kept in `self.dialogs`: the endpoint creates them from 101-299 responses
+to an initial INVITE (ours or theirs), confirms them on 2xx, and forgets them after a
+non-2xx final, a BYE, or a 481/408/timeout in the dialog (§12.2.1.2, §15).
+
+Responses are addressed per §18.2.2 (received + rport, or the same TCP connection).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .dialog import Dialog, DialogSet
+from .errors import SipParseError
+from .events import (
+    AckReceived,
+    AckTimedOut,
+    CancelReceived,
+    DialogTerminated,
+    MalformedDropped,
+    RequestReceived,
+    ResponseReceived,
+    SipEvent,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from .message import Headers, Request, Response, StreamFramer, make_response, parse_message
+from .timers import TimerConfig
+from .transaction import (
+    CALLING,
+    PROCEEDING,
+    ClientTransaction,
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    Notice,
+    ServerTransaction,
+    Transaction,
+    client_key,
+    response_class,
+    server_key,
+)
+from .uri import Via, generate_branch, generate_tag
+
+Address = tuple[str, int]
+Destination = tuple[str, int, str]
+DEFAULT_PORT = 5060
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Bytes to send. Over TCP, `conn_id` names the connection (None: the adapter picks or
+    opens one to `destination`)."""
+
+    data: bytes
+    destination: Address
+    transport: str
+    conn_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """Timer base values (RFC 3261 Table 4) and the User-Agent/Server string."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    user_agent: str = "mediasrv"
+
+    def timers(self) -> TimerConfig:
+        """The `TimerConfig` these values make."""
+        return TimerConfig(self.t1, self.t2, self.t4)
+
+
+@dataclass(slots=True)
+class _Arrival:
+    """Where a received message came from."""
+
+    source: Address
+    transport: str
+    conn_id: int | None
+    local: Address | None
+
+
+@dataclass(slots=True)
+class _Pending2xx:
+    """A 2xx to INVITE the UAS core retransmits until the ACK comes (§13.3.1.4)."""
+
+    txn: InviteServerTransaction
+    response: Response
+    out: Outgoing
+    interval: float
+    next_at: float
+    give_up_at: float
+    dialog: Dialog | None
+
+
+AckKey = tuple[str, str, int]  # (Call-ID, From tag, CSeq number) of an INVITE
+
+
+class SipEndpoint:
+    """One SIP user agent (the B2BUA's both sides): transactions, dialogs and addressing.
+
+    `local` maps each transport ("udp", "tcp") to the (host, port) written in our Via
+    sent-by; responses whose top Via is not one of these are discarded (§18.1.2).
+    """
+
+    def __init__(self, local: Mapping[str, Address], config: EndpointConfig | None = None,
+                 ) -> None:
+        if not local:
+            raise ValueError("an endpoint needs at least one local transport address")
+        self.config = config or EndpointConfig()
+        self.timers = self.config.timers()
+        self.local = {t.lower(): addr for t, addr in local.items()}
+        self._sent_by = {f"{h}:{p}".lower() for h, p in self.local.values()}
+        self.dialogs = DialogSet()
+        self.stats: Counter[str] = Counter()
+        self._servers: dict[tuple[str, ...], ServerTransaction] = {}
+        self._clients: dict[tuple[str, ...], ClientTransaction] = {}
+        self._merge_keys: dict[tuple[str, str, int, str], tuple[str, ...]] = {}
+        self._framers: dict[int, StreamFramer] = {}
+        self._acks: dict[AckKey, dict[str, Outgoing]] = {}
+        self._pending_cancel: set[InviteClientTransaction] = set()
+        self._pending_2xx: dict[AckKey, _Pending2xx] = {}
+        self._out: list[Outgoing] = []
+        self._events: list[SipEvent] = []
+        self._to_close: list[int] = []
+        self._now = 0.0
+
+    # == the adapter's side ========================================================================
+    def receive(self, data: bytes, source: Address, transport: str, conn_id: int | None,
+                local: Address | None, now: float) -> None:
+        """Take bytes read from a socket: one datagram (UDP) or a piece of a stream (TCP)."""
+        self._now = now
+        arrival = _Arrival(source, transport.lower(), conn_id, local)
+        for item in self._frame(data, arrival):
+            if isinstance(item, SipParseError):
+                self._malformed(item, arrival)
+            elif isinstance(item, Request):
+                self._on_request(item, arrival, now)
+            else:
+                self._on_response(item, arrival, now)
+
+    def datagrams_to_send(self) -> list[Outgoing]:
+        """Everything queued for the network since the last call, in order."""
+        out, self._out = self._out, []
+        return out
+
+    def connections_to_close(self) -> list[int]:
+        """TCP connections whose byte stream can no longer be framed (§18.3)."""
+        out, self._to_close = self._to_close, []
+        return out
+
+    def get_timer(self) -> float | None:
+        """The one deadline at which `handle_timer` must be called, or None."""
+        deadlines = [t.next_deadline() for t in self._all_transactions()]
+        deadlines += [min(p.next_at, p.give_up_at) for p in self._pending_2xx.values()]
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire everything due at `now` (transaction timers, 2xx retransmissions)."""
+        self._now = now
+        for txn in self._all_transactions():
+            deadline = txn.next_deadline()
+            if deadline is not None and deadline <= now:
+                txn.handle_timer(now)
+                self._flush(txn)
+        for key, pending in list(self._pending_2xx.items()):
+            self._tick_2xx(key, pending, now)
+
+    def connection_lost(self, conn_id: int) -> None:
+        """A TCP connection closed: its transactions fail with a transport error (§17.1.4,
+        §17.2.4) and its framing state and pending 2xx retransmissions are dropped."""
+        self._framers.pop(conn_id, None)
+        for txn in self._all_transactions():
+            if txn.conn_id == conn_id and txn.transport != "udp":
+                txn.transport_error(self._now)
+                self._flush(txn)
+        for key, pending in list(self._pending_2xx.items()):
+            if pending.out.conn_id == conn_id:
+                del self._pending_2xx[key]
+
+    # == the call layer's side =====================================================================
+    def next_events(self) -> list[SipEvent]:
+        """Events since the last call, in the order they happened."""
+        out, self._events = self._events, []
+        return out
+
+    def transaction_count(self) -> int:
+        """Live transactions (leak accounting: 0 once everything settled)."""
+        return len(self._servers) + len(self._clients)
+
+    def send_request(self, request: Request, destination: Destination, now: float, *,
+                     conn_id: int | None = None) -> ClientTransaction:
+        """Send a request in a new client transaction; adds our Via with a new branch.
+
+        `destination` is (host, port, transport). In-dialog requests come from
+        `Dialog.create_request`; a 2xx ACK goes through `send_ack_2xx` instead.
+        """
+        if request.method in ("ACK", "CANCEL"):
+            raise ValueError(f"send {request.method} with send_ack_2xx() or cancel()")
+        self._now = now
+        self._prepare_request(request, destination[2].lower())
+        return self._start_client(request, destination, conn_id, now)
+
+    def cancel(self, invite_txn: ClientTransaction, now: float) -> ClientTransaction | None:
+        """CANCEL our pending INVITE (§9.1). Before any provisional response the CANCEL is
+        held back and sent when one arrives; after a final response it is not sent (None)."""
+        self._now = now
+        if not isinstance(invite_txn, InviteClientTransaction):
+            raise ValueError("only an INVITE client transaction can be cancelled")
+        if invite_txn.state is CALLING:
+            self._pending_cancel.add(invite_txn)
+            return None
+        if invite_txn.state is not PROCEEDING:
+            return None
+        return self._send_cancel(invite_txn, now)
+
+    def send_response(self, txn: ServerTransaction, response: Response, now: float,
+                      ) -> Dialog | None:
+        """Answer a request through its server transaction; returns the dialog the
+        response created or belongs to (§12.1.1). A non-100 response without a To tag gets
+        one (§8.2.6.2), the same one for every response of the transaction.
+        Raises RuntimeError if the transaction already sent its final response."""
+        self._now = now
+        self._complete_response(txn, response)
+        txn.send_response(response, now)
+        dialog = self._uas_dialog(txn, response)
+        if isinstance(txn, InviteServerTransaction) and 200 <= response.status < 300:
+            self._start_2xx_retransmit(txn, response, dialog, now)
+        self._flush(txn)
+        self._reap(dialog)
+        return dialog
+
+    def send_ack_2xx(self, ack: Request, destination: Destination, now: float, *,
+                     conn_id: int | None = None) -> None:
+        """Send the end-to-end ACK for a 2xx (§13.2.2.4, built by `Dialog.create_request`);
+        it is re-sent by the endpoint for each retransmission of that 2xx."""
+        self._now = now
+        if ack.method != "ACK":
+            raise ValueError("send_ack_2xx sends ACK requests only")
+        transport = destination[2].lower()
+        self._prepare_request(ack, transport)
+        out = self._queue(ack.to_bytes(), destination[:2], transport, conn_id)
+        acks = self._acks.get((ack.call_id, ack.from_tag or "", ack.cseq[0]))
+        if acks is not None:
+            acks[ack.to_tag or ""] = out
+
+    def send_stateless(self, message: Request | Response, destination: Destination, *,
+                       conn_id: int | None = None) -> None:
+        """Send a message outside any transaction (e.g. a stateless reply or a keep-alive
+        OPTIONS nobody retransmits); requests get a Via like any other."""
+        transport = destination[2].lower()
+        if isinstance(message, Request):
+            self._prepare_request(message, transport)
+        self._queue(message.to_bytes(), destination[:2], transport, conn_id)
+
+    # == receiving =================================================================================
+    def _frame(self, data: bytes, arrival: _Arrival) -> list[Request | Response | SipParseError]:
+        if arrival.transport == "udp":
+            if not data.strip(b"\r\n"):
+                return []  # RFC 5626 §3.5.1 keep-alive
+            try:
+                return [parse_message(data)]
+            except SipParseError as exc:
+                return [exc]
+        conn_id = arrival.conn_id if arrival.conn_id is not None else -1
+        framer = self._framers.setdefault(conn_id, StreamFramer())
+        items = framer.feed(data)
+        if framer.should_close:
+            del self._framers[conn_id]
+            self._to_close.append(conn_id)
+        return items
+
+    def _malformed(self, error: SipParseError, arrival: _Arrival) -> None:
+        request = error.partial
+        if isinstance(request, Request) and request.method != "ACK":
+            self.stats["malformed_answered"] += 1
+            reply = make_response(request, error.status, error.reason[:120],
+                                  to_tag=generate_tag())
+            self._stamp_via(request, arrival.source)
+            self._queue(reply.to_bytes(), self._response_address(request, arrival),
+                        arrival.transport, arrival.conn_id)
+            return
+        self.stats["malformed_dropped"] += 1
+        self._events.append(MalformedDropped(arrival.source, error.reason))
+
+    def _on_request(self, request: Request, arrival: _Arrival, now: float) -> None:
+        self._stamp_via(request, arrival.source)
+        txn = self._servers.get(server_key(request))
+        if txn is not None:
+            self.stats["retransmissions_absorbed"] += 1
+            txn.receive_request(request, now)
+            self._flush(txn)
+        elif request.method == "ACK":
+            self._ack_2xx(request)
+        else:
+            self._on_new_request(request, arrival, now)
+
+    def _on_new_request(self, request: Request, arrival: _Arrival, now: float) -> None:
+        status = self._request_error(request)
+        if status is not None:
+            self._reject(request, arrival, status, now)
+            return
+        if request.method == "CANCEL":
+            self._on_cancel(request, arrival, now)
+            return
+        dialog = self.dialogs.for_request(request) if request.to_tag else None
+        if request.to_tag:
+            status = 481 if dialog is None else dialog.check_request(request)  # §12.2.2
+            if status is not None:
+                self._reject(request, arrival, status, now)
+                return
+        txn = self._new_server(request, arrival, now)
+        self._events.append(RequestReceived(txn, request, dialog))
+        self._flush(txn)
+
+    def _request_error(self, request: Request) -> int | None:
+        """483 for Max-Forwards 0 (§8.2 with §16.3), 400 for a bad one, 482 for a merged
+        request (§8.2.2.2), else None."""
+        max_forwards = request.headers.get("Max-Forwards")
+        if max_forwards is not None:
+            if not max_forwards.isdigit():
+                return 400
+            if int(max_forwards) == 0:
+                return 483
+        if not request.to_tag and self._merge_key(request) in self._merge_keys:
+            return 482
+        return None
+
+    def _on_cancel(self, cancel: Request, arrival: _Arrival, now: float) -> None:
+        """§9.2: 200 to the CANCEL (481 without a matching INVITE), 487 to the INVITE."""
+        invite = self._servers.get(server_key(cancel)[:-1] + ("INVITE",))
+        cancel_txn = self._new_server(cancel, arrival, now)
+        if not isinstance(invite, InviteServerTransaction):
+            self.send_response(cancel_txn, make_response(cancel, 481), now)
+            return
+        to_tag = _to_tag_of(invite) or generate_tag()
+        self.send_response(cancel_txn, make_response(cancel, 200, to_tag=to_tag), now)
+        if invite.state is PROCEEDING:
+            self.send_response(invite, make_response(invite.request, 487, to_tag=to_tag), now)
+            self._events.append(CancelReceived(invite, cancel))
+
+    def _ack_2xx(self, ack: Request) -> None:
+        """An ACK matching no transaction: the end-to-end ACK of a 2xx (§13.3.1.4)."""
+        self._pending_2xx.pop((ack.call_id, ack.from_tag or "", ack.cseq[0]), None)
+        self._events.append(AckReceived(ack, self.dialogs.for_request(ack)))
+
+    def _on_response(self, response: Response, arrival: _Arrival, now: float) -> None:
+        via = response.top_via
+        if f"{via.host}:{via.port or DEFAULT_PORT}".lower() not in self._sent_by:
+            self.stats["foreign_via_dropped"] += 1
+            return
+        txn = self._clients.get(client_key(response))
+        if txn is None:
+            self.stats["stray_responses"] += 1
+            return
+        if arrival.conn_id is not None:
+            txn.conn_id = arrival.conn_id
+        if not txn.receive_response(response, now):
+            self.stats["retransmissions_absorbed"] += 1
+        self._flush(txn)
+
+    # == transactions ==============================================================================
+    def _new_server(self, request: Request, arrival: _Arrival, now: float) -> ServerTransaction:
+        kind = InviteServerTransaction if request.method == "INVITE" else \
+            NonInviteServerTransaction
+        txn = kind(request, reliable=arrival.transport != "udp", timers=self.timers, now=now)
+        txn.peer = self._response_address(request, arrival)
+        txn.transport, txn.conn_id = arrival.transport, arrival.conn_id
+        txn.source, txn.local = arrival.source, arrival.local
+        self._servers[txn.key] = txn
+        if not request.to_tag:
+            self._merge_keys[self._merge_key(request)] = txn.key
+        return txn
+
+    def _start_client(self, request: Request, destination: Destination,
+                      conn_id: int | None, now: float) -> ClientTransaction:
+        transport = destination[2].lower()
+        kind = InviteClientTransaction if request.method == "INVITE" else \
+            NonInviteClientTransaction
+        txn = kind(request, reliable=transport != "udp", timers=self.timers, now=now)
+        txn.peer, txn.transport, txn.conn_id = destination[:2], transport, conn_id
+        self._clients[txn.key] = txn
+        if isinstance(txn, InviteClientTransaction):
+            self._acks[_ack_key(request)] = {}
+        self._flush(txn)
+        return txn
+
+    def _reject(self, request: Request, arrival: _Arrival, status: int, now: float) -> None:
+        """Answer `status` through a server transaction, so retransmissions get it again."""
+        self.stats[f"rejected_{status}"] += 1
+        txn = self._new_server(request, arrival, now)
+        self.send_response(txn, make_response(request, status), now)
+
+    def _flush(self, txn: Transaction) -> None:
+        """Move a transaction's outbox to the network queue and its notices to events."""
+        for message in txn.outbox:
+            self._queue(message.to_bytes(), txn.peer or ("", 0), txn.transport, txn.conn_id)
+        txn.outbox.clear()
+        notices, txn.notices = txn.notices, []
+        for notice in notices:
+            self._on_notice(txn, notice)
+
+    def _on_notice(self, txn: Transaction, notice: Notice) -> None:
+        if notice.kind == "response":
+            assert isinstance(txn, ClientTransaction)
+            self._on_client_response(txn, notice.message)
+        elif notice.kind == "ack":
+            self._ack_2xx(notice.message)
+        elif notice.kind == "timeout":
+            self._events.append(TransactionTimedOut(txn))
+            self._client_failed(txn)
+        elif notice.kind == "transport_error":
+            self._events.append(TransportFailed(txn))
+            self._client_failed(txn)
+        elif notice.kind == "terminated":
+            self._forget(txn)
+
+    def _forget(self, txn: Transaction) -> None:
+        if isinstance(txn, ServerTransaction):
+            self._servers.pop(txn.key, None)
+            if not txn.request.to_tag:
+                self._merge_keys.pop(self._merge_key(txn.request), None)
+            if isinstance(txn, InviteServerTransaction):
+                self._end_unanswered_uas_dialog(txn)
+        else:
+            self._clients.pop(txn.key, None)
+        if isinstance(txn, InviteClientTransaction):
+            self._acks.pop(_ack_key(txn.request), None)
+            self._pending_cancel.discard(txn)
+            if not txn.request.to_tag:  # forks that never answered end with the INVITE
+                for dialog in self.dialogs.early_of(txn.request.call_id,
+                                                    txn.request.from_tag or ""):
+                    dialog.handle("300-699")
+                    self._reap(dialog)
+        self._events.append(TransactionTerminated(txn))
+
+    def _end_unanswered_uas_dialog(self, txn: InviteServerTransaction) -> None:
+        """An INVITE that died without a final response (transport error) ends its early
+        dialog, which would otherwise never be confirmed nor terminated."""
+        request, last = txn.request, txn.last_response
+        if request.to_tag or last is None or last.status >= 200:
+            return
+        dialog = self.dialogs.get((request.call_id, last.to_tag or "", request.from_tag or ""))
+        if dialog is not None and not dialog.terminated:
+            dialog.handle("300-699")
+            self._reap(dialog)
+
+    def _all_transactions(self) -> list[Transaction]:
+        return [*self._servers.values(), *self._clients.values()]
+
+    # == client side: responses, dialogs, CANCEL ==================================================
+    def _on_client_response(self, txn: ClientTransaction, response: Response) -> None:
+        acks = self._acks.get(_ack_key(txn.request))
+        if 200 <= response.status < 300 and acks and (response.to_tag or "") in acks:
+            sent = acks[response.to_tag or ""]
+            self._out.append(sent)  # a retransmitted 2xx: our ACK was lost (§13.2.2.4)
+            return
+        dialog = self._uac_dialog(txn, response)
+        self._events.append(ResponseReceived(txn, response, dialog))
+        if txn in self._pending_cancel:
+            self._pending_cancel.discard(txn)
+            if response.status < 200:
+                self._send_cancel(txn, self._now)
+        self._reap(dialog)
+
+    def _uac_dialog(self, txn: ClientTransaction, response: Response) -> Dialog | None:
+        request, status = txn.request, response.status
+        dialog = self.dialogs.for_response(response)
+        if dialog is not None:
+            dialog.update_from_response(request, response)
+            if request.method == "BYE" and status >= 200:
+                dialog.handle("BYE")
+        elif (request.method == "INVITE" and not request.to_tag and response.to_tag
+              and 101 <= status < 300):
+            dialog = self.dialogs.add(Dialog.from_uac(request, response))
+        if request.method == "INVITE" and not request.to_tag and status >= 300:
+            for early in self.dialogs.early_of(request.call_id, request.from_tag or ""):
+                early.handle("300-699")
+                self._reap(early)
+        return dialog
+
+    def _client_failed(self, txn: Transaction) -> None:
+        """A timeout or transport error in a dialog ends the dialog (§12.2.1.2)."""
+        if isinstance(txn, ClientTransaction) and txn.request.to_tag:
+            dialog = self.dialogs.for_sent_request(txn.request)
+            if dialog is not None:
+                dialog.handle("error")
+                self._reap(dialog)
+
+    def _send_cancel(self, invite_txn: ClientTransaction, now: float) -> ClientTransaction:
+        """§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""
+        invite = invite_txn.request
+        headers = Headers([("Via", invite.headers.get_all("Via")[0])])
+        for name in ("Max-Forwards", "From", "To", "Call-ID"):
+            headers.add(name, invite.headers.get(name) or "")
+        headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        for route in invite.headers.get_all("Route"):
+            headers.add("Route", route)
+        cancel = Request("CANCEL", invite.uri, headers)
+        destination = (*(invite_txn.peer or ("", 0)), invite_txn.transport)
+        return self._start_client(cancel, destination, invite_txn.conn_id, now)
+
+    # == server side: dialogs and 2xx retransmission ===============================================
+    def _complete_response(self, txn: ServerTransaction, response: Response) -> None:
+        if self.config.user_agent and "Server" not in response.headers:
+            response.headers.add("Server", self.config.user_agent)
+        if response.status == 100 or txn.request.to_tag or response.to_tag:
+            return
+        tag = _to_tag_of(txn) or generate_tag()
+        response.headers.set("To", f"{response.headers.get('To')};tag={tag}")
+
+    def _uas_dialog(self, txn: ServerTransaction, response: Response) -> Dialog | None:
+        request, status = txn.request, response.status
+        if request.to_tag:
+            dialog = self.dialogs.for_request(request)
+            if dialog is not None and request.method == "BYE" and status >= 200:
+                dialog.handle("BYE")
+            return dialog
+        if request.method != "INVITE" or status < 101:
+            return None
+        dialog = self.dialogs.get((request.call_id, response.to_tag or "",
+                                   request.from_tag or ""))
+        if dialog is not None:
+            dialog.handle(response_class(status))
+        elif status < 300:
+            dialog = self.dialogs.add(Dialog.from_uas(request, response))
+        return dialog
+
+    def _start_2xx_retransmit(self, txn: InviteServerTransaction, response: Response,
+                              dialog: Dialog | None, now: float) -> None:
+        key = _ack_key(txn.request)
+        if key in self._pending_2xx:
+            return  # the TU re-sent its 2xx itself; keep the running schedule
+        out = Outgoing(response.to_bytes(), txn.peer or ("", 0), txn.transport, txn.conn_id)
+        self._pending_2xx[key] = _Pending2xx(
+            txn, response, out, self.timers.t1, now + self.timers.t1,
+            now + self.timers.timeout, dialog)
+
+    def _tick_2xx(self, key: AckKey, pending: _Pending2xx, now: float) -> None:
+        if pending.give_up_at <= now:
+            del self._pending_2xx[key]
+            self._events.append(AckTimedOut(pending.txn.request, pending.response,
+                                            pending.dialog))
+        elif pending.next_at <= now:
+            self._out.append(pending.out)
+            pending.interval = min(2 * pending.interval, self.timers.t2)
+            pending.next_at = now + pending.interval
+
+    def _reap(self, dialog: Dialog | None) -> None:
+        if dialog is not None and dialog.terminated and self.dialogs.get(dialog.id) is dialog:
+            self.dialogs.remove(dialog)
+            self._events.append(DialogTerminated(dialog))
+
+    # == addressing ================================================================================
+    def _prepare_request(self, request: Request, transport: str) -> None:
+        """Our Via on top (new branch, rport asked for, RFC 3581 §4), plus Max-Forwards and
+        User-Agent when the caller left them out (§8.1.1)."""
+        host, port = self.local.get(transport) or next(iter(self.local.values()))
+        via = f"SIP/2.0/{transport.upper()} {host}:{port};branch={generate_branch()};rport"
+        request.headers.prepend("Via", via)
+        if "Max-Forwards" not in request.headers:
+            request.headers.add("Max-Forwards", "70")
+        if self.config.user_agent and "User-Agent" not in request.headers:
+            request.headers.add("User-Agent", self.config.user_agent)
+
+    @staticmethod
+    def _stamp_via(request: Request, source: Address) -> None:
+        """§18.2.1 received, RFC 3581 §4 rport: note where the request really came from."""
+        vias = request.headers.get_all("Via")
+        top = Via.parse(vias[0])
+        host, port = source
+        if "rport" in top.params:
+            top.params["received"] = host
+            top.params["rport"] = str(port)
+        elif top.host.strip("[]") != host:
+            top.params["received"] = host
+        else:
+            return
+        request.headers.set("Via", ", ".join([str(top), *vias[1:]]))
+
+    @staticmethod
+    def _response_address(request: Request, arrival: _Arrival) -> Address:
+        """§18.2.2: the same connection on TCP; received (+rport) or sent-by on UDP."""
+        if arrival.transport != "udp":
+            return arrival.source
+        via = request.top_via
+        host = via.received or via.host.strip("[]")
+        return host, via.rport or via.port or DEFAULT_PORT
+
+    def _queue(self, data: bytes, destination: Address, transport: str,
+               conn_id: int | None) -> Outgoing:
+        out = Outgoing(data, destination, transport, conn_id)
+        self._out.append(out)
+        return out
+
+    @staticmethod
+    def _merge_key(request: Request) -> tuple[str, str, int, str]:
+        number, method = request.cseq
+        return (request.call_id, request.from_tag or "", number, method)
+
+
+def _ack_key(request: Request) -> AckKey:
+    return (request.call_id, request.from_tag or "", request.cseq[0])
+
+
+def _to_tag_of(txn: Transaction) -> str | None:
+    """The To tag this server transaction already answered with, if any."""
+    return txn.last_response.to_tag if txn.last_response is not None else None
