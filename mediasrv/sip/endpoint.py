@@ -368,9 +368,14 @@ class SipEndpoint:
             self._events.append(CancelReceived(invite, cancel))
 
     def _ack_2xx(self, ack: Request) -> None:
-        """An ACK matching no transaction: the end-to-end ACK of a 2xx (§13.3.1.4)."""
+        """An ACK matching no transaction: the end-to-end ACK of a 2xx (§13.3.1.4). One
+        for no dialog of ours (e.g. a late non-2xx ACK) is dropped: nothing can use it."""
         self._pending_2xx.pop((ack.call_id, ack.from_tag or "", ack.cseq[0]), None)
-        self._events.append(AckReceived(ack, self.dialogs.for_request(ack)))
+        dialog = self.dialogs.for_request(ack)
+        if dialog is None:
+            self.stats["stray_acks"] += 1
+            return
+        self._events.append(AckReceived(ack, dialog))
 
     def _on_response(self, response: Response, arrival: _Arrival, now: float) -> None:
         via = response.top_via
