@@ -8,3 +8,4 @@ Nothing here imports any other part of mediasrv.
 
 include "consts.pxi"
 include "g711.pyx"
+include "engine.pyx"

@@ -1,0 +1,544 @@
+# The media engine: its thread, its stream table and the commands Python sends it.
+#
+# How this works: `Engine` owns an EngCore (engine_core.pyx) and one media thread that runs
+# eng_run() with the GIL released. Python commands and the media thread share the core under
+# one pthread mutex rather than a command queue: every command is a few field writes, so a
+# caller waits at most for one batch of packets (well under a millisecond), commands take
+# effect before the call returns (open_stream can return its port, stats are exact), and there
+# is no second copy of the stream state to keep in sync. Sockets are created and bound here
+# with plain C calls (no Python socket objects) and added to the thread's epoll set.
+# Events travel the other way through a queue in the core plus an eventfd that Python adds to
+# its asyncio loop; pop_events() drains the queue. Recordings are drained by drain_recordings()
+# from a writer thread in Python (mediasrv.media.engine), so file I/O stays off the media thread.
+# Nothing here raises into the media thread: errors are raised to the Python caller only.
+#
+# RFCs: RTP and its statistics RFC 3550 (§5.1, §6.4.1, A.1, A.3, A.8), audio profile RFC 3551
+# (§4.1 marker bit, §4.5.14 PCMU/PCMA), telephone-events RFC 4733, symmetric RTP RFC 4961.
+
+include "engine_sys.pxi"
+include "rtp.pyx"
+include "player.pyx"
+include "recorder.pyx"
+include "engine_types.pxi"
+include "engine_core.pyx"
+include "engine_media.pyx"
+
+import threading
+
+from libc.stdlib cimport calloc, free
+from posix.unistd cimport close, write
+
+_ENG_DIGITS = "0123456789*#ABCD"
+_ENG_CODECS = {"PCMU": ENG_PCMU, "PCMA": ENG_PCMA}
+_ENG_DTMF_MODES = {"rfc4733": 0, "inband": 1, "auto": 2}
+_ENG_FEEDS = ("none", "silence", "peer", "conference", "moh", "prompt", "tone")
+
+
+cdef int eng_bind_udp(uint32_t addr, int port) noexcept nogil:
+    """A non-blocking UDP socket bound to addr:port, or -1."""
+    cdef sockaddr_in sa
+    cdef int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+    if fd < 0:
+        return -1
+    memset(&sa, 0, sizeof(sa))
+    sa.sin_family = AF_INET
+    sa.sin_port = htons(<uint16_t>port)
+    sa.sin_addr.s_addr = addr
+    if bind(fd, <sockaddr*>&sa, sizeof(sa)) != 0:
+        close(fd)
+        return -1
+    return fd
+
+
+cdef uint32_t eng_parse_ipv4(str host) except? 0:
+    cdef uint32_t out = 0
+    b = host.encode()
+    if inet_pton(AF_INET, b, &out) != 1:
+        raise ValueError(f"not an IPv4 address: {host!r}")
+    return out
+
+
+cdef void eng_stream_clear(EngStream* s) noexcept nogil:
+    memset(s, 0, sizeof(EngStream))
+    s.fd = -1
+    s.fd_rtcp = -1
+    s.event_pt = -1
+    s.peer = -1
+    s.fwd_to = -1
+    s.conf = -1
+    s.moh = -1
+    s.rec = -1
+
+
+cdef void eng_set_feed(EngCore* c, int slot, int feed) noexcept nogil:
+    """Replace what slot sends: ends a prompt (not completed) and leaves a conference."""
+    cdef EngStream* s = &c.st[slot]
+    eng_end_prompt(c, s, 0)
+    eng_conf_leave(c, slot)
+    s.feed = feed
+    s.peer = -1
+    s.anchor = 1
+
+
+cdef void eng_close_slot(EngCore* c, int slot) noexcept nogil:
+    cdef EngStream* s = &c.st[slot]
+    eng_set_feed(c, slot, ENG_FEED_NONE)
+    if s.rec >= 0 and c.rec[s.rec].state == ENG_REC_ACTIVE:
+        c.rec[s.rec].state = ENG_REC_FINISHING
+    epoll_ctl(c.epfd, EPOLL_CTL_DEL, s.fd, NULL)
+    epoll_ctl(c.epfd, EPOLL_CTL_DEL, s.fd_rtcp, NULL)
+    close(s.fd)
+    close(s.fd_rtcp)
+    eng_stream_clear(s)
+
+
+cdef class Engine:
+    """The media engine core; mediasrv.media.engine.MediaEngine is its public face."""
+
+    cdef EngCore* c
+    cdef int port_base
+    cdef int cursor
+    cdef uint32_t bind_addr
+    cdef int64_t next_sid
+    cdef object _thread
+    cdef dict _slots
+    cdef dict _sounds
+    cdef dict _moh
+    cdef list _keep
+    cdef int64_t _next_play
+
+    def __cinit__(self):
+        self.c = NULL
+
+    def __init__(self, str address, int port_min, int port_max, int ptime_ms=20,
+                 double rtp_timeout=30.0):
+        if ptime_ms not in (10, 20, 30, 40):
+            raise ValueError(f"ptime {ptime_ms} ms not supported (10, 20, 30 or 40)")
+        self.bind_addr = eng_parse_ipv4(address)
+        self.port_base = port_min + (port_min & 1)
+        if port_min < 1 or port_max > 65535 or port_max < self.port_base + 1:
+            raise ValueError(f"RTP port range {port_min}-{port_max} holds no even/odd pair")
+        nst = (port_max - 1 - self.port_base) // 2 + 1
+        if nst >= (1 << ENG_SLOT_BITS):
+            nst = (1 << ENG_SLOT_BITS) - 1
+        self._slots, self._sounds, self._moh, self._keep = {}, {}, {}, []
+        self.next_sid = 1
+        self._next_play = 1
+        self._thread = None
+        self._alloc(nst, ptime_ms * 8, <int64_t>(rtp_timeout * 1e9))
+
+    cdef _alloc(self, int nst, int frame, int64_t timeout_ns):
+        cdef EngCore* c = <EngCore*>calloc(1, sizeof(EngCore))
+        if c == NULL:
+            raise MemoryError()
+        self.c = c
+        pthread_mutex_init(&c.mu, NULL)
+        c.epfd = c.tfd = c.wakefd = c.evfd = -1
+        c.nst = nst
+        c.nconf = nst // 2 + 1
+        c.frame = frame
+        c.timeout_ns = timeout_ns
+        c.st = <EngStream*>calloc(nst, sizeof(EngStream))
+        c.conf = <EngConf*>calloc(c.nconf, sizeof(EngConf))
+        c.moh = <EngMoh*>calloc(ENG_MAX_MOH, sizeof(EngMoh))
+        c.rec = <EngRec*>calloc(ENG_MAX_REC, sizeof(EngRec))
+        c.evq = <EngEvent*>calloc(ENG_EVQ, sizeof(EngEvent))
+        if not (c.st and c.conf and c.moh and c.rec and c.evq):
+            raise MemoryError()
+        for i in range(nst):
+            eng_stream_clear(&c.st[i])
+        memset(c.silence[ENG_PCMU], 0xFF, ENG_MAX_FRAME)     # G.711 codes of 0
+        memset(c.silence[ENG_PCMA], 0xD5, ENG_MAX_FRAME)
+        c.epfd = epoll_create1(EPOLL_CLOEXEC)
+        c.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        c.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        c.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if c.epfd < 0 or c.tfd < 0 or c.wakefd < 0 or c.evfd < 0:
+            raise OSError("cannot create the engine's epoll/timerfd/eventfd")
+        eng_watch(c, c.tfd, ENG_TAG_TIMER)
+        eng_watch(c, c.wakefd, ENG_TAG_WAKE)
+
+    def __dealloc__(self):
+        cdef EngCore* c = self.c
+        if c == NULL:
+            return
+        for i in range(c.nst):
+            if c.st[i].used:
+                eng_close_slot(c, i)
+            free(c.st[i].cin)
+        for i in range(ENG_MAX_REC):
+            free(c.rec[i].ring)
+        for fd in (c.epfd, c.tfd, c.wakefd, c.evfd):
+            if fd >= 0:
+                close(fd)
+        pthread_mutex_destroy(&c.mu)
+        free(c.st)
+        free(c.conf)
+        free(c.moh)
+        free(c.rec)
+        free(c.evq)
+        free(c)
+        self.c = NULL
+
+    # ------------------------------------------------------------ locking and lookup
+
+    cdef inline void _lock(self) noexcept:
+        with nogil:
+            pthread_mutex_lock(&self.c.mu)
+
+    cdef inline void _unlock(self) noexcept:
+        pthread_mutex_unlock(&self.c.mu)
+
+    cdef int _slot(self, int64_t sid) except -1:
+        try:
+            return self._slots[sid]
+        except KeyError:
+            raise LookupError(f"no stream {sid}") from None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Arm the ptime clock and start the media thread."""
+        cdef itimerspec its
+        if self._thread is not None:
+            raise RuntimeError("engine already started")
+        its.it_interval.tv_sec = 0
+        its.it_interval.tv_nsec = self.c.frame * 125000
+        its.it_value = its.it_interval
+        timerfd_settime(self.c.tfd, 0, &its, NULL)
+        self._thread = threading.Thread(target=self._thread_main, name="mediasrv-engine",
+                                        daemon=True)
+        self._thread.start()
+
+    def _thread_main(self) -> None:
+        with nogil:
+            eng_run(self.c)
+
+    def stop(self) -> None:
+        """Stop and join the media thread, then close every stream; idempotent."""
+        cdef uint64_t one = 1
+        self._lock()
+        self.c.stopping = 1
+        self._unlock()
+        write(self.c.wakefd, &one, 8)
+        if self._thread is not None:
+            self._thread.join()
+        for sid in list(self._slots):
+            self.close_stream(sid)
+
+    def thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def event_fd(self) -> int:
+        return self.c.evfd
+
+    def pop_events(self) -> list:
+        """Drain queued events: (kind, sid, a, b, c, time_s, host, port) tuples."""
+        cdef EngEvent* e
+        cdef uint64_t count
+        out = []
+        self._lock()
+        try:
+            with nogil:
+                read(self.c.evfd, &count, 8)
+            self.c.ev_signalled = 0
+            while self.c.ev_len > 0:
+                e = &self.c.evq[self.c.ev_head]
+                host = "" if e.host == 0 else ".".join(
+                    str((e.host >> k) & 0xFF) for k in (24, 16, 8, 0))
+                out.append((e.kind, e.sid, e.a, e.b, e.c, e.t_ns / 1e9, host, e.port))
+                self.c.ev_head = (self.c.ev_head + 1) % ENG_EVQ
+                self.c.ev_len -= 1
+        finally:
+            self._unlock()
+        return out
+
+    # ------------------------------------------------------------ sounds
+
+    def load_sound(self, str name, samples) -> None:
+        """Register an 8 kHz int16 sound for play_prompt (kept alive by the engine)."""
+        self._keep.append(samples)
+        self._sounds[name] = samples
+
+    def define_moh(self, str name, samples) -> None:
+        """Create or replace a music-on-hold class playing samples in a loop."""
+        cdef const int16_t[::1] mv = samples
+        cdef EngMoh* m
+        idx = self._moh.get(name, len(self._moh))
+        if idx >= ENG_MAX_MOH:
+            raise ValueError(f"too many MoH classes (max {ENG_MAX_MOH})")
+        self._keep.append(samples)
+        self._lock()
+        m = &self.c.moh[idx]
+        m.used = 1
+        m.snd.data = &mv[0] if mv.shape[0] > 0 else NULL
+        m.snd.n = mv.shape[0]
+        m.pos = 0
+        self._unlock()
+        self._moh[name] = idx
+
+    # ------------------------------------------------------------ streams
+
+    def open_stream(self, uint32_t ssrc, uint16_t seq, uint32_t ts) -> tuple:
+        """Bind a free even port (and port+1 for RTCP); returns (sid, port)."""
+        cdef int slot, fd, fd2, k
+        cdef EngStream* s
+        for k in range(self.c.nst):
+            slot = (self.cursor + k) % self.c.nst
+            if self.c.st[slot].used:
+                continue
+            fd = eng_bind_udp(self.bind_addr, self.port_base + 2 * slot)
+            if fd < 0:
+                continue
+            fd2 = eng_bind_udp(self.bind_addr, self.port_base + 2 * slot + 1)
+            if fd2 < 0:
+                close(fd)
+                continue
+            self.cursor = (slot + 1) % self.c.nst
+            return self._install(slot, fd, fd2, ssrc, seq, ts)
+        raise OSError("no free RTP port")
+
+    cdef tuple _install(self, int slot, int fd, int fd2, uint32_t ssrc, uint16_t seq,
+                        uint32_t ts):
+        cdef EngStream* s
+        sid = self.next_sid
+        self.next_sid += 1
+        self._lock()
+        s = &self.c.st[slot]
+        eng_stream_clear(s)
+        s.used = 1
+        s.sid = sid
+        s.fd, s.fd_rtcp = fd, fd2
+        s.port = self.port_base + 2 * slot
+        s.ssrc, s.seq, s.ts = ssrc, seq, ts
+        s.send_on = s.recv_on = 1
+        s.anchor = 1
+        s.forward_dtmf = 1
+        s.dtmf_mode = 2
+        eng_rx_reset(&s.rx)
+        eng_watch(self.c, fd, eng_tag(s, slot, 0))
+        eng_watch(self.c, fd2, eng_tag(s, slot, 1))
+        self._unlock()
+        self._slots[sid] = slot
+        return sid, s.port
+
+    def close_stream(self, int64_t sid) -> None:
+        """Close a stream's sockets and free its port; an active recording is finished."""
+        slot = self._slot(sid)
+        self._lock()
+        eng_close_slot(self.c, slot)
+        self._unlock()
+        del self._slots[sid]
+
+    def open_stream_count(self) -> int:
+        return len(self._slots)
+
+    def local_port(self, int64_t sid) -> int:
+        return self.c.st[self._slot(sid)].port
+
+    def set_remote(self, int64_t sid, str host, int port, int codec, int pt, int event_pt) -> None:
+        """Where to send, and the negotiated payload types; event_pt -1 = no telephone-event."""
+        cdef sockaddr_in sa
+        cdef EngStream* s
+        slot = self._slot(sid)
+        memset(&sa, 0, sizeof(sa))
+        sa.sin_family = AF_INET
+        sa.sin_port = htons(<uint16_t>port)
+        sa.sin_addr.s_addr = eng_parse_ipv4(host)
+        self._lock()
+        s = &self.c.st[slot]
+        if not s.has_remote or not eng_same_addr(&sa, &s.remote):
+            s.remote = sa
+            s.seen = s.accepted = 0
+            s.cand_count = 0
+            s.last_rx_ns = eng_now_ns()
+            s.timed_out = 0
+        s.has_remote = 1
+        s.codec, s.pt, s.event_pt = codec, pt, event_pt
+        self._unlock()
+
+    def set_direction(self, int64_t sid, bint send, bint recv) -> None:
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        self._lock()
+        if send and not s.send_on:
+            s.anchor = 1
+        if recv and not s.recv_on:
+            s.last_rx_ns = eng_now_ns()
+            s.timed_out = 0
+        s.send_on, s.recv_on = send, recv
+        self._unlock()
+
+    # ------------------------------------------------------------ feeds
+
+    def set_feed(self, int64_t sid, str feed) -> None:
+        """Local feeds without arguments: "none" or "silence"."""
+        slot = self._slot(sid)
+        self._lock()
+        eng_set_feed(self.c, slot, ENG_FEED_SILENCE if feed == "silence" else ENG_FEED_NONE)
+        self._unlock()
+
+    def feed(self, int64_t sid) -> str:
+        return _ENG_FEEDS[self.c.st[self._slot(sid)].feed]
+
+    def connect(self, int64_t a, int64_t b) -> None:
+        """Two-party bridge: each stream sends what the other receives."""
+        cdef int sa = self._slot(a), sb = self._slot(b)
+        if sa == sb:
+            raise ValueError("cannot connect a stream to itself")
+        self._lock()
+        for x, y in ((sa, sb), (sb, sa)):
+            eng_set_feed(self.c, x, ENG_FEED_PEER)
+            self.c.st[x].peer = y
+            self.c.st[x].peer_sid = self.c.st[y].sid
+            self.c.st[y].fwd_to = x
+        self._unlock()
+
+    def conference(self, list sids) -> None:
+        """Mix-minus among these streams, replacing their feeds."""
+        slots = [self._slot(sid) for sid in sids]
+        if len(set(slots)) != len(slots) or not 1 <= len(slots) <= ENG_CONF_MAX:
+            raise ValueError(f"a conference needs 1..{ENG_CONF_MAX} distinct streams")
+        self._lock()
+        try:
+            for slot in slots:
+                eng_set_feed(self.c, slot, ENG_FEED_NONE)
+            conf = eng_conf_new(self.c)
+            for slot in slots:
+                if conf < 0 or eng_conf_join(self.c, conf, slot) < 0:
+                    raise MemoryError("no conference slot left")
+        finally:
+            self._unlock()
+
+    def play_moh(self, int64_t sid, str moh_class) -> None:
+        slot = self._slot(sid)
+        try:
+            idx = self._moh[moh_class]
+        except KeyError:
+            raise LookupError(f"no MoH class {moh_class!r}") from None
+        self._lock()
+        eng_set_feed(self.c, slot, ENG_FEED_MOH)
+        self.c.st[slot].moh = idx
+        self._unlock()
+
+    def play_prompt(self, int64_t sid, str name) -> int:
+        """Play a loaded sound once; returns the play id of its PLAY_FINISHED event."""
+        cdef const int16_t[::1] mv
+        cdef EngStream* s
+        slot = self._slot(sid)
+        try:
+            mv = self._sounds[name]
+        except KeyError:
+            raise LookupError(f"no sound {name!r}") from None
+        play_id = self._next_play
+        self._next_play += 1
+        self._lock()
+        s = &self.c.st[slot]
+        eng_set_feed(self.c, slot, ENG_FEED_PROMPT)
+        s.snd.data = &mv[0] if mv.shape[0] > 0 else NULL
+        s.snd.n = mv.shape[0]
+        s.pos = 0
+        s.play_id = play_id
+        self._unlock()
+        return play_id
+
+    # ------------------------------------------------------------ DTMF, mute, recording
+
+    def set_dtmf(self, int64_t sid, str mode, bint forward) -> None:
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        if mode not in _ENG_DTMF_MODES:
+            raise ValueError(f"DTMF mode {mode!r} is not rfc4733, inband or auto")
+        self._lock()
+        s.dtmf_mode = _ENG_DTMF_MODES[mode]
+        s.forward_dtmf = forward
+        self._unlock()
+
+    def set_mute(self, int64_t sid, bint muted) -> None:
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        self._lock()
+        s.muted = muted
+        self._unlock()
+
+    def send_dtmf(self, int64_t sid, str digit, int duration_ms) -> None:
+        """Queue one digit: RFC 4733 on the event PT, or in-band without one."""
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        cdef int rc
+        if len(digit) != 1 or digit.upper() not in _ENG_DIGITS:
+            raise ValueError(f"not a DTMF digit: {digit!r}")
+        if not 40 <= duration_ms <= 8000:
+            raise ValueError(f"DTMF duration {duration_ms} ms out of 40..8000")
+        self._lock()
+        rc = eng_dtmf_queue(s, _ENG_DIGITS.index(digit.upper()), duration_ms)
+        self._unlock()
+        if rc < 0:
+            raise OverflowError("too many DTMF digits queued")
+
+    def record_start(self, int64_t sid, double max_seconds) -> int:
+        """Start recording a stream's inbound audio; returns the recorder id."""
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        cdef int i, rc = -1
+        self._lock()
+        if s.rec < 0:
+            for i in range(ENG_MAX_REC):
+                if self.c.rec[i].state == ENG_REC_FREE:
+                    rc = eng_rec_open(&self.c.rec[i], sid, <int64_t>(max_seconds * 8000))
+                    if rc == 0:
+                        s.rec = i
+                    break
+        self._unlock()
+        if s.rec < 0 or rc < 0:
+            raise RuntimeError("stream already recording, or no recorder free")
+        return s.rec
+
+    def record_stop(self, int64_t sid) -> None:
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        self._lock()
+        if s.rec >= 0 and self.c.rec[s.rec].state == ENG_REC_ACTIVE:
+            self.c.rec[s.rec].state = ENG_REC_FINISHING
+        s.rec = -1
+        self._unlock()
+
+    def drain_recordings(self) -> list:
+        """(rec_id, sid, pcm bytes, finished, overflow) for each recorder with news."""
+        cdef int i
+        cdef EngRec* r
+        cdef int16_t[::1] buf
+        out = []
+        self._lock()
+        try:
+            for i in range(ENG_MAX_REC):
+                r = &self.c.rec[i]
+                if r.state == ENG_REC_FREE:
+                    continue
+                import numpy
+                arr = numpy.empty(r.written - r.read, dtype=numpy.int16)
+                buf = arr
+                if buf.shape[0]:
+                    eng_rec_drain(r, &buf[0], buf.shape[0])
+                finished = r.state == ENG_REC_FINISHING
+                out.append((i, r.sid, arr.tobytes(), finished, r.overflow))
+                if finished:
+                    self._detach_rec(i)
+                    eng_rec_free(r)
+        finally:
+            self._unlock()
+        return out
+
+    cdef void _detach_rec(self, int rec) noexcept:
+        for slot in self._slots.values():
+            if self.c.st[slot].rec == rec:
+                self.c.st[slot].rec = -1
+
+    # ------------------------------------------------------------ statistics
+
+    def stats(self, int64_t sid) -> dict:
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        self._lock()
+        out = {
+            "packets_in": s.pkts_in, "bytes_in": s.bytes_in,
+            "packets_out": s.pkts_out, "bytes_out": s.bytes_out,
+            "dropped": s.dropped, "malformed": s.malformed,
+            "lost": eng_rx_lost(&s.rx), "late": s.rx.late,
+            "jitter": (s.rx.jitter_q4 + 8) >> 4,
+        }
+        self._unlock()
+        return out

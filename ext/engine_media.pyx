@@ -1,0 +1,238 @@
+# DTMF, tones and conferences for the engine (included by engine.pyx).
+#
+# How this works:
+# - Sending a digit (RFC 4733 §2.5): one event packet per tick, all with the timestamp of the
+#   event start, the first with the marker bit, the duration growing by one frame each time,
+#   then three packets with the E bit and the final duration. Meanwhile the stream's audio
+#   clock keeps running (s.ts advances a frame per tick) so audio resumes continuously. A far
+#   end without telephone-event gets the digit as in-band tones instead.
+# - Conferences are mix-minus (each member hears the sum of the others): each member's decoded
+#   audio waits in a small queue; on each tick the sum of all members is formed in int32 once,
+#   each member's own frame is subtracted and the result saturated to int16.
+
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memmove, memset
+
+cdef enum:
+    ENG_DTMF_VOLUME = 10       # -10 dBm0, the usual level (RFC 4733 §2.3.4)
+    ENG_DTMF_ENDS = 3          # E-bit packets sent (RFC 4733 §2.5.1.4)
+
+
+# ---------------------------------------------------------------- DTMF sending
+
+cdef inline int eng_dtmf_busy(EngStream* s) noexcept nogil:
+    return s.dj_active
+
+
+cdef void eng_dtmf_start(EngStream* s, int event, int dur_samples, int inband) noexcept nogil:
+    s.dj_active = 1
+    s.dj_event = event
+    s.dj_inband = inband
+    s.dj_dur = dur_samples
+    s.dj_elapsed = 0
+    s.dj_ends = 0
+
+
+cdef int eng_dtmf_queue(EngStream* s, int event, int ms) noexcept nogil:
+    """Send a digit now, or after the digits already queued; -1 when the queue is full."""
+    if not s.dj_active:
+        eng_dtmf_start(s, event, ms * 8, s.event_pt < 0)
+        return 0
+    if s.dj_qlen >= ENG_DJ_QUEUE:
+        return -1
+    s.dj_q[s.dj_qlen] = (event << 16) | ms
+    s.dj_qlen += 1
+    return 0
+
+
+cdef void eng_dtmf_finish(EngStream* s) noexcept nogil:
+    cdef int nxt
+    s.dj_active = 0
+    if s.feed == ENG_FEED_PEER:
+        s.anchor = 1                  # forwarded audio re-bases on our clock
+    if s.dj_qlen > 0:
+        nxt = s.dj_q[0]
+        memmove(s.dj_q, s.dj_q + 1, (s.dj_qlen - 1) * sizeof(int))
+        s.dj_qlen -= 1
+        eng_dtmf_start(s, nxt >> 16, (nxt & 0xFFFF) * 8, s.event_pt < 0)
+
+
+cdef int eng_dtmf_send_tick(EngCore* c, EngStream* s) noexcept nogil:
+    """Send this tick's DTMF packet, if a digit is being sent; 1 when one was."""
+    cdef uint8_t pay[4]
+    cdef int marker = 0
+    if not s.dj_active:
+        return 0
+    if s.dj_inband:
+        return eng_dtmf_inband_tick(c, s)
+    if s.dj_elapsed == 0:
+        s.dj_ts = eng_stamp(c, s, &marker)
+        marker = 1
+    else:
+        s.ts += <uint32_t>c.frame
+    if s.dj_elapsed < s.dj_dur:
+        s.dj_elapsed += c.frame
+        if s.dj_elapsed > s.dj_dur:
+            s.dj_elapsed = s.dj_dur
+    if s.dj_elapsed >= s.dj_dur:
+        s.dj_ends += 1
+    pay[0] = <uint8_t>s.dj_event
+    pay[1] = (0x80 if s.dj_ends else 0) | ENG_DTMF_VOLUME
+    eng_put16(pay + 2, <uint16_t>s.dj_elapsed)
+    eng_send_raw(c, s, s.event_pt, marker, s.dj_ts, pay, 4)
+    if s.dj_ends >= ENG_DTMF_ENDS:
+        eng_dtmf_finish(s)
+    return 1
+
+
+cdef int eng_dtmf_inband_tick(EngCore* c, EngStream* s) noexcept nogil:
+    # Placeholder until H3's DTMF tone generator lands: in-band sending is not built yet.
+    eng_dtmf_finish(s)
+    return 0
+
+
+# ---------------------------------------------------------------- DTMF receiving
+
+cdef int eng_dtmf_rx_event(EngCore* c, EngStream* s, EngRtpView* v,
+                           const uint8_t* pay) noexcept nogil:
+    """Account an RFC 4733 packet; returns 1 when it should be forwarded."""
+    return s.forward_dtmf
+
+
+cdef inline int eng_dtmf_inband_on(EngStream* s) noexcept nogil:
+    return 0
+
+
+cdef void eng_dtmf_inband(EngCore* c, EngStream* s, const int16_t* pcm, int n) noexcept nogil:
+    pass
+
+
+# ---------------------------------------------------------------- tones
+
+cdef const uint8_t* eng_tone_frame(EngCore* c, EngStream* s) noexcept nogil:
+    return c.silence[s.codec]
+
+
+# ---------------------------------------------------------------- conferences
+
+cdef void eng_conf_put(EngCore* c, EngStream* s, const int16_t* pcm, int n) noexcept nogil:
+    """Queue one decoded frame of a member (the oldest is dropped when the queue is full)."""
+    cdef EngConfIn* q = s.cin
+    cdef int i
+    if q == NULL:
+        return
+    if q.n == ENG_CIN_FRAMES:
+        q.head = (q.head + 1) % ENG_CIN_FRAMES
+        q.n -= 1
+    i = (q.head + q.n) % ENG_CIN_FRAMES
+    if s.muted:
+        memset(q.frames[i], 0, c.frame * sizeof(int16_t))
+    else:
+        memcpy(q.frames[i], pcm, n * sizeof(int16_t))
+        if n < c.frame:
+            memset(q.frames[i] + n, 0, (c.frame - n) * sizeof(int16_t))
+    q.n += 1
+
+
+cdef const int16_t* eng_conf_take(EngStream* s) noexcept nogil:
+    cdef EngConfIn* q = s.cin
+    cdef const int16_t* f
+    if q == NULL or q.n == 0:
+        return NULL
+    f = q.frames[q.head]
+    q.head = (q.head + 1) % ENG_CIN_FRAMES
+    q.n -= 1
+    return f
+
+
+cdef inline int16_t eng_sat16(int32_t v) noexcept nogil:
+    if v > 32767:
+        return 32767
+    if v < -32768:
+        return -32768
+    return <int16_t>v
+
+
+cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
+    """One tick of one conference: mix-minus to every member."""
+    cdef const int16_t* own[ENG_CONF_MAX]
+    cdef int32_t total[ENG_MAX_FRAME]
+    cdef int i, k
+    cdef EngStream* s
+    memset(total, 0, c.frame * sizeof(int32_t))
+    for i in range(f.n):
+        own[i] = eng_conf_take(&c.st[f.slot[i]])
+        if own[i] != NULL:
+            for k in range(c.frame):
+                total[k] += own[i][k]
+    for i in range(f.n):
+        s = &c.st[f.slot[i]]
+        for k in range(c.frame):
+            c.pcm[k] = eng_sat16(total[k] - (own[i][k] if own[i] != NULL else 0))
+        if s.rec >= 0:
+            eng_conf_record(c, s, total)
+        if eng_dtmf_send_tick(c, s):
+            continue
+        eng_encode(s.codec, c.pcm, c.enc, c.frame)
+        eng_send_frame(c, s, c.enc)
+
+
+cdef void eng_conf_record(EngCore* c, EngStream* s, const int32_t* total) noexcept nogil:
+    # A member's recording is the whole conference, itself included.
+    cdef int16_t mix[ENG_MAX_FRAME]
+    cdef int k
+    for k in range(c.frame):
+        mix[k] = eng_sat16(total[k])
+    eng_rec_write(&c.rec[s.rec], mix, c.frame)
+
+
+cdef void eng_conf_tick(EngCore* c) noexcept nogil:
+    cdef int i
+    for i in range(c.nconf):
+        if c.conf[i].used:
+            eng_conf_mix(c, &c.conf[i])
+
+
+cdef void eng_conf_leave(EngCore* c, int slot) noexcept nogil:
+    """Remove a stream from its conference; a conference left with no member is freed."""
+    cdef EngStream* s = &c.st[slot]
+    cdef EngConf* f
+    cdef int i, j
+    if s.conf < 0:
+        return
+    f = &c.conf[s.conf]
+    j = 0
+    for i in range(f.n):
+        if f.slot[i] != slot:
+            f.slot[j] = f.slot[i]
+            j += 1
+    f.n = j
+    if f.n == 0:
+        f.used = 0
+    s.conf = -1
+    free(s.cin)
+    s.cin = NULL
+
+
+cdef int eng_conf_new(EngCore* c) noexcept nogil:
+    cdef int i
+    for i in range(c.nconf):
+        if not c.conf[i].used:
+            c.conf[i].used = 1
+            c.conf[i].n = 0
+            return i
+    return -1
+
+
+cdef int eng_conf_join(EngCore* c, int conf, int slot) noexcept nogil:
+    """Add a stream (feed already cleared) to a conference; -1 when out of memory."""
+    cdef EngStream* s = &c.st[slot]
+    cdef EngConf* f = &c.conf[conf]
+    s.cin = <EngConfIn*>calloc(1, sizeof(EngConfIn))
+    if s.cin == NULL:
+        return -1
+    s.conf = conf
+    s.feed = ENG_FEED_CONF
+    f.slot[f.n] = slot
+    f.n += 1
+    return 0

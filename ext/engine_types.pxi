@@ -1,0 +1,164 @@
+# Types of the engine core (included by engine.pyx before the functions that use them).
+
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef enum:
+    ENG_CONF_MAX = 16          # members of one conference
+    ENG_CIN_FRAMES = 4         # decoded frames queued per conference member
+    ENG_DJ_QUEUE = 32          # digits waiting to be sent, per stream (event << 16 | ms)
+
+
+cdef struct EngConfIn:
+    int16_t frames[ENG_CIN_FRAMES][ENG_MAX_FRAME]
+    int head
+    int n
+
+
+cdef struct EngConf:
+    int used
+    int n
+    int slot[ENG_CONF_MAX]
+
+
+cdef enum EngFeed:
+    ENG_FEED_NONE = 0
+    ENG_FEED_SILENCE = 1
+    ENG_FEED_PEER = 2
+    ENG_FEED_CONF = 3
+    ENG_FEED_MOH = 4
+    ENG_FEED_PROMPT = 5
+    ENG_FEED_TONE = 6
+
+cdef enum EngEventKind:
+    ENG_EV_FIRST_PACKET = 1
+    ENG_EV_TIMEOUT = 2
+    ENG_EV_PLAY_FINISHED = 3
+    ENG_EV_DTMF = 4
+
+cdef enum:
+    ENG_PCMU = 0
+    ENG_PCMA = 1
+    ENG_BATCH = 16
+    ENG_BUF = 2048
+    ENG_MAX_SOUNDS = 1024
+    ENG_MAX_MOH = 64
+    ENG_MAX_REC = 256
+    ENG_EVQ = 8192
+    ENG_LATCH_WINDOW = 50
+    ENG_LATCH_STABLE = 3
+    ENG_TAG_TIMER = 1
+    ENG_TAG_WAKE = 2
+    ENG_SLOT_BITS = 16
+
+
+cdef struct EngEvent:
+    int kind
+    int64_t sid
+    int64_t a
+    int64_t b
+    int64_t c
+    int64_t t_ns
+    uint32_t host
+    int port
+
+
+cdef struct EngStream:
+    int used
+    int64_t sid
+    int fd
+    int fd_rtcp
+    int port
+    sockaddr_in remote
+    int has_remote
+    int codec
+    int pt
+    int event_pt
+    int send_on
+    int recv_on
+    # outbound continuity (RFC 3550 §5.1): last sent seq/ts, anchor = next packet re-bases
+    uint32_t ssrc
+    uint16_t seq
+    uint32_t ts
+    int out_started
+    int anchor
+    int64_t last_out_ns
+    uint16_t seq_off
+    uint32_t ts_off
+    uint32_t fwd_ssrc
+    # inbound
+    int64_t seen
+    int64_t accepted
+    sockaddr_in cand
+    uint32_t cand_ssrc
+    int cand_count
+    int64_t last_rx_ns
+    int timed_out
+    EngRxStats rx
+    # what this stream sends
+    int feed
+    int peer
+    int64_t peer_sid
+    int fwd_to
+    int conf
+    int moh
+    int64_t pos
+    EngSound snd
+    int64_t play_id
+    # DTMF and audio flags
+    int dtmf_mode
+    int forward_dtmf
+    int muted
+    int rec
+    # a DTMF digit being sent (RFC 4733 §2.5 or in-band)
+    int dj_active
+    int dj_event
+    int dj_inband
+    int dj_dur
+    int dj_elapsed
+    int dj_ends
+    uint32_t dj_ts
+    int dj_q[ENG_DJ_QUEUE]
+    int dj_qlen
+    # conference input
+    EngConfIn* cin
+    # counters
+    uint64_t pkts_in
+    uint64_t bytes_in
+    uint64_t pkts_out
+    uint64_t bytes_out
+    uint64_t dropped
+    uint64_t malformed
+
+
+cdef struct EngCore:
+    pthread_mutex_t mu
+    int epfd
+    int tfd
+    int wakefd
+    int evfd
+    int stopping
+    EngStream* st
+    int nst
+    int frame
+    int64_t tick
+    int64_t timeout_ns
+    int64_t now
+    EngEvent* evq
+    int ev_head
+    int ev_len
+    int64_t ev_lost
+    int ev_signalled
+    EngMoh* moh
+    EngRec* rec
+    uint8_t silence[2][ENG_MAX_FRAME]
+    int16_t pcm[ENG_MAX_FRAME]
+    uint8_t enc[ENG_MAX_FRAME]
+    uint8_t tx[ENG_BUF]
+    EngConf* conf
+    int nconf
+    mmsghdr mm[ENG_BATCH]
+    iovec iov[ENG_BATCH]
+    sockaddr_in from_[ENG_BATCH]
+    uint8_t rxbuf[ENG_BATCH][ENG_BUF]
+
+

@@ -1,0 +1,286 @@
+"""The media engine's Python face: commands in, events out, recordings to WAV files.
+
+How this works: `mediasrv._media.Engine` (ext/engine.pyx) runs the media thread with the GIL
+released; every packet is handled there (RTP per RFC 3550/3551, RFC 4733 telephone-events,
+symmetric RTP per RFC 4961). This module only
+- validates arguments and turns the core's errors into `MediaError` (our misuse raises),
+- reads the core's event eventfd with `loop.add_reader` and turns each record into an
+  `events` dataclass for `on_event`,
+- runs one writer thread that drains recordings from the core every 100 ms and writes
+  them with the stdlib `wave` module (8 kHz, mono, 16-bit), finalising the header on stop
+  and posting `RecordingFinished` to the loop.
+Stream ids are small integers that are never reused during the engine's life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mediasrv import _media
+from mediasrv.media.events import (
+    DtmfReceived,
+    FirstPacketReceived,
+    MediaEvent,
+    PlayFinished,
+    RecordingFinished,
+    RtpTimedOut,
+)
+
+log = logging.getLogger(__name__)
+
+CODECS = {"PCMU": 0, "PCMA": 1}
+TONES = ("ringback", "busy", "beep", "failed")
+ZONES = ("us", "it")
+_DIGITS = "0123456789*#ABCD"
+_SOURCES = ("rfc4733", "inband")
+_ERRORS = (LookupError, ValueError, OSError, RuntimeError, OverflowError, MemoryError)
+_EV_FIRST_PACKET, _EV_TIMEOUT, _EV_PLAY_FINISHED, _EV_DTMF = 1, 2, 3, 4
+
+
+class MediaError(Exception):
+    """A media command that cannot be carried out (unknown stream, no free port, ...)."""
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except _ERRORS as exc:
+        raise MediaError(str(exc)) from exc
+
+
+@dataclass
+class _Recording:
+    stream: int
+    path: str
+    wav: wave.Wave_write
+    samples: int = 0
+
+
+def _as_pcm(samples: np.ndarray) -> np.ndarray:
+    pcm = np.ascontiguousarray(samples, dtype=np.int16)
+    if pcm.ndim != 1:
+        raise MediaError(f"sound must be mono (1-D), got shape {pcm.shape}")
+    return pcm
+
+
+def _event(rec: tuple[int, int, int, int, int, float, str, int]) -> MediaEvent | None:
+    kind, sid, a, b, c, t, host, port = rec
+    if kind == _EV_FIRST_PACKET:
+        return FirstPacketReceived(sid, host, port)
+    if kind == _EV_TIMEOUT:
+        return RtpTimedOut(sid)
+    if kind == _EV_PLAY_FINISHED:
+        return PlayFinished(sid, a, bool(b))
+    if kind == _EV_DTMF:
+        return DtmfReceived(sid, _DIGITS[a], b, _SOURCES[c], t)
+    return None
+
+
+class MediaEngine:
+    """RTP streams anchored in the server, driven from asyncio, run on a media thread."""
+
+    def __init__(self, address: str, port_min: int, port_max: int, *, ptime_ms: int = 20,
+                 rtp_timeout: float = 30.0, zone: str = "us") -> None:
+        if zone not in ZONES:
+            raise MediaError(f"tone zone {zone!r} is not one of {', '.join(ZONES)}")
+        self._core = _call(_media.Engine, address, port_min, port_max, ptime_ms, rtp_timeout)
+        self._zone = zone
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_event: Callable[[MediaEvent], None] | None = None
+        self._recs: dict[int, _Recording] = {}
+        self._rec_lock = threading.Lock()
+        self._writer_stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._stopped = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, loop: asyncio.AbstractEventLoop,
+              on_event: Callable[[MediaEvent], None]) -> None:
+        """Start the media thread; events are delivered to on_event on loop's thread."""
+        self._loop, self._on_event = loop, on_event
+        _call(self._core.start)
+        loop.add_reader(self._core.event_fd(), self._pump)
+        self._writer = threading.Thread(target=self._write_loop, name="mediasrv-recorder",
+                                        daemon=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        """Join the media thread, close every stream, finalise recordings; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._core.event_fd())
+        self._core.stop()
+        self._writer_stop.set()
+        if self._writer is not None:
+            self._writer.join()
+        self._drain_recordings(post=False)
+
+    def thread_alive(self) -> bool:
+        """True while the media thread (or the recording writer) runs."""
+        return self._core.thread_alive() or bool(self._writer and self._writer.is_alive())
+
+    def _pump(self) -> None:
+        for rec in self._core.pop_events():
+            ev = _event(rec)
+            if ev is not None and self._on_event is not None:
+                self._on_event(ev)
+
+    # ---------------------------------------------------------------- sounds
+
+    def load_sound(self, name: str, samples_8k_int16: np.ndarray) -> None:
+        """Register a prompt or beep (8 kHz mono int16) under name."""
+        _call(self._core.load_sound, name, _as_pcm(samples_8k_int16))
+
+    def define_moh_class(self, name: str, samples_8k_int16: np.ndarray) -> None:
+        """Create or replace a hold-music class; an empty array plays silence."""
+        _call(self._core.define_moh, name, _as_pcm(samples_8k_int16))
+
+    # ---------------------------------------------------------------- streams
+
+    def open_stream(self) -> int:
+        """Bind a free even RTP port (+1 for RTCP); returns the stream id."""
+        ssrc, seq, ts = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
+        sid, _port = _call(self._core.open_stream, ssrc, seq, ts)
+        return int(sid)
+
+    def local_port(self, sid: int) -> int:
+        """The stream's RTP port (RTCP is this + 1)."""
+        return int(_call(self._core.local_port, sid))
+
+    def set_remote(self, sid: int, host: str, port: int, *, codec: str, pt: int,
+                   event_pt: int | None) -> None:
+        """The negotiated remote address, audio codec/PT and telephone-event PT (or None)."""
+        if codec not in CODECS:
+            raise MediaError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+        for p in (pt, event_pt):
+            if p is not None and not 0 <= p <= 127:
+                raise MediaError(f"payload type {p} out of 0..127")
+        ept = -1 if event_pt is None else event_pt
+        _call(self._core.set_remote, sid, host, port, CODECS[codec], pt, ept)
+
+    def set_direction(self, sid: int, *, send: bool, recv: bool) -> None:
+        """Hold styles: send=False stops our RTP, recv=False ignores theirs (no timeout)."""
+        _call(self._core.set_direction, sid, send, recv)
+
+    def close_stream(self, sid: int) -> None:
+        """Close the stream and free its ports; a running recording is finished."""
+        _call(self._core.close_stream, sid)
+
+    def open_stream_count(self) -> int:
+        return int(self._core.open_stream_count())
+
+    def stats(self, sid: int) -> dict[str, int]:
+        """packets/bytes in/out, dropped, malformed, lost, late, jitter (timestamp units)."""
+        return {k: int(v) for k, v in _call(self._core.stats, sid).items()}
+
+    # ---------------------------------------------------------------- feeds
+
+    def connect(self, a: int, b: int) -> None:
+        """Two-party bridge, both directions (packets forwarded as they arrive)."""
+        _call(self._core.connect, a, b)
+
+    def conference(self, sids: list[int]) -> None:
+        """Mix-minus among these streams; replaces their feeds."""
+        _call(self._core.conference, list(sids))
+
+    def play_moh(self, sid: int, moh_class: str) -> None:
+        _call(self._core.play_moh, sid, moh_class)
+
+    def play_prompt(self, sid: int, name: str) -> int:
+        """Play a loaded sound once; PlayFinished(sid, play_id) follows."""
+        return int(_call(self._core.play_prompt, sid, name))
+
+    def play_tone(self, sid: int, tone: str) -> None:
+        """"ringback" | "busy" | "beep" | "failed", in the engine's zone."""
+        if tone not in TONES:
+            raise MediaError(f"tone {tone!r} is not one of {', '.join(TONES)}")
+        _call(self._core.play_tone, sid, self._zone, tone)
+
+    def play_silence(self, sid: int) -> None:
+        _call(self._core.set_feed, sid, "silence")
+
+    def stop_feed(self, sid: int) -> None:
+        """Send nothing (a prompt being played is reported as not completed)."""
+        _call(self._core.set_feed, sid, "none")
+
+    def feed(self, sid: int) -> str:
+        """What the stream sends now (none, silence, peer, conference, moh, prompt, tone)."""
+        return str(_call(self._core.feed, sid))
+
+    # ---------------------------------------------------------------- DTMF, mute
+
+    def set_dtmf(self, sid: int, *, mode: str = "auto", forward: bool = True) -> None:
+        """Detection mode (rfc4733 | inband | auto) and whether RFC 4733 is forwarded."""
+        _call(self._core.set_dtmf, sid, mode, forward)
+
+    def set_mute(self, sid: int, muted: bool) -> None:
+        """Replace the stream's inbound audio by silence toward whoever hears it."""
+        _call(self._core.set_mute, sid, muted)
+
+    def send_dtmf(self, sid: int, digit: str, duration_ms: int = 100) -> None:
+        """Send a digit after any already queued (RFC 4733, or in-band without event PT)."""
+        _call(self._core.send_dtmf, sid, digit, duration_ms)
+
+    # ---------------------------------------------------------------- recording
+
+    def record_start(self, sid: int, path: str, max_seconds: float) -> None:
+        """Record the stream's inbound audio (a conference member: the whole mix) to path."""
+        if max_seconds <= 0:
+            raise MediaError("max_seconds must be positive")
+        try:
+            wav = wave.open(path, "wb")
+        except OSError as exc:
+            raise MediaError(f"cannot write {path}: {exc}") from exc
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        with self._rec_lock:
+            try:
+                rec = _call(self._core.record_start, sid, max_seconds)
+            except MediaError:
+                wav.close()
+                raise
+            self._recs[rec] = _Recording(sid, path, wav)
+
+    def record_stop(self, sid: int) -> None:
+        """Stop recording; RecordingFinished follows once the file is complete."""
+        _call(self._core.record_stop, sid)
+
+    def _write_loop(self) -> None:
+        while not self._writer_stop.wait(0.1):
+            self._drain_recordings(post=True)
+
+    def _drain_recordings(self, *, post: bool) -> None:
+        with self._rec_lock:
+            for rec_id, _sid, pcm, finished, overflow in self._core.drain_recordings():
+                rec = self._recs[rec_id]
+                rec.wav.writeframes(pcm)
+                rec.samples += len(pcm) // 2
+                if finished:
+                    self._finish(self._recs.pop(rec_id), overflow, post)
+
+    def _finish(self, rec: _Recording, overflow: int, post: bool) -> None:
+        rec.wav.close()
+        if overflow:
+            log.error("recording %s lost %d samples (writer too slow)", rec.path, overflow)
+        ev = RecordingFinished(rec.stream, rec.path, rec.samples / 8000)
+        if post and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._deliver, ev)
+        elif self._on_event is not None:
+            self._on_event(ev)
+
+    def _deliver(self, ev: MediaEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(ev)

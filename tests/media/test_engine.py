@@ -1,0 +1,304 @@
+"""Media engine over real UDP on 127.0.0.1: streams, bridging, latching, players, recording.
+
+Each test checks exact bytes in and out; the `engines` fixture checks for leaks at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+
+import numpy as np
+import pytest
+from rtp_peer import RtpPeer, build, engine_factory
+
+from mediasrv import _media
+from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.media.events import (
+    FirstPacketReceived,
+    PlayFinished,
+    RecordingFinished,
+    RtpTimedOut,
+)
+
+ULAW_FRAME = bytes(range(0, 160))
+
+
+def wire(eng: MediaEngine, peer: RtpPeer, codec: str = "PCMU", event_pt: int | None = 101) -> int:
+    """Open a stream whose remote is peer; returns the stream id."""
+    sid = eng.open_stream()
+    pt = 0 if codec == "PCMU" else 8
+    eng.set_remote(sid, "127.0.0.1", peer.port, codec=codec, pt=pt, event_pt=event_pt)
+    return sid
+
+
+@pytest.fixture
+async def engines(request: pytest.FixtureRequest):
+    async with engine_factory(request.node.name) as make:
+        yield make
+
+
+@pytest.fixture
+def peers():
+    made: list[RtpPeer] = []
+
+    def make(n: int) -> list[RtpPeer]:
+        new = [RtpPeer() for _ in range(n)]
+        made.extend(new)
+        return new
+
+    yield make
+    for p in made:
+        p.close()
+
+
+async def test_open_close_port_reuse_and_exhaustion(engines) -> None:
+    eut = engines(ports=4)
+    eng = eut.engine
+    a, b = eng.open_stream(), eng.open_stream()
+    ports = {eng.local_port(a), eng.local_port(b)}
+    assert ports == {eut.port_min, eut.port_min + 2}
+    with pytest.raises(MediaError, match="no free RTP port"):
+        eng.open_stream()
+    freed = eng.local_port(a)
+    eng.close_stream(a)
+    c = eng.open_stream()
+    assert eng.local_port(c) == freed and c not in (a, b)
+    with pytest.raises(MediaError):
+        eng.local_port(a)                       # ids are never reused
+    for sid in (b, c):
+        eng.close_stream(sid)
+
+
+async def test_bad_arguments_raise_media_error(engines) -> None:
+    eng = engines().engine
+    sid = eng.open_stream()
+    for bad in (lambda: eng.set_remote(sid, "nowhere", 1, codec="PCMU", pt=0, event_pt=None),
+                lambda: eng.set_remote(sid, "127.0.0.1", 1, codec="G729", pt=18, event_pt=None),
+                lambda: eng.connect(sid, sid),
+                lambda: eng.play_moh(sid, "nope"),
+                lambda: eng.play_prompt(sid, "nope"),
+                lambda: eng.send_dtmf(sid, "x"),
+                lambda: eng.set_dtmf(sid, mode="both")):
+        with pytest.raises(MediaError):
+            bad()
+    eng.close_stream(sid)
+    with pytest.raises(MediaError):
+        MediaEngine("127.0.0.1", 5000, 5000)
+
+
+async def test_forwarding_rewrites_header_and_keeps_continuity(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa), wire(eng, pb)
+    eng.connect(a, b)
+    sent = [pa.send(eng.local_port(a), bytes([i]) * 160) for i in range(5)]
+    got = [pb.recv() for _ in sent]
+    assert all(g is not None for g in got)
+    assert [g.payload for g in got] == [s[12:] for s in sent]
+    assert len({g.ssrc for g in got}) == 1 and got[0].ssrc != pa.ssrc
+    assert [g.seq - got[0].seq for g in got] == [0, 1, 2, 3, 4]
+    assert [g.ts - got[0].ts for g in got] == [0, 160, 320, 480, 640]
+    assert [g.marker for g in got] == [True, False, False, False, False]
+    # a change of feed: silence, then the bridge again; seq/ts/SSRC continue, marker on each change
+    eng.play_silence(b)
+    silence = pb.recv_for(0.1)
+    eng.connect(a, b)
+    await asyncio.sleep(0.03)
+    pa.send(eng.local_port(a), b"\x11" * 160)
+    after = pb.recv_for(0.1)
+    seqs = [p.seq for p in got + silence + after]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert {p.ssrc for p in silence + after} == {got[0].ssrc}
+    assert silence[0].marker and after[0].marker
+    assert silence[0].payload == b"\xff" * 160
+    ts = [p.ts for p in got + silence + after]
+    steps = np.diff(np.array(ts, dtype=np.int64))
+    assert all(s > 0 and s % 160 == 0 for s in steps), steps
+    assert after[0].payload == b"\x11" * 160
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_transcoding_pcmu_to_pcma_exact(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa, "PCMU"), wire(eng, pb, "PCMA")
+    eng.connect(a, b)
+    for chunk in (bytes(range(0, 160)), bytes(range(96, 256))):
+        pa.send(eng.local_port(a), chunk, pt=0)
+        got = pb.recv()
+        assert got is not None and got.pt == 8
+        assert got.payload == _media.ulaw_to_alaw(chunk)
+        pb.send(eng.local_port(b), got.payload, pt=8)
+        back = pa.recv()
+        assert back is not None and back.pt == 0
+        assert back.payload == _media.alaw_to_ulaw(got.payload)
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_latching_only_early_and_for_a_stable_ssrc(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    nat, other, intruder, far = peers(4)
+    a = wire(eng, nat)                 # SDP said `nat`, but media comes from `other`
+    b = wire(eng, far)
+    eng.connect(a, b)
+    port = eng.local_port(a)
+    for i in range(4):                 # changing SSRC: never stable, never latched
+        other.send(port, ULAW_FRAME, ssrc=0x100 + i)
+    assert far.recv(0.2) is None
+    for _ in range(3):                 # three packets, one SSRC: latched on the third
+        other.send(port, ULAW_FRAME, ssrc=0x555)
+    assert far.recv() is not None and far.recv(0.1) is None
+    (first,) = await eut.wait_for(FirstPacketReceived)
+    assert (first.stream, first.host, first.port) == (a, "127.0.0.1", other.port)
+    for _ in range(3):                 # after media flows, another source is an injection
+        intruder.send(port, ULAW_FRAME, ssrc=0x555)
+    other.send(port, ULAW_FRAME, ssrc=0x555)
+    assert len(far.recv_for(0.2)) == 1
+    st = eng.stats(a)
+    assert st["dropped"] == 4 + 2 + 3 and st["packets_in"] == 2
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_malformed_packets_counted_and_dropped(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa), wire(eng, pb)
+    eng.connect(a, b)
+    good = build(ULAW_FRAME, seq=1, ssrc=7)
+    bad = [
+        good[:11],                                        # shorter than the fixed header
+        bytes([0x40]) + good[1:],                         # version 1
+        bytes([0x83]) + good[1:12] + b"\x00" * 8,         # CC=3 but only 8 bytes follow
+        bytes([0x90]) + good[1:12] + b"\xbe\xde\x00\x09" + b"\x00" * 8,  # ext overruns
+        bytes([0xA0]) + good[1:] [:-1] + b"\x00",         # padding count 0
+        bytes([0xA0]) + good[1:12] + b"\x01\x02\xff",     # padding count > payload
+        bytes([0x80, 0xC8]) + good[2:],                   # RTCP SR (PT 72) on the RTP port
+    ]
+    for pkt in bad:
+        pa.send_raw(eng.local_port(a), pkt)
+    pa.send_raw(eng.local_port(a), bytes([0xA0]) + good[1:] + b"\x00\x00\x03")  # padding ok
+    got = pb.recv()
+    assert got is not None and got.payload == ULAW_FRAME and pb.recv(0.1) is None
+    assert eng.stats(a)["malformed"] == len(bad)
+    assert eng.stats(a)["packets_in"] == 1
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_rtp_timeout_event(engines, peers) -> None:
+    eut = engines(rtp_timeout=0.3)
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    idle = eng.open_stream()               # no remote yet: no timeout expected
+    (ev,) = await eut.wait_for(RtpTimedOut, timeout=2.0)
+    assert ev.stream == a
+    await asyncio.sleep(0.6)
+    assert len(eut.of(RtpTimedOut)) == 1   # once, not every check
+    for sid in (a, idle):
+        eng.close_stream(sid)
+
+
+async def test_moh_fans_out_one_player_with_distinct_ssrcs(engines, peers) -> None:
+    eng = engines().engine
+    ramp = (np.arange(8000 * 2) % 2000 * 8).astype(np.int16)
+    eng.define_moh_class("default", ramp)
+    listeners = peers(3)
+    sids = [wire(eng, p) for p in listeners]
+    for sid in sids:
+        eng.play_moh(sid, "default")
+    got = [p.recv_for(0.25) for p in listeners]
+    for sid in sids:
+        eng.close_stream(sid)
+    assert len({pk[0].ssrc for pk in got}) == 3
+    # one shared player: the same frame reaches every listener in the same tick
+    n = min(len(g) for g in got) - 1
+    assert n >= 8
+    for i in range(n):
+        assert got[0][i].payload == got[1][i].payload == got[2][i].payload
+    pcm = _media.ulaw_decode(b"".join(p.payload for p in got[0][:n]))
+    start = int(np.argmax(ramp == _media.ulaw_decode(_media.ulaw_encode(ramp[:1]))[0]))
+    expect = _media.ulaw_decode(_media.ulaw_encode(ramp[start:start + len(pcm)]))
+    assert np.array_equal(pcm, expect)
+
+
+async def test_prompt_plays_once_then_silence_and_reports(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa, "PCMA")
+    sound = (np.sin(np.arange(480) * 0.3) * 8000).astype(np.int16)
+    eng.load_sound("hello", sound)
+    play_id = eng.play_prompt(a, "hello")
+    (ev,) = await eut.wait_for(PlayFinished)
+    assert (ev.stream, ev.play_id, ev.completed) == (a, play_id, True)
+    got = pa.recv_for(0.1)
+    assert b"".join(p.payload for p in got[:3]) == _media.alaw_encode(sound)
+    assert got[3].payload == b"\xd5" * 160 and eng.feed(a) == "silence"
+    second = eng.play_prompt(a, "hello")
+    eng.stop_feed(a)
+    evs = await eut.wait_for(PlayFinished, count=2)
+    assert (evs[1].play_id, evs[1].completed) == (second, False)
+    eng.close_stream(a)
+
+
+async def test_send_dtmf_rfc4733_packets_exact(engines, peers) -> None:
+    eng = engines().engine
+    (pa,) = peers(1)
+    a = wire(eng, pa, event_pt=101)
+    eng.play_silence(a)
+    pa.recv_for(0.05)
+    eng.send_dtmf(a, "5", 100)
+    pkts = [p for p in pa.recv_for(0.3) if p.pt == 101]
+    eng.close_stream(a)
+    # RFC 4733 §2.5: one timestamp, marker first, duration growing by ptime, the last
+    # duration (800 = 100 ms) sent three times with the E bit.
+    assert len(pkts) == 4 + 3
+    assert [p.marker for p in pkts] == [True] + [False] * 6
+    assert len({p.ts for p in pkts}) == 1
+    assert [p.payload for p in pkts] == (
+        [bytes([5, 10]) + d.to_bytes(2, "big") for d in (160, 320, 480, 640)]
+        + [bytes([5, 0x80 | 10]) + (800).to_bytes(2, "big")] * 3)
+    seqs = [p.seq for p in pkts]
+    assert seqs == list(range(seqs[0], seqs[0] + 7))
+
+
+async def test_recording_inbound_audio_to_wav(engines, peers, tmp_path) -> None:
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    path = str(tmp_path / "rec.wav")
+    eng.record_start(a, path, max_seconds=0.1)      # 800 samples = 5 packets
+    frames = [bytes([(i * 7 + k) % 256 for k in range(160)]) for i in range(8)]
+    for f in frames:
+        pa.send(eng.local_port(a), f)
+        await asyncio.sleep(0.005)
+    (ev,) = await eut.wait_for(RecordingFinished)
+    assert (ev.stream, ev.path, ev.seconds) == (a, path, 0.1)
+    with wave.open(path, "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    assert np.array_equal(pcm, _media.ulaw_decode(b"".join(frames[:5])))
+    eng.close_stream(a)
+
+
+async def test_close_stream_finishes_its_recording(engines, peers, tmp_path) -> None:
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    path = str(tmp_path / "cut.wav")
+    eng.record_start(a, path, max_seconds=60)
+    pa.send(eng.local_port(a), ULAW_FRAME)
+    await asyncio.sleep(0.05)
+    eng.close_stream(a)
+    (ev,) = await eut.wait_for(RecordingFinished)
+    assert ev.seconds == 160 / 8000
+    with wave.open(path, "rb") as w:
+        assert w.getnframes() == 160
