@@ -145,7 +145,8 @@ class SipEndpoint:
         self._clients: dict[tuple[str, ...], ClientTransaction] = {}
         self._merge_keys: dict[tuple[str, str, int, str], tuple[str, ...]] = {}
         self._framers: dict[int, StreamFramer] = {}
-        self._acks: dict[AckKey, dict[str, Outgoing]] = {}
+        # per INVITE we sent: the 2xx To tags already passed up, with the ACK sent for each
+        self._acks: dict[AckKey, dict[str, Outgoing | None]] = {}
         self._pending_cancel: set[InviteClientTransaction] = set()
         self._pending_2xx: dict[AckKey, _Pending2xx] = {}
         self._out: list[Outgoing] = []
@@ -162,10 +163,15 @@ class SipEndpoint:
         for item in self._frame(data, arrival):
             if isinstance(item, SipParseError):
                 self._malformed(item, arrival)
-            elif isinstance(item, Request):
-                self._on_request(item, arrival, now)
-            else:
-                self._on_response(item, arrival, now)
+                continue
+            try:
+                if isinstance(item, Request):
+                    self._on_request(item, arrival, now)
+                else:
+                    self._on_response(item, arrival, now)
+            except SipParseError as exc:  # a header only read lazily was bad: peer's fault
+                exc.partial = item if isinstance(item, Request) else None
+                self._malformed(exc, arrival)
 
     def datagrams_to_send(self) -> list[Outgoing]:
         """Everything queued for the network since the last call, in order."""
@@ -368,14 +374,14 @@ class SipEndpoint:
             self._events.append(CancelReceived(invite, cancel))
 
     def _ack_2xx(self, ack: Request) -> None:
-        """An ACK matching no transaction: the end-to-end ACK of a 2xx (§13.3.1.4). One
-        for no dialog of ours (e.g. a late non-2xx ACK) is dropped: nothing can use it."""
-        self._pending_2xx.pop((ack.call_id, ack.from_tag or "", ack.cseq[0]), None)
-        dialog = self.dialogs.for_request(ack)
-        if dialog is None:
+        """An ACK matching no transaction: the end-to-end ACK of a 2xx (§13.3.1.4). Only the
+        first one, which stops our 2xx retransmissions, is reported; repeats and ACKs
+        for nothing we sent (e.g. a late non-2xx ACK) are counted and dropped."""
+        pending = self._pending_2xx.pop((ack.call_id, ack.from_tag or "", ack.cseq[0]), None)
+        if pending is None:
             self.stats["stray_acks"] += 1
             return
-        self._events.append(AckReceived(ack, dialog))
+        self._events.append(AckReceived(ack, self.dialogs.for_request(ack)))
 
     def _on_response(self, response: Response, arrival: _Arrival, now: float) -> None:
         via = response.top_via
@@ -484,10 +490,13 @@ class SipEndpoint:
     # == client side: responses, dialogs, CANCEL ==================================================
     def _on_client_response(self, txn: ClientTransaction, response: Response) -> None:
         acks = self._acks.get(_ack_key(txn.request))
-        if 200 <= response.status < 300 and acks and (response.to_tag or "") in acks:
-            sent = acks[response.to_tag or ""]
-            self._out.append(sent)  # a retransmitted 2xx: our ACK was lost (§13.2.2.4)
-            return
+        if acks is not None and 200 <= response.status < 300:
+            tag = response.to_tag or ""
+            if tag in acks:  # a retransmitted 2xx: our ACK was lost, or is not sent yet
+                if (sent := acks[tag]) is not None:
+                    self._out.append(sent)  # §13.2.2.4
+                return
+            acks[tag] = None
         dialog = self._uac_dialog(txn, response)
         self._events.append(ResponseReceived(txn, response, dialog))
         if txn in self._pending_cancel:

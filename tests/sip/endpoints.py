@@ -15,8 +15,9 @@ B_ADDR = ("10.0.0.2", 5060)
 class Pair:
     """Endpoints `a` (the caller) and `b`, a fake clock and a lossy wire.
 
-    `drop(sender, message)` returns True to lose a packet; `nat` rewrites `a`'s source
-    address as a NAT would. Every delivered or lost packet is logged as "a>b INVITE".
+    `drop(sender, message)` returns True to lose a packet, `duplicate` to deliver it twice;
+    `nat` rewrites `a`'s source address as a NAT would. Every delivered or lost packet is
+    logged as "a>b INVITE". `bots` are scripted call layers run after each delivery round.
     """
 
     def __init__(self, *, nat: tuple[str, int] | None = None) -> None:
@@ -25,6 +26,8 @@ class Pair:
         self.now = 0.0
         self.nat = nat
         self.drop: Callable[[str, object], bool] = lambda sender, message: False
+        self.duplicate: Callable[[str, object], bool] = lambda sender, message: False
+        self.bots: list[Callable[[Pair], None]] = []
         self.log: list[str] = []
         self.events: dict[str, list[SipEvent]] = {"a": [], "b": []}
 
@@ -39,17 +42,18 @@ class Pair:
         return self.a, B_ADDR
 
     def pump(self) -> None:
-        """Deliver queued packets both ways until the wire is quiet."""
-        moving = True
-        while moving:
-            moving = False
-            for ep in (self.a, self.b):
-                sender = self.name(ep)
-                for out in ep.datagrams_to_send():
-                    moving = True
-                    self._deliver(sender, out)
+        """Deliver queued packets both ways, letting the bots react, until all is quiet."""
+        while True:
             for ep in (self.a, self.b):
                 self.events[self.name(ep)] += ep.next_events()
+            for bot in self.bots:
+                bot(self)
+            batch = [(self.name(ep), out) for ep in (self.a, self.b)
+                     for out in ep.datagrams_to_send()]
+            if not batch:
+                return
+            for sender, out in batch:
+                self._deliver(sender, out)
 
     def _deliver(self, sender: str, out: Outgoing) -> None:
         message = parse_message(out.data)
@@ -61,7 +65,8 @@ class Pair:
             return
         target, source = self._route(sender, out)
         conn = 1 if out.transport == "tcp" else None
-        target.receive(out.data, source, out.transport, conn, None, self.now)
+        for _ in range(2 if self.duplicate(sender, message) else 1):
+            target.receive(out.data, source, out.transport, conn, None, self.now)
 
     def advance(self, until: float) -> None:
         """Run both endpoints' timers in time order up to `until`, pumping after each."""
