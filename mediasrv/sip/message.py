@@ -17,6 +17,7 @@ How this works:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ _LINE_RE = re.compile(r"\r?\n")
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
 
 
+@functools.lru_cache(maxsize=512)
 def canonical_name(name: str) -> str:
     """The full, conventionally spelt header name for `name` (compact forms expanded)."""
     low = name.lower()
@@ -104,59 +106,55 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        # (lower-case key, canonical name, value): the key makes lookups one comparison.
+        self._items: list[tuple[str, str, str]] = [_line(n, v) for n, v in items]
 
     def get(self, name: str) -> str | None:
         """The first line's value for `name`, or None (see `get_all` for list headers)."""
-        low = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == low:
+        key = _key(name)
+        for k, _n, v in self._items:
+            if k == key:
                 return v
         return None
 
     def get_all(self, name: str) -> list[str]:
         """All values for `name` in order; list headers are split on their commas."""
-        low = canonical_name(name).lower()
-        values = [v for n, v in self._items if n.lower() == low]
-        if low not in LIST_HEADERS:
+        key = _key(name)
+        values = [v for k, _n, v in self._items if k == key]
+        if key not in LIST_HEADERS:
             return values
         return [p.strip() for v in values for p in split_outside(v, ",") if p.strip()]
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` by one line, at the place of the first one."""
-        name = canonical_name(name)
-        low = name.lower()
-        index = next((i for i, (n, _) in enumerate(self._items) if n.lower() == low), None)
+        key = _key(name)
+        index = next((i for i, item in enumerate(self._items) if item[0] == key), None)
         self.remove(name)
-        if index is None:
-            self._items.append((name, value))
-        else:
-            self._items.insert(index, (name, value))
+        self._items.insert(len(self._items) if index is None else index, _line(name, value))
 
     def add(self, name: str, value: str) -> None:
         """Append a line."""
-        self._items.append((canonical_name(name), value))
+        self._items.append(_line(name, value))
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line before the first line of `name` (or at the top), e.g. a new Via."""
-        name = canonical_name(name)
-        low = name.lower()
-        index = next((i for i, (n, _) in enumerate(self._items) if n.lower() == low), 0)
-        self._items.insert(index, (name, value))
+        key = _key(name)
+        index = next((i for i, item in enumerate(self._items) if item[0] == key), 0)
+        self._items.insert(index, _line(name, value))
 
     def remove(self, name: str) -> None:
         """Remove every line of `name`."""
-        low = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != low]
+        key = _key(name)
+        self._items = [item for item in self._items if item[0] != key]
 
     def count(self, name: str) -> int:
         """How many lines of `name` there are (not list elements)."""
-        low = canonical_name(name).lower()
-        return sum(1 for n, _ in self._items if n.lower() == low)
+        key = _key(name)
+        return sum(1 for item in self._items if item[0] == key)
 
     def items(self) -> list[tuple[str, str]]:
         """All (name, value) lines, in order."""
-        return list(self._items)
+        return [(n, v) for _k, n, v in self._items]
 
     def copy(self) -> Headers:
         """A shallow copy."""
@@ -168,7 +166,7 @@ class Headers:
         return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(list(self._items))
+        return iter(self.items())
 
     def __len__(self) -> int:
         return len(self._items)
@@ -177,7 +175,16 @@ class Headers:
         return isinstance(other, Headers) and self._items == other._items
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.items()!r})"
+
+
+@functools.lru_cache(maxsize=512)
+def _key(name: str) -> str:
+    return canonical_name(name).lower()
+
+
+def _line(name: str, value: str) -> tuple[str, str, str]:
+    return _key(name), canonical_name(name), value
 
 
 class _MessageBase:

@@ -1,0 +1,67 @@
+"""Benchmark: parse + serialise a typical INVITE with SDP (mediasrv.sip.message).
+
+The gate is a ratio measured in the same run against a plain reference parser written
+here (split on CRLF into a dict, no validation), so it holds on any machine: our parser
+validates the start line, every mandatory header, the Via and the addresses, and
+re-serialises, so it may be a bounded factor slower than the reference, never more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mediasrv.sip.message import parse_message
+
+SAMPLE = Path(__file__).parent.parent / "tests" / "sip" / "data" / "invite_sdp.sip"
+MAX_RATIO = 25.0  # ours / reference, parse + serialise; measured 11 on the dev box
+
+
+def invite_bytes() -> bytes:
+    raw = SAMPLE.read_bytes().replace(b"\n", b"\r\n")
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    return head.replace(b"@@", str(len(body)).encode()) + sep + body
+
+
+def reference_round_trip(data: bytes) -> bytes:
+    """The least a SIP stack can do: split lines into a dict, then join them back."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    out = [lines[0]] + [k + b": " + v for k, v in headers.items()]
+    return b"\r\n".join(out) + b"\r\n\r\n" + body
+
+
+def our_round_trip(data: bytes) -> bytes:
+    return parse_message(data).to_bytes()
+
+
+def best_time(
+    fn: Callable[[bytes], bytes], data: bytes, loops: int = 2000, repeats: int = 5
+) -> float:
+    """Best per-call time over a few short repeats (the minimum is the least noisy)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn(data)
+        best = min(best, (time.perf_counter() - start) / loops)
+    return best
+
+
+def test_parse_serialise_invite(benchmark: Any) -> None:
+    data = invite_bytes()
+    assert parse_message(our_round_trip(data)) == parse_message(data)
+    benchmark(our_round_trip, data)
+    ours, ref = best_time(our_round_trip, data), best_time(reference_round_trip, data)
+    ratio = ours / ref
+    benchmark.extra_info.update(
+        messages_per_s=round(1 / ours), reference_per_s=round(1 / ref), ratio=round(ratio, 1)
+    )
+    print(f"\nours {1 / ours:,.0f} msg/s, reference {1 / ref:,.0f} msg/s, ratio {ratio:.1f}")
+    assert ratio < MAX_RATIO
