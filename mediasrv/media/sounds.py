@@ -1,0 +1,96 @@
+"""Sound files for prompts and music on hold: decoded once, mono, 8 kHz int16, cached.
+
+How this works: `soundfile` decodes WAV/FLAC/μ-law files (the engine never decodes files per
+packet). Channels are averaged to mono, then the signal is resampled to 8 kHz with a
+windowed-sinc interpolator (Kaiser window, cut-off at the lower Nyquist frequency, so down-
+sampling is anti-aliased) and rounded to int16. Results are cached by absolute path and
+modification time. A music-on-hold class is the concatenation of its files (glob patterns,
+sorted); files that fail to load are named in one error log line, and a class with no
+playable file is an empty array, which the engine plays as silence.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+log = logging.getLogger(__name__)
+
+RATE = 8000
+_ZEROS = 16                # sinc zero crossings each side of the interpolation point
+_ROLLOFF = 0.92            # cut-off as a fraction of the lower Nyquist frequency
+_KAISER_BETA = 8.0
+_CHUNK = 1 << 12           # output samples computed per vectorised step
+_cache: dict[tuple[str, float], np.ndarray] = {}
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int = RATE) -> np.ndarray:
+    """Band-limited resampling of a float signal (windowed-sinc interpolation)."""
+    if rate_in == rate_out or len(x) == 0:
+        return np.asarray(x, dtype=np.float64)
+    step = rate_in / rate_out
+    cutoff = _ROLLOFF * min(1.0, rate_out / rate_in)    # in cycles per 2 input samples
+    half = int(np.ceil(_ZEROS / cutoff))                 # kernel half-width, input samples
+    n_out = int(np.floor(len(x) / step))
+    padded = np.concatenate([np.zeros(half), x, np.zeros(half + 1)])
+    out = np.empty(n_out)
+    for start in range(0, n_out, _CHUNK):
+        n = np.arange(start, min(n_out, start + _CHUNK))
+        out[start:start + len(n)] = _interpolate(padded, n * step, cutoff, half)
+    return out
+
+
+def _interpolate(padded: np.ndarray, pos: np.ndarray, cutoff: float, half: int) -> np.ndarray:
+    idx = np.floor(pos).astype(np.int64)[:, None] + np.arange(-half + 1, half + 1)[None, :]
+    dist = pos[:, None] - idx
+    window = np.kaiser(2 * half + 1, _KAISER_BETA)
+    w = np.interp(dist, np.arange(-half, half + 1), window)
+    kernel = cutoff * np.sinc(cutoff * dist) * w
+    return np.sum(padded[idx + half] * kernel, axis=1)
+
+
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] to int16, rounded and clipped."""
+    return np.clip(np.rint(x * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def load_sound(path: str | os.PathLike[str]) -> np.ndarray:
+    """The file as 8 kHz mono int16 (cached); raises OSError/soundfile errors on bad files."""
+    p = os.path.abspath(path)
+    key = (p, os.path.getmtime(p))
+    if key not in _cache:
+        data, rate = soundfile.read(p, dtype="float64", always_2d=True)
+        _cache[key] = to_pcm16(resample(data.mean(axis=1), int(rate)))
+    return _cache[key]
+
+
+def expand(patterns: list[str], base_dir: str | os.PathLike[str] = ".") -> list[str]:
+    """Glob patterns (relative to base_dir) to a sorted list of files, pattern by pattern."""
+    files: list[str] = []
+    for pattern in patterns:
+        full = pattern if os.path.isabs(pattern) else str(Path(base_dir) / pattern)
+        files.extend(sorted(glob.glob(full)) or [full])
+    return files
+
+
+def load_moh_class(name: str, patterns: list[str],
+                   base_dir: str | os.PathLike[str] = ".") -> np.ndarray:
+    """The class's files concatenated; empty (= silence) when none loads, with an error log."""
+    parts: list[np.ndarray] = []
+    failed: list[str] = []
+    for f in expand(patterns, base_dir):
+        try:
+            parts.append(load_sound(f))
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
+            failed.append(f"{f} ({exc})")
+    if failed:
+        log.error("MoH class %r: cannot load %s", name, "; ".join(failed))
+    if not parts:
+        log.error("MoH class %r has no playable file: it plays silence", name)
+        return np.zeros(0, dtype=np.int16)
+    return np.concatenate(parts)
