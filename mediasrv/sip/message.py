@@ -33,7 +33,8 @@ COMPACT_FORMS = {
     "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "e": "Content-Encoding",
     "f": "From", "i": "Call-ID", "k": "Supported", "l": "Content-Length", "m": "Contact",
     "o": "Event", "r": "Refer-To", "s": "Subject", "t": "To", "u": "Allow-Events",
-    "v": "Via", "x": "Session-Expires", "y": "Identity",
+    "v": "Via", "x": "Session-Expires", "y": "Identity", "j": "Reject-Contact",
+    "d": "Request-Disposition",
 }
 # Names whose usual spelling is not plain Title-Case-Per-Word.
 _CANONICAL = {
@@ -110,11 +111,12 @@ class Headers:
         self._items: list[tuple[str, str, str]] = [_line(n, v) for n, v in items]
 
     def get(self, name: str) -> str | None:
-        """The first line's value for `name`, or None (see `get_all` for list headers)."""
+        """The first value for `name`, or None; for a list header (e.g. Via, Contact) the
+        first element of its first line."""
         key = _key(name)
         for k, _n, v in self._items:
             if k == key:
-                return v
+                return (_split_list(v) or [v])[0] if key in LIST_HEADERS else v
         return None
 
     def get_all(self, name: str) -> list[str]:
@@ -123,7 +125,7 @@ class Headers:
         values = [v for k, _n, v in self._items if k == key]
         if key not in LIST_HEADERS:
             return values
-        return [p.strip() for v in values for p in split_outside(v, ",") if p.strip()]
+        return [p for v in values for p in _split_list(v)]
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` by one line, at the place of the first one."""
@@ -176,6 +178,16 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
+
+
+def _split_list(value: str) -> list[str]:
+    """Elements of a comma-separated header value; an unbalanced quote leaves it whole, so
+    the error surfaces where the element is parsed, not in a lookup."""
+    try:
+        parts = split_outside(value, ",")
+    except SipParseError:
+        return [value]
+    return [p.strip() for p in parts if p.strip()]
 
 
 @functools.lru_cache(maxsize=512)
@@ -235,10 +247,10 @@ class _MessageBase:
     @property
     def top_via(self) -> Via:
         """The topmost Via value (§8.2.6.2, §18.2.1)."""
-        vias = self.headers.get_all("Via")
-        if not vias:
+        via = self.headers.get("Via")
+        if via is None:
             raise SipParseError("missing Via")
-        return Via.parse(vias[0])
+        return Via.parse(via)
 
     @property
     def via_branch(self) -> str | None:
@@ -327,6 +339,8 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, SipParseError | None
         name = name.rstrip(" \t")
         if not colon or not is_token(name):
             return headers, SipParseError(f"bad header line {line[:40]!r}")
+        if "\r" in value or "\x00" in value:  # a bare CR would split the line on the way out
+            return headers, SipParseError(f"control character in {name}")
         headers.add(name, value.strip(" \t"))
     return headers, None
 
@@ -402,10 +416,10 @@ def _answerable(msg: Request | Response) -> Request | None:
     if not isinstance(msg, Request) or msg.method == "ACK":
         return None
     try:
-        Via.parse(msg.headers.get_all("Via")[0])
+        Via.parse(msg.headers.get("Via") or "")
         parse_cseq(msg.headers.get("CSeq") or "")
         NameAddr.parse(msg.headers.get("From") or "")
-    except (SipParseError, IndexError):
+    except SipParseError:
         return None
     # To is only copied into the answer, so a malformed one still gets its 400 (RFC 4475 §3.1.2).
     return msg if msg.headers.get("Call-ID") and msg.headers.get("To") else None

@@ -266,3 +266,26 @@ def test_make_response_keeps_existing_to_tag_and_skips_record_route_on_errors() 
     assert "Record-Route" not in resp.headers
     assert make_response(req, 299).reason == "Unknown"
     assert make_response(req, 400, "Bad CSeq").reason == "Bad CSeq"
+
+
+def test_get_returns_first_element_of_list_headers_and_tolerates_bad_quotes() -> None:
+    h = Headers([("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b")])
+    h.add("Contact", '"x <sip:a>')
+    assert h.get("Via") == "SIP/2.0/UDP a;branch=z9hG4bK1"
+    assert h.get_all("Contact") == ['"x <sip:a>'] and h.get("Contact") == '"x <sip:a>'
+    h.add("Supported", "")
+    assert h.get("Supported") == "" and h.get_all("Supported") == []
+
+
+def test_control_characters_in_header_values_are_refused() -> None:
+    base = load_sample("valid/lwsdisp.sip")
+    for bad in (b"\r", b"\x00"):
+        with pytest.raises(SipParseError, match="control"):
+            parse_message(base.replace(b"Max-Forwards: 70", b"Max-Forwards: 7" + bad + b"0"))
+
+
+def test_more_compact_forms() -> None:
+    h = Headers([("j", "*;audio"), ("d", "proxy"), ("a", "*;video"), ("y", "abc"), ("o", "dialog")])
+    assert [n for n, _ in h.items()] == [
+        "Reject-Contact", "Request-Disposition", "Accept-Contact", "Identity", "Event",
+    ]
