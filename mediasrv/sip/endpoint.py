@@ -30,6 +30,8 @@ Responses are addressed per §18.2.2 (received + rport, or the same TCP connecti
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -149,6 +151,12 @@ class SipEndpoint:
         self._acks: dict[AckKey, dict[str, Outgoing | None]] = {}
         self._pending_cancel: set[InviteClientTransaction] = set()
         self._pending_2xx: dict[AckKey, _Pending2xx] = {}
+        # A lazy heap of transaction deadlines: an entry is live while `_scheduled` still
+        # holds its deadline for that transaction, so get_timer() stays cheap with many
+        # transactions waiting in Completed.
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._scheduled: dict[Transaction, float] = {}
+        self._sequence = itertools.count()
         self._out: list[Outgoing] = []
         self._events: list[SipEvent] = []
         self._to_close: list[int] = []
@@ -185,27 +193,33 @@ class SipEndpoint:
 
     def get_timer(self) -> float | None:
         """The one deadline at which `handle_timer` must be called, or None."""
-        deadlines = [t.next_deadline() for t in self._all_transactions()]
-        deadlines += [min(p.next_at, p.give_up_at) for p in self._pending_2xx.values()]
-        return min((d for d in deadlines if d is not None), default=None)
+        deadlines = [min(p.next_at, p.give_up_at) for p in self._pending_2xx.values()]
+        first = self._first_deadline()
+        if first is not None:
+            deadlines.append(first)
+        return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
         """Fire everything due at `now` (transaction timers, 2xx retransmissions)."""
         self._now = now
-        for txn in self._all_transactions():
-            deadline = txn.next_deadline()
-            if deadline is not None and deadline <= now:
-                txn.handle_timer(now)
-                self._flush(txn)
+        while (deadline := self._first_deadline()) is not None and deadline <= now:
+            _, _, txn = heapq.heappop(self._heap)
+            del self._scheduled[txn]
+            txn.handle_timer(now)
+            self._flush(txn)
         for key, pending in list(self._pending_2xx.items()):
             self._tick_2xx(key, pending, now)
 
-    def connection_lost(self, conn_id: int) -> None:
-        """A TCP connection closed: its transactions fail with a transport error (§17.1.4,
-        §17.2.4) and its framing state and pending 2xx retransmissions are dropped."""
-        self._framers.pop(conn_id, None)
+    def connection_lost(self, conn_id: int | None, remote: Address | None = None) -> None:
+        """A TCP connection closed (or could not be opened to `remote`): its transactions
+        fail with a transport error (§17.1.4, §17.2.4), and its framing state and pending
+        2xx retransmissions are dropped. With `remote`, client transactions not yet bound
+        to a connection (no response came back yet) and sent to `remote` fail too."""
+        self._framers.pop(conn_id if conn_id is not None else -1, None)
         for txn in self._all_transactions():
-            if txn.conn_id == conn_id and txn.transport != "udp":
+            bound = conn_id is not None and txn.conn_id == conn_id
+            unbound = remote is not None and txn.conn_id is None and txn.peer == remote
+            if txn.transport != "udp" and (bound or unbound):
                 txn.transport_error(self._now)
                 self._flush(txn)
         for key, pending in list(self._pending_2xx.items()):
@@ -253,8 +267,14 @@ class SipEndpoint:
         """Answer a request through its server transaction; returns the dialog the
         response created or belongs to (§12.1.1). A non-100 response without a To tag gets
         one (§8.2.6.2), the same one for every response of the transaction.
-        Raises RuntimeError if the transaction already sent its final response."""
+
+        A response the transaction can no longer send (it already sent its final one, e.g.
+        a 487 because a CANCEL crossed the call layer's 200) is dropped and counted in
+        `stats["late_responses"]`; the call layer learns why from the events."""
         self._now = now
+        if not txn.accepts(response.status):
+            self.stats["late_responses"] += 1
+            return None
         self._complete_response(txn, response)
         txn.send_response(response, now)
         dialog = self._uas_dialog(txn, response)
@@ -438,6 +458,24 @@ class SipEndpoint:
         notices, txn.notices = txn.notices, []
         for notice in notices:
             self._on_notice(txn, notice)
+        self._schedule(txn)
+
+    def _schedule(self, txn: Transaction) -> None:
+        deadline = None if txn.terminated else txn.next_deadline()
+        if deadline is None:
+            self._scheduled.pop(txn, None)
+        elif self._scheduled.get(txn) != deadline:
+            self._scheduled[txn] = deadline
+            heapq.heappush(self._heap, (deadline, next(self._sequence), txn))
+
+    def _first_deadline(self) -> float | None:
+        """The earliest live transaction deadline; stale heap entries are dropped."""
+        while self._heap:
+            deadline, _, txn = self._heap[0]
+            if self._scheduled.get(txn) == deadline:
+                return deadline
+            heapq.heappop(self._heap)
+        return None
 
     def _on_notice(self, txn: Transaction, notice: Notice) -> None:
         if notice.kind == "response":

@@ -347,6 +347,11 @@ class ServerTransaction(Transaction):
         event = "ACK" if request.method == "ACK" else self.RETRANSMIT_EVENT
         return self._handle(event, request, now)
 
+    def accepts(self, status: int) -> bool:
+        """True if the TU may send a response with `status` now (e.g. not after the final
+        response, except 2xx repeats in Accepted)."""
+        return (self.state, response_class(status)) in self.TABLE
+
     def send_response(self, response: Response, now: float) -> None:
         """The TU answers; raises if the transaction can no longer send this response."""
         if not self._handle(response_class(response.status), response, now):

@@ -405,3 +405,26 @@ def test_endpoint_requires_its_own_api_use(transport):
     ep = SipEndpoint({transport: A_ADDR})
     with pytest.raises(ValueError):
         ep.send_request(new_request("ACK"), (*B_ADDR, transport), 0.0)
+
+
+def test_a_200_crossing_a_cancel_is_dropped_not_raised():
+    pair = Pair()
+    invite = pair.a.send_request(new_request("INVITE"), UDP_B, 0.0)
+    pair.pump()
+    event, _ = answer(pair, 180)
+    pair.a.cancel(invite, pair.now)
+    pair.pump()
+    assert pair.take("b", CancelReceived)
+    late = make_response(event.request, 200, to_tag="bob1")
+    assert pair.b.send_response(event.txn, late, pair.now) is None
+    assert pair.b.stats["late_responses"] == 1 and pair.b.datagrams_to_send() == []
+
+
+def test_tcp_connect_failure_fails_the_unbound_client_transaction():
+    pair = Pair()
+    txn = pair.a.send_request(new_request("OPTIONS"), TCP_B, 0.0)
+    pair.a.datagrams_to_send()  # the adapter could not connect
+    pair.a.connection_lost(None, remote=B_ADDR)
+    assert [type(e).__name__ for e in pair.a.next_events()] == [
+        "TransportFailed", "TransactionTerminated"]
+    assert txn.terminated and pair.a.transaction_count() == 0

@@ -324,3 +324,14 @@ def test_client_key_matches_branch_and_cseq_method():
     assert client_key(response(inv, 180)) == txn.key
     cancel = request("CANCEL", branch=inv.via_branch)
     assert client_key(response(cancel, 200)) != txn.key
+
+
+def test_accepts_says_which_responses_the_tu_may_still_send():
+    inv = request()
+    txn = InviteServerTransaction(inv, reliable=False, timers=TIMERS, now=0.0)
+    assert txn.accepts(180) and txn.accepts(200) and txn.accepts(486)
+    txn.send_response(response(inv, 200), 0.0)
+    assert txn.accepts(200) and not txn.accepts(180) and not txn.accepts(486)
+    nist = NonInviteServerTransaction(request("BYE"), reliable=False, timers=TIMERS, now=0.0)
+    nist.send_response(response(nist.request, 200), 0.0)
+    assert not nist.accepts(200)
