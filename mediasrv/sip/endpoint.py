@@ -26,6 +26,15 @@ to an initial INVITE (ours or theirs), confirms them on 2xx, and forgets them af
 non-2xx final, a BYE, or a 481/408/timeout in the dialog (§12.2.1.2, §15).
 
 Responses are addressed per §18.2.2 (received + rport, or the same TCP connection).
+
+The adapter's loop, in full::
+
+    endpoint.receive(data, peer, "udp", None, local_addr, loop.time())
+    for out in endpoint.datagrams_to_send():   # Outgoing(data, destination, transport, conn_id)
+        send it (over TCP: on conn_id, or a connection to destination when conn_id is None)
+    for conn_id in endpoint.connections_to_close(): close it after sending
+    call_layer.handle(endpoint.next_events())
+    re-arm one loop.call_at(endpoint.get_timer(), ...) that calls handle_timer(loop.time())
 """
 
 from __future__ import annotations

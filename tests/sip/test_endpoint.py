@@ -428,3 +428,15 @@ def test_tcp_connect_failure_fails_the_unbound_client_transaction():
     assert [type(e).__name__ for e in pair.a.next_events()] == [
         "TransportFailed", "TransactionTerminated"]
     assert txn.terminated and pair.a.transaction_count() == 0
+
+
+def test_ipv6_source_gets_received_and_the_reply_goes_back_there():
+    b = SipEndpoint({"udp": ("2001:db8::2", 5060)})
+    data = raw_invite(via="SIP/2.0/UDP [2001:db8::9]:5062;branch=z9hG4bKv6")
+    data = data.replace(b"INVITE sip", b"OPTIONS sip").replace(b"1 INVITE", b"1 OPTIONS")
+    b.receive(data, ("2001:db8::99", 5062), "udp", None, None, 0.0)
+    (event,) = b.next_events()
+    assert event.request.top_via.received == "2001:db8::99"
+    b.send_response(event.txn, make_response(event.request, 200), 0.0)
+    (out,) = b.datagrams_to_send()
+    assert out.destination == ("2001:db8::99", 5062)
