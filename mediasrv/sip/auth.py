@@ -159,7 +159,7 @@ class DigestAuthenticator:
         expected = digest_response(
             algorithm, stored, p["nonce"], p["nc"], p["cnonce"], request.method, p["uri"]
         )
-        if not hmac.compare_digest(expected, p["response"].lower()):
+        if not hmac.compare_digest(expected.encode(), p["response"].lower().encode()):
             return AuthResult("bad", user, "wrong response")
         return self._check_nonce(p["nonce"], int(p["nc"], 16), user, now)
 

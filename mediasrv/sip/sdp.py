@@ -16,6 +16,7 @@ How this works:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from mediasrv.sip.errors import SdpNegotiationError, SdpParseError
@@ -195,7 +196,7 @@ class _Parser:
         elif kind == "o":
             self.origin = _parse_origin(value)
         elif kind == "s":
-            self.session.session_name = value
+            self.session.session_name = value or "-"  # s= must not be empty (RFC 4566 §5.3)
         elif kind == "t":
             self.session.times.append(value)
         else:
@@ -221,10 +222,9 @@ class _Parser:
                 raise SdpParseError(f"bad a={name} {arg[:40]!r}")
             getattr(target, name)[int(pt)] = rest.strip()
         elif target is not None and name == "ptime":
-            try:
-                target.ptime = round(float(arg))
-            except ValueError:
-                raise SdpParseError(f"bad ptime {arg[:20]!r}") from None
+            if not re.fullmatch(r"\d{1,4}(\.\d*)?", arg.strip()):
+                raise SdpParseError(f"bad ptime {arg[:20]!r}")
+            target.ptime = round(float(arg))
         else:
             attrs = target.attributes if target is not None else self.session.attributes
             attrs.append((name, arg if colon else None))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from mediasrv.sip.auth import (
     DigestAuthenticator,
@@ -212,3 +214,16 @@ def test_failure_limiter_memory_is_bounded() -> None:
     for i in range(1000):
         lim.record_failure(i, float(i))
     assert len(lim._sources) == 100
+
+
+@given(st.text(max_size=200), st.sampled_from(["", "username", "nc", "response", "realm"]))
+def test_garbage_authorization_is_bad_never_an_exception(junk: str, name: str) -> None:
+    auth = DigestAuthenticator(b"k" * 32, REALM)
+    _, params = parse_auth_params(answer(auth.challenge(1000.0)[0]))
+    if name:
+        assume(junk.strip() != params[name])
+        params[name] = junk
+        value = "Digest " + ", ".join(f"{k}={v}" for k, v in params.items())
+    else:
+        value = "Digest " + junk
+    assert auth.verify(register(), value, lookup, 1000.0).status == "bad"

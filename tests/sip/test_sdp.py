@@ -196,3 +196,33 @@ def test_generated_round_trip(fmts: list[str], port: int, direction: str | None,
     m.rtpmap = {int(f): "X/8000" for f in fmts if int(f) >= 96}
     sd = SessionDescription(Origin("u", 1, 2, "192.0.2.3"), "s", "192.0.2.3", [m])
     assert SessionDescription.parse(sd.to_bytes()) == sd
+
+
+@st.composite
+def mutated_sdp(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from([LINPHONE_OFFER, build_offer(
+        "192.0.2.9", 4000, ["PCMU", "PCMA"], session_id=1, version=1).to_bytes()])))
+    for _ in range(draw(st.integers(1, 5))):
+        pos = draw(st.integers(0, len(data)))
+        if draw(st.booleans()):
+            data[pos:pos] = draw(st.sampled_from(
+                [b"\r\n", b"=", b" ", b":", b"/", b"inf", b"nan", b"-1", b"99999999", b"\xff"]
+            ) | st.binary(min_size=1, max_size=4))
+        else:
+            del data[pos : pos + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@given(mutated_sdp())
+def test_fuzzed_sdp_only_raises_sdp_errors(body: bytes) -> None:
+    try:
+        sd = SessionDescription.parse(body)
+    except SdpParseError:
+        return
+    assert SessionDescription.parse(sd.to_bytes()) == sd
+    is_hold(sd)
+    try:
+        neg = negotiate(sd, ["PCMU", "PCMA"])
+    except SdpNegotiationError:
+        return
+    build_answer(sd, neg, "192.0.2.1", 5000, 1, 1).to_bytes()
