@@ -1,0 +1,400 @@
+# C API for the engine (one DtmfState per stream, embedded by value: no allocation, no GIL):
+#   ctypedef struct DtmfEvent: char digit; int64_t start; int64_t duration  (in samples)
+#   cdef int dtmf_init(DtmfState* st, int sample_rate) noexcept nogil
+#       -> 0, or -1 for a rate outside 8000..16000
+#   cdef int dtmf_process(DtmfState* st, const int16_t* pcm, Py_ssize_t n, DtmfEvent* out)
+#       noexcept nogil -> number of events written to out; out must hold dtmf_events_for(n)
+#   cdef int dtmf_flush(DtmfState* st, DtmfEvent* out) noexcept nogil -> 0 or 1 event
+#   cdef inline Py_ssize_t dtmf_events_for(Py_ssize_t n) noexcept nogil
+# Offsets count samples from the first sample ever fed to this state.
+"""In-band DTMF detector (Goertzel), ITU-T Q.23 frequencies, Q.24 acceptance limits.
+
+How this works. Samples are cut into half-blocks of M = 52 samples (6.5 ms at 8 kHz). For each
+half-block one Goertzel pass gives the complex DFT value y at each of the 8 DTMF frequencies.
+Every half-block the detector judges the window made of the last two halves (N = 104
+samples, 13 ms, bins 77 Hz wide), so windows overlap by half:
+  * power P = |y0 + e^(-jwM) y1|^2 is the N-point DFT at the nominal frequency; it picks the
+    strongest row and column, each of which must dominate its group by 6 dB;
+  * the two candidate tones are separated in each half (a 2x2 solve removes each one's
+    leak into the other's bin); the phase advance of a tone from one half to the next
+    measures its true frequency, which is how a 2.5 % deviation limit sits between the
+    1.5 % that must pass and the 3.5 % that must not; its power is then corrected for the
+    off-bin loss so that levels and purity do not depend on the deviation;
+  * then: level of each tone >= -40 dBm0; twist (low group up to 8 dB above the high group,
+    "normal"; high group up to 4 dB above, "reverse"; 1 dB margin); purity (the two tones hold most of
+    the window energy); balance (both halves carry each tone, which rejects a window only
+    partly covered by a short burst); second harmonics well below the fundamentals
+    (talk-off: voices and instruments have them, DTMF does not).
+A digit starts after 3 consecutive hit windows (2 full blocks) and ends after 3 consecutive
+misses; it is reported once, at its end, with start and duration (in samples). A 40 ms tone
+always spans 4 full windows; a 23 ms one spans at most 2 and its partly covered neighbours
+fail the balance check, so it never makes 3 in a row.
+Levels: 0 dBm0 is a sine of amplitude 22 702 (3.17 dB below 16-bit full scale, G.711 μ-law).
+"""
+
+from libc.math cimport atan2, cos, fabs, pi, sin
+from libc.stdint cimport int16_t, int64_t
+from libc.string cimport memcpy
+
+cdef enum:
+    DTMF_NTONES = 8
+    DTMF_HITS_ON = 3               # 3 overlapping windows = 4 half-blocks = 2 full blocks
+    DTMF_MISSES_OFF = 3
+    DTMF_MAX_HALF = 104
+
+ctypedef struct DtmfEvent:
+    char digit
+    int64_t start
+    int64_t duration
+
+ctypedef struct DtmfState:
+    int rate
+    int half                       # M, samples per half-block
+    int fill                       # samples already in the current half-block
+    int have_prev                  # y_prev is valid
+    int64_t pos                    # absolute index of the next sample
+    float coef[8]                  # 2 cos(w) of the Goertzel recurrence
+    float s1[8]
+    float s2[8]
+    float energy                   # sum of x^2 over the current half-block
+    float prev_energy
+    double complex to_dft[8]       # e^(-jw) and e^(-jw(M-1)): recurrence state -> DFT value
+    double complex rot1[8]
+    double complex shift_m[8]      # e^(-jwM), to join two halves into one window
+    double complex adv_m[8]        # e^(+jwM), expected advance of a tone over one half
+    double complex leak[8][8]      # G(w_j - w_k) = sum_{n<M} e^(j(w_j - w_k)n): j leaks into k
+    double complex y_prev[8]       # DFT values of the previous half-block
+    float win[2 * DTMF_MAX_HALF]   # samples of the previous and current half-blocks
+    double p_min                   # tone power at the minimum level, over one window
+    char digit                     # digit being held, or 0
+    char cand                      # digit of the current run of hit windows, or 0
+    int hits
+    int misses
+    int64_t start
+    int64_t last_end
+
+cdef const char* _DTMF_KEYS = b"123A456B789C*0#D"
+cdef double _DTMF_FREQS[8]
+_DTMF_FREQS[:] = [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0]
+
+cdef double DBM0_AMPLITUDE = 22702.0
+cdef double _DOMINANCE = 4.0                   # 6 dB over any other tone of its group
+cdef double _MAX_DEVIATION = 0.025
+# Twist limits sit 1 dB beyond the 8 dB / 4 dB that must pass: the estimate wobbles ~0.5 dB.
+cdef double _NORMAL_TWIST = 7.943282           # 9 dB
+cdef double _REVERSE_TWIST = 3.162278          # 5 dB
+cdef double _MIN_LEVEL_DBM0 = -40.0
+cdef double _PURITY = 0.8                      # the two tones hold 80 % of the energy
+cdef double _BALANCE = 0.7                      # power of one half vs the other
+cdef double _HARMONIC = 0.2                    # 2nd harmonics 7 dB under the tones
+
+
+cdef inline Py_ssize_t dtmf_events_for(Py_ssize_t n) noexcept nogil:
+    # Each event needs at least 3 hit windows, i.e. 156+ samples.
+    return n // 128 + 2
+
+
+cdef double complex _leak_gain(double dw, int m) noexcept nogil:
+    """G(dw) = sum_{n<m} e^(j dw n): how much of a tone dw rad/sample away a bin sees."""
+    cdef double complex g = 0
+    cdef int n
+    for n in range(m):
+        g += cos(dw * n) + 1j * sin(dw * n)
+    return g
+
+
+cdef int dtmf_init(DtmfState* st, int sample_rate) noexcept nogil:
+    if sample_rate < 8000 or sample_rate > 16000:
+        return -1
+    cdef int j, k, m = (52 * sample_rate) // 8000
+    cdef double w[8]
+    cdef double a_min = DBM0_AMPLITUDE * 10.0 ** (_MIN_LEVEL_DBM0 / 20.0)
+    st.rate = sample_rate
+    st.half = m
+    for k in range(DTMF_NTONES):
+        w[k] = 2.0 * pi * _DTMF_FREQS[k] / sample_rate
+        st.coef[k] = <float>(2.0 * cos(w[k]))
+        st.to_dft[k] = cos(w[k]) - 1j * sin(w[k])
+        st.rot1[k] = cos(w[k] * (m - 1)) - 1j * sin(w[k] * (m - 1))
+        st.shift_m[k] = cos(w[k] * m) - 1j * sin(w[k] * m)
+        st.adv_m[k] = cos(w[k] * m) + 1j * sin(w[k] * m)
+    for j in range(DTMF_NTONES):
+        for k in range(DTMF_NTONES):
+            st.leak[j][k] = _leak_gain(w[j] - w[k], m)
+    st.p_min = (a_min * m) ** 2                  # (A N / 2)^2 with N = 2M
+    st.pos = 0
+    st.have_prev = 0
+    _dtmf_reset_half(st)
+    _dtmf_reset_tracking(st)
+    return 0
+
+
+cdef inline void _dtmf_reset_half(DtmfState* st) noexcept nogil:
+    cdef int k
+    for k in range(DTMF_NTONES):
+        st.s1[k] = 0.0
+        st.s2[k] = 0.0
+    st.energy = 0.0
+    st.fill = 0
+
+
+cdef inline void _dtmf_reset_tracking(DtmfState* st) noexcept nogil:
+    st.digit = 0
+    st.cand = 0
+    st.hits = 0
+    st.misses = 0
+
+
+cdef void _dtmf_run(DtmfState* st, const int16_t* pcm, Py_ssize_t n) noexcept nogil:
+    # The hot loop: 8 independent recurrences, kept in local arrays so the compiler
+    # holds them in vector registers.
+    cdef float s1[8]
+    cdef float s2[8]
+    cdef float c[8]
+    cdef float x, s0, e = st.energy
+    cdef float* w = &st.win[st.half + st.fill]
+    cdef Py_ssize_t i
+    cdef int k
+    for k in range(8):
+        s1[k] = st.s1[k]
+        s2[k] = st.s2[k]
+        c[k] = st.coef[k]
+    for i in range(n):
+        x = pcm[i]
+        w[i] = x
+        e += x * x
+        for k in range(8):
+            s0 = c[k] * s1[k] + (x - s2[k])
+            s2[k] = s1[k]
+            s1[k] = s0
+    for k in range(8):
+        st.s1[k] = s1[k]
+        st.s2[k] = s2[k]
+    st.energy = e
+
+
+cdef int dtmf_process(DtmfState* st, const int16_t* pcm, Py_ssize_t n,
+                      DtmfEvent* out) noexcept nogil:
+    cdef Py_ssize_t i = 0, take
+    cdef int nev = 0
+    while i < n:
+        take = min(n - i, st.half - st.fill)
+        _dtmf_run(st, pcm + i, take)
+        st.fill += take
+        st.pos += take
+        i += take
+        if st.fill == st.half:
+            nev += _dtmf_half_done(st, out + nev)
+    return nev
+
+
+cdef int _dtmf_half_done(DtmfState* st, DtmfEvent* out) noexcept nogil:
+    """Judge the window ending here, then make the current half-block the previous one."""
+    cdef double complex y[8]
+    cdef int k, nev = 0
+    cdef char d
+    for k in range(DTMF_NTONES):
+        # Goertzel: sum_n x[n] e^(-jwn) = e^(-jw(M-1)) (s1 - e^(-jw) s2)
+        y[k] = st.rot1[k] * (st.s1[k] - st.to_dft[k] * st.s2[k])
+    if st.have_prev:
+        d = _dtmf_classify(st, y)
+        nev = _dtmf_track(st, d, out)
+    memcpy(st.y_prev, y, sizeof(y))
+    memcpy(st.win, &st.win[st.half], st.half * sizeof(float))
+    st.prev_energy = st.energy
+    st.have_prev = 1
+    _dtmf_reset_half(st)
+    return nev
+
+
+cdef inline double _abs2(double complex z) noexcept nogil:
+    return z.real * z.real + z.imag * z.imag
+
+
+cdef inline int _best(const double* p, int first) noexcept nogil:
+    """Index of the strongest of the 4 tones from `first`, or -1 if it is not dominant."""
+    cdef int k, best = first
+    for k in range(first, first + 4):
+        if p[k] > p[best]:
+            best = k
+    for k in range(first, first + 4):
+        if k != best and p[best] < _DOMINANCE * p[k]:
+            return -1
+    return best
+
+
+cdef void _unmix(DtmfState* st, int r, int c, const double complex* y,
+                 double complex* ar, double complex* ac) noexcept nogil:
+    """Complex amplitudes of tones r and c in one half-block, each freed of the other's leak.
+
+    y_r = a_r G(0) + a_c G(w_c - w_r) and y_c = a_r G(w_r - w_c) + a_c G(0): a 2x2 solve.
+    Without it the rectangular half-block lets up to 13 % of the other group's tone into a
+    bin, which skews the phase, balance and twist measures.
+    """
+    cdef double complex g = st.leak[r][r], grc = st.leak[c][r], gcr = st.leak[r][c]
+    cdef double complex det = g * g - grc * gcr
+    ar[0] = (g * y[r] - grc * y[c]) / det
+    ac[0] = (g * y[c] - gcr * y[r]) / det
+
+
+cdef double _tone_power(DtmfState* st, int k, double complex a0, double complex a1) noexcept nogil:
+    """Window power (A N / 2)^2 of tone k from its two half amplitudes, or -1 if rejected.
+
+    Rejected when its frequency is off by more than the tolerance (measured by the phase
+    advance from one half to the next, (w' - w) M), or when one half holds much less of it
+    than the other (a window only partly covered by the tone).
+    """
+    cdef double p0 = _abs2(a0), p1 = _abs2(a1)
+    if p0 < _BALANCE * p1 or p1 < _BALANCE * p0:
+        return -1.0
+    cdef double complex z = a1 * a0.conjugate() * st.adv_m[k].conjugate()
+    cdef double dw = atan2(z.imag, z.real) / st.half
+    if dw < 0:
+        dw = -dw
+    if dw * st.rate / (2.0 * pi) > _MAX_DEVIATION * _DTMF_FREQS[k]:
+        return -1.0
+    cdef double gain = 1.0
+    if dw > 1e-9:
+        gain = (sin(dw * st.half / 2.0) / (st.half * sin(dw / 2.0))) ** 2
+    return 2.0 * st.half * st.half * (p0 + p1) / gain   # a = A/2 per half, P = (A M)^2
+
+
+cdef double _goertzel_power(const float* x, int n, double freq, int rate) noexcept nogil:
+    cdef double c = 2.0 * cos(2.0 * pi * freq / rate)
+    cdef double s0, s1 = 0.0, s2 = 0.0
+    cdef int i
+    for i in range(n):
+        s0 = x[i] + c * s1 - s2
+        s2 = s1
+        s1 = s0
+    return s1 * s1 + s2 * s2 - c * s1 * s2
+
+
+cdef bint _harmonics_low(DtmfState* st, int r, int c, const double* p) noexcept nogil:
+    """Second harmonics of both tones well below them (voices and instruments have them).
+
+    A row's harmonic can sit within 60 Hz of the adjacent column (2 x 697 = 1394 vs 1336),
+    where that column's own tone leaks into it, so a row is only checked when its harmonic
+    is at least 1.5 bins from the column actually present.
+    """
+    cdef int n = 2 * st.half
+    cdef double f2 = 2 * _DTMF_FREQS[r]
+    if _goertzel_power(st.win, n, 2 * _DTMF_FREQS[c], st.rate) > _HARMONIC * p[c]:
+        return False
+    if fabs(f2 - _DTMF_FREQS[c]) * n / st.rate < 1.5:
+        return True
+    return _goertzel_power(st.win, n, f2, st.rate) <= _HARMONIC * p[r]
+
+
+cdef char _dtmf_classify(DtmfState* st, const double complex* y) noexcept nogil:
+    """The digit whose two tones pass every check over the last window, or 0."""
+    cdef double p[8]
+    cdef double complex a0r, a0c, a1r, a1c
+    cdef double pr, pc
+    cdef double e_half_n = (<double>st.energy + st.prev_energy) * st.half   # E N / 2
+    cdef int k, r, c
+    if e_half_n < st.p_min:
+        return 0
+    for k in range(DTMF_NTONES):
+        p[k] = _abs2(st.y_prev[k] + st.shift_m[k] * y[k])
+    r = _best(p, 0)
+    c = _best(p, 4)
+    if r < 0 or c < 0:
+        return 0
+    _unmix(st, r, c, st.y_prev, &a0r, &a0c)
+    _unmix(st, r, c, y, &a1r, &a1c)
+    pr = _tone_power(st, r, a0r, a1r)
+    pc = _tone_power(st, c, a0c, a1c)
+    if pr < st.p_min or pc < st.p_min:          # also catches -1: rejected tone
+        return 0
+    if pr > _NORMAL_TWIST * pc or pc > _REVERSE_TWIST * pr:
+        return 0
+    if pr + pc < _PURITY * e_half_n:
+        return 0
+    if not _harmonics_low(st, r, c, p):
+        return 0
+    return _DTMF_KEYS[r * 4 + (c - 4)]
+
+
+cdef inline int _dtmf_emit(DtmfState* st, DtmfEvent* out) noexcept nogil:
+    out.digit = st.digit
+    out.start = st.start
+    out.duration = st.last_end - st.start
+    st.digit = 0
+    return 1
+
+
+cdef int _dtmf_track(DtmfState* st, char d, DtmfEvent* out) noexcept nogil:
+    """Hit/miss bookkeeping for the window that ends at st.pos; returns events written."""
+    cdef int nev = 0
+    if d != 0 and d == st.cand:
+        st.hits += 1
+    else:
+        st.cand = d
+        st.hits = 1 if d != 0 else 0
+    if st.digit != 0:
+        if d == st.digit:
+            st.misses = 0
+            st.last_end = st.pos
+        else:
+            st.misses += 1
+            if st.misses >= DTMF_MISSES_OFF:
+                nev = _dtmf_emit(st, out)
+    if st.digit == 0 and st.cand != 0 and st.hits >= DTMF_HITS_ON:
+        st.digit = st.cand
+        st.start = st.pos - 2 * st.half - (st.hits - 1) * st.half
+        st.last_end = st.pos
+        st.misses = 0
+    return nev
+
+
+cdef int dtmf_flush(DtmfState* st, DtmfEvent* out) noexcept nogil:
+    cdef int nev = 0
+    if st.digit != 0:
+        nev = _dtmf_emit(st, out)
+    _dtmf_reset_tracking(st)
+    return nev
+
+
+cdef class DtmfDetector:
+    """Goertzel DTMF detector for one stream of int16 samples.
+
+    `feed()` takes chunks of any size and returns the digits that ended inside them as
+    (digit, start, duration): start counts samples from the first sample fed, duration is
+    in samples. `flush()` ends a digit still being held.
+    """
+
+    cdef DtmfState st
+
+    def __init__(self, int sample_rate=8000):
+        if dtmf_init(&self.st, sample_rate) < 0:
+            raise ValueError(f"sample_rate must be 8000..16000, not {sample_rate}")
+
+    def feed(self, const int16_t[::1] samples) -> list:
+        """Process samples; return the digits that ended, in order."""
+        cdef DtmfEvent ev[34]                   # dtmf_events_for(4096)
+        cdef Py_ssize_t i = 0, n = samples.shape[0], take
+        cdef int nev
+        result = []
+        while i < n:
+            take = min(n - i, 4096)
+            with nogil:
+                nev = dtmf_process(&self.st, &samples[i], take, ev)
+            result.extend(_dtmf_tuples(ev, nev))
+            i += take
+        return result
+
+    def flush(self) -> list:
+        """End a digit still held (e.g. at the end of a stream); return it."""
+        cdef DtmfEvent ev[1]
+        return _dtmf_tuples(ev, dtmf_flush(&self.st, ev))
+
+    @property
+    def position(self) -> int:
+        """Number of samples fed so far."""
+        return self.st.pos
+
+
+cdef list _dtmf_tuples(DtmfEvent* ev, int n):
+    return [(chr(ev[j].digit), ev[j].start, ev[j].duration) for j in range(n)]
+

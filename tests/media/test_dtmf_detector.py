@@ -1,0 +1,148 @@
+"""In-band DTMF detector: the acceptance limits of the issue, each as its own test.
+
+Every signal goes through a G.711 round trip (corpus.g711) before detection. The sweeps cover
+every alignment of the tone against the detector's 52-sample half-blocks, since that is
+where duration limits are won or lost. bench/dtmf_edges.py prints where the edges really are.
+"""
+
+from __future__ import annotations
+
+import corpus as C
+import numpy as np
+import pytest
+from reference import load_media
+
+_media = load_media()
+HALF = 52
+
+
+def detect(x: np.ndarray, law: str = "ulaw", chunk: int | None = None) -> list:
+    det = _media.DtmfDetector()
+    pcm = C.g711(x, law)
+    step = chunk or len(pcm) or 1
+    events = []
+    for i in range(0, len(pcm), step):
+        events += det.feed(pcm[i:i + step])
+    return events + det.flush()
+
+
+def framed(tone: np.ndarray, lead: int) -> np.ndarray:
+    return np.concatenate([np.zeros(lead), tone, C.silence(80)])
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_all_sixteen_digits_with_start_and_duration(law: str) -> None:
+    x, starts = C.digit_train(C.KEYS, 60, 60)
+    events = detect(x, law)
+    assert "".join(e[0] for e in events) == C.KEYS
+    for (_, start, duration), true_start in zip(events, starts, strict=True):
+        assert abs(start - true_start) <= 2 * HALF
+        assert abs(duration - C.samples(60)) <= 2 * HALF
+
+
+def test_result_does_not_depend_on_chunking() -> None:
+    x, _ = C.digit_train("159#0D", 50, 50, level=-20)
+    whole = detect(x)
+    assert len(whole) == 6
+    for chunk in (1, 7, 51, 52, 160, 333):
+        assert detect(x, chunk=chunk) == whole
+
+
+@pytest.mark.parametrize("digit", list("1D*9"))
+def test_40ms_tone_detected_at_every_alignment(digit: str) -> None:
+    for lead in range(400, 400 + HALF, 3):
+        events = detect(framed(C.dtmf(digit, 40, phase=lead * 0.37), lead))
+        assert [e[0] for e in events] == [digit], lead
+
+
+@pytest.mark.parametrize("digit", list("1D*9"))
+@pytest.mark.parametrize("ms", [10, 20, 23])
+def test_tone_of_23ms_or_less_never_detected(digit: str, ms: int) -> None:
+    for lead in range(400, 400 + HALF):
+        assert detect(framed(C.dtmf(digit, ms, phase=lead * 0.37), lead)) == [], lead
+
+
+@pytest.mark.parametrize("deviation", [-0.015, 0.015])
+def test_frequency_deviation_of_1_5_percent_accepted(deviation: float) -> None:
+    x, _ = C.digit_train(C.KEYS, 60, 60, deviation=deviation)
+    assert "".join(e[0] for e in detect(x)) == C.KEYS
+
+
+@pytest.mark.parametrize("deviation", [-0.035, 0.035, -0.05, 0.05])
+def test_frequency_deviation_of_3_5_percent_rejected(deviation: float) -> None:
+    x, _ = C.digit_train(C.KEYS, 60, 60, deviation=deviation)
+    assert detect(x) == []
+
+
+@pytest.mark.parametrize("level", [0.0, -10.0, -36.0])
+def test_levels_from_minus_36_to_0_dbm0_accepted(level: float) -> None:
+    x, _ = C.digit_train(C.KEYS, 60, 60, level=level)
+    assert "".join(e[0] for e in detect(x)) == C.KEYS
+
+
+def test_level_below_minimum_rejected() -> None:
+    x, _ = C.digit_train(C.KEYS, 60, 60, level=-45.0)
+    assert detect(x) == []
+
+
+@pytest.mark.parametrize("twist_db", [-8.0, 4.0])
+def test_normal_twist_8db_and_reverse_twist_4db_accepted(twist_db: float) -> None:
+    x, _ = C.digit_train(C.KEYS, 60, 60, twist_db=twist_db)
+    assert "".join(e[0] for e in detect(x)) == C.KEYS
+
+
+@pytest.mark.parametrize("twist_db", [-12.0, 8.0])
+def test_excessive_twist_rejected(twist_db: float) -> None:
+    x, _ = C.digit_train(C.KEYS, 60, 60, twist_db=twist_db)
+    assert detect(x) == []
+
+
+def test_repeated_digit_with_40ms_pauses_reported_each_time() -> None:
+    x, starts = C.digit_train("5555", 40, 40)
+    events = detect(x)
+    assert [e[0] for e in events] == list("5555")
+    assert all(abs(e[1] - s) <= 2 * HALF for e, s in zip(events, starts, strict=True))
+
+
+def test_digit_change_without_pause_gives_two_events() -> None:
+    x = np.concatenate([C.silence(50), C.dtmf("1", 80), C.dtmf("2", 80), C.silence(50)])
+    assert [e[0] for e in detect(x)] == ["1", "2"]
+
+
+def test_detects_in_white_noise_at_15db_snr() -> None:
+    rng = np.random.default_rng(5)
+    x, _ = C.digit_train("0123456789*#ABCD", 60, 60, level=-10)
+    noise = rng.normal(0, C.amplitude(-10) / np.sqrt(10 ** 1.5), len(x))  # 2 tones: A^2 total
+    assert "".join(e[0] for e in detect(x + noise)) == "0123456789*#ABCD"
+
+
+def test_noise_alone_gives_nothing() -> None:
+    rng = np.random.default_rng(6)
+    assert detect(C.white_noise(10_000, -10, rng)) == []
+
+
+def test_talk_off_speech_and_music_almost_never_fire() -> None:
+    rng = np.random.default_rng(11)
+    speech = detect(C.speech_like(120, rng, -15.0))
+    music = detect(C.music_like(120, rng, -10.0))
+    assert len(speech) + len(music) <= 2, (speech, music)
+
+
+def test_flush_reports_a_digit_still_held() -> None:
+    det = _media.DtmfDetector()
+    pcm = C.g711(np.concatenate([C.silence(20), C.dtmf("7", 100)]))
+    assert det.feed(pcm) == []
+    [(digit, start, duration)] = det.flush()
+    assert digit == "7" and duration >= C.samples(80)
+    assert det.flush() == []
+    assert det.position == len(pcm)
+
+
+def test_16khz_rate_and_bad_rate() -> None:
+    t = np.arange(1600) / 16000
+    tone = C.amplitude(-10) * (np.sin(2 * np.pi * 852 * t) + np.sin(2 * np.pi * 1477 * t))
+    det = _media.DtmfDetector(16000)
+    pcm = np.concatenate([np.zeros(800), tone, np.zeros(1600)]).astype(np.int16)
+    assert [e[0] for e in det.feed(pcm)] == ["9"]
+    with pytest.raises(ValueError):
+        _media.DtmfDetector(44100)
