@@ -88,6 +88,7 @@ class SipConfig:
     listen: tuple[Listener, ...]
     realm: str
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    timer_t1: float = 0.5
 
     def is_trusted(self, host: str) -> bool:
         try:
@@ -388,8 +389,9 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
             trusted.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError:
             r.error(f"trusted[{i}]", f"{cidr!r} is not an address or CIDR network")
+    t1 = float(r.number("timer_t1", 0.5, 0.01, 5.0))
     r.finish()
-    return SipConfig(listen, realm, tuple(trusted))
+    return SipConfig(listen, realm, tuple(trusted), t1)
 
 
 def _read_rtp(tree: _Tree, problems: list[Problem]) -> RtpConfig:

@@ -13,11 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
+from pathlib import Path
 
-from mediasrv.config import Config, ConfigError
+from mediasrv.call.b2bua import B2BUA
+from mediasrv.call.control import ServiceControl
+from mediasrv.call.gatekeeper import Gatekeeper
+from mediasrv.call.registrar import Registrar
+from mediasrv.call.store import Store
+from mediasrv.config import PACKAGE_ROOT, Config, ConfigError
+from mediasrv.media import sounds
+from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
+from mediasrv.transport.driver import SipDriver
 from mediasrv.transport.tcp import TcpListener
-from mediasrv.transport.udp import Address, UdpListener, open_udp
+from mediasrv.transport.udp import open_udp
 
 log = logging.getLogger("mediasrv.server")
 
@@ -30,8 +41,12 @@ class Server:
     def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
         self.config = config
         self._reload_config = reload
-        self.udp: list[UdpListener] = []
-        self.tcp: list[TcpListener] = []
+        self.store: Store | None = None
+        self.engine: MediaEngine | None = None
+        self.driver: SipDriver | None = None
+        self.b2bua: B2BUA | None = None
+        self.control: ServiceControl | None = None
+        self._housekeeping: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -62,46 +77,103 @@ class Server:
         self._stop.set()
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
+            self.store = Store(self.config.storage.path)
+            registrar = Registrar(self.store)
+            log.info("%d registration(s) restored", registrar.load(time.time()))
+            self.engine = self._start_engine(loop)
+            self.driver = SipDriver(self._endpoint(), lambda _e: None, loop)
+            self.b2bua = B2BUA(self.config, self.driver, self.engine, registrar,
+                               Gatekeeper(self.config), self.store, loop)
+            self.control = ServiceControl(self.b2bua)
+            self.driver.on_event = self.b2bua.on_sip_event
             await self._bind_listeners()
         except BaseException:
             await self.stop()
             raise
+        self._housekeeping = loop.create_task(self._expire_bindings(registrar))
 
     async def stop(self) -> None:
-        for udp in self.udp:
-            udp.close()
-        for tcp in self.tcp:
-            await tcp.close()
-        self.udp, self.tcp = [], []
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        if self.b2bua is not None:
+            for leg in list(self.b2bua.legs):
+                self.b2bua.hangup(leg)
+        if self.driver is not None:
+            for udp in self.driver.udp:
+                udp.close()
+            for tcp in self.driver.tcp:
+                await tcp.close()
+            self.driver.close()
+        if self.engine is not None:
+            self.engine.stop()
+        if self.store is not None:
+            self.store.close()
+        self.driver = self.engine = self.store = self.b2bua = None
 
     def reload(self) -> None:
         if self._reload_config is None:
             return
         try:
-            self.config = self._reload_config()
+            config = self._reload_config()
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration:\n%s", exc)
             return
+        self.config = config
+        if self.b2bua is not None:
+            self.b2bua.config = config
+            self.b2bua.gatekeeper.config = config
         log.info("configuration reloaded: new calls use it")
 
     # ------------------------------------------------------------------ parts
 
+    def _endpoint(self) -> SipEndpoint:
+        local = {}
+        for lst in self.config.sip.listen:
+            local.setdefault(lst.transport, (lst.host, lst.port))
+        t1 = self.config.sip.timer_t1
+        return SipEndpoint(local, EndpointConfig(t1=t1, t2=max(4.0, 8 * t1)))
+
+    def _start_engine(self, loop: asyncio.AbstractEventLoop) -> MediaEngine:
+        rtp = self.config.rtp
+        try:
+            engine = MediaEngine(rtp.address, rtp.port_min, rtp.port_max, ptime_ms=rtp.ptime,
+                                 rtp_timeout=rtp.timeout)
+        except MediaError as exc:
+            raise StartupError(f"media engine: {exc}") from exc
+        for lang_dir in sorted((PACKAGE_ROOT / "sounds").iterdir()):
+            if lang_dir.is_dir() and lang_dir.name != "moh":
+                self._load_prompts(engine, lang_dir)
+        for moh in self.config.moh.values():
+            engine.define_moh_class(moh.name, sounds.load_moh_class(moh.name,
+                                                                    list(moh.patterns)))
+        engine.start(loop, lambda event: self.b2bua and self.b2bua.on_media_event(event))
+        return engine
+
+    @staticmethod
+    def _load_prompts(engine: MediaEngine, lang_dir: Path) -> None:
+        for wav in sorted(lang_dir.glob("*.wav")):
+            try:
+                engine.load_sound(f"{lang_dir.name}/{wav.stem}", sounds.load_sound(wav))
+            except (OSError, RuntimeError, ValueError) as exc:
+                log.error("prompt %s cannot be loaded: %s", wav, exc)
+
     async def _bind_listeners(self) -> None:
+        assert self.driver is not None
+        driver = self.driver
         for lst in self.config.sip.listen:
             try:
                 if lst.transport == "udp":
-                    self.udp.append(await open_udp(lst.host, lst.port, self._on_sip_data))
+                    driver.udp.append(await open_udp(lst.host, lst.port, driver.on_data))
                 else:
-                    tcp = TcpListener(self._on_sip_data, self._on_tcp_closed)
+                    tcp = TcpListener(driver.on_data, driver.on_closed)
                     await tcp.listen(lst.host, lst.port)
-                    self.tcp.append(tcp)
+                    driver.tcp.append(tcp)
             except OSError as exc:
                 raise StartupError(f"cannot listen on {lst}: {exc.strerror or exc}") from exc
 
-    def _on_sip_data(self, data: bytes, source: Address, transport: str,
-                     conn_id: int | None, local: Address) -> None:
-        log.debug("%d bytes from %s:%s over %s", len(data), source[0], source[1], transport)
-
-    def _on_tcp_closed(self, conn_id: int) -> None:
-        log.debug("tcp connection %d closed", conn_id)
+    async def _expire_bindings(self, registrar: Registrar) -> None:
+        while True:
+            await asyncio.sleep(10)
+            registrar.expire(time.time())

@@ -1,4 +1,4 @@
-"""The server's SQLite store: registrations now; voicemail index and call records later.
+"""The server's SQLite store: registrations and the voicemail index (call records later).
 
 How this works: one `sqlite3` connection on the asyncio thread (all writes are small and made
 on the loop), WAL journal so a crash loses no committed row, schema created on open. Each
@@ -24,6 +24,15 @@ CREATE TABLE IF NOT EXISTS bindings (
     source_port INTEGER NOT NULL,
     transport   TEXT NOT NULL,
     PRIMARY KEY (extension, contact)
+);
+CREATE TABLE IF NOT EXISTS voicemail (
+    id          INTEGER PRIMARY KEY,
+    mailbox     TEXT NOT NULL,
+    caller      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    seconds     REAL NOT NULL,
+    received_at REAL NOT NULL,
+    heard       INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -69,3 +78,15 @@ class Store:
     def delete_binding(self, extension: str, contact: str) -> None:
         self.db.execute("DELETE FROM bindings WHERE extension = ? AND contact = ?",
                         (extension, contact))
+
+    # ------------------------------------------------------------------ voicemail
+
+    def add_voicemail(self, mailbox: str, caller: str, path: str, seconds: float,
+                      received_at: float) -> None:
+        self.db.execute("INSERT INTO voicemail (mailbox, caller, path, seconds, received_at) "
+                        "VALUES (?,?,?,?,?)", (mailbox, caller, path, seconds, received_at))
+
+    def voicemails(self, mailbox: str) -> list[tuple[str, str, float, float]]:
+        rows = self.db.execute("SELECT caller, path, seconds, received_at FROM voicemail "
+                               "WHERE mailbox = ? ORDER BY id", (mailbox,))
+        return list(rows)

@@ -1,0 +1,636 @@
+"""The B2BUA: SIP events in, calls between extensions out, media anchored in the engine.
+
+How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
+
+- Out-of-dialog requests: REGISTER and INVITE pass the `Gatekeeper` (digest or trusted
+  source) first; REGISTER goes to the `Registrar`; OPTIONS is answered 200; other methods 405.
+- An INVITE from a caller opens an inbound leg (one engine stream, the caller's offer
+  negotiated) and `dial()`s the extension in the Request-URI: one outbound leg, one INVITE per
+  registered contact (parallel fork; first 2xx wins, the other forks are CANCELled, a late
+  second 2xx is ACKed and BYEd). 180 is relayed; 183 with SDP is relayed with our SDP and the
+  legs are bridged for early media; 200 answers the caller with our SDP and bridges the legs.
+- A final failure of every fork, the extension's ring timeout, or no live binding is a failover
+  condition (`failover.py`); a `forward` re-dials the same leg object towards the next
+  extension; any other action ends the leg and is carried out by the leg's owner: the ordinary
+  call here (return/hangup: the caller gets the status; announce: prompt then BYE; voicemail),
+  or a service through `LegFailed`.
+- In-dialog: BYE ends a leg; a re-INVITE is answered with our SDP and, when it holds or
+  resumes, the other party gets music on hold or is bridged back; UPDATE, INFO, OPTIONS and
+  NOTIFY get 200; REFER is not yet supported (501).
+- Every call event is offered to `listener` (the service host) first; a leg a service took
+  over (`leg.owner`) is left to it. Otherwise a leg that ends takes its peer down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from mediasrv.call.api import (
+    CallAnswered,
+    CallEvent,
+    DigitReceived,
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    LegRinging,
+    PromptFinished,
+)
+from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
+from mediasrv.call.gatekeeper import Gatekeeper
+from mediasrv.call.leg import Call, Fork, LegState, SipLeg
+from mediasrv.call.registrar import Registrar
+from mediasrv.call.store import Store
+from mediasrv.call.topology import Topology
+from mediasrv.config import Config, FailoverAction
+from mediasrv.logs import call_logger
+from mediasrv.media import events as media_events
+from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.sip import events as sip
+from mediasrv.sip.dialog import Dialog
+from mediasrv.sip.endpoint import Destination
+from mediasrv.sip.errors import SipParseError
+from mediasrv.sip.message import Headers, Request, Response, make_response
+from mediasrv.sip.sdp import (
+    SdpNegotiationError,
+    SessionDescription,
+    build_answer,
+    build_offer,
+    is_hold,
+    negotiate,
+)
+from mediasrv.sip.transaction import ClientTransaction, ServerTransaction
+from mediasrv.sip.uri import generate_call_id, generate_tag
+
+log = logging.getLogger("mediasrv.call")
+
+class SipPort(Protocol):
+    """What the B2BUA needs of the SIP side (the transport driver provides it)."""
+
+    def send_request(self, request: Request, destination: Destination) -> ClientTransaction: ...
+    def send_response(self, txn: ServerTransaction, response: Response) -> Dialog | None: ...
+    def cancel(self, invite_txn: ClientTransaction) -> None: ...
+    def send_ack_2xx(self, ack: Request, destination: Destination) -> None: ...
+
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REGISTER"
+EVENT_PT = 101
+
+
+class B2BUA:
+    def __init__(self, config: Config, sip_port: SipPort, engine: MediaEngine,
+                 registrar: Registrar, gatekeeper: Gatekeeper, store: Store,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.sip = sip_port  # SipDriver: send_request / send_response / cancel / send_ack_2xx
+        self.engine = engine
+        self.registrar = registrar
+        self.gatekeeper = gatekeeper
+        self.store = store
+        self.loop = loop
+        self.topology = Topology(engine)
+        self.listener: Callable[[CallEvent], bool] = lambda _event: False
+        self.legs: set[SipLeg] = set()
+        self._by_stream: dict[int, SipLeg] = {}
+        self._by_server_txn: dict[object, SipLeg] = {}
+        self._by_client_txn: dict[object, tuple[SipLeg, Fork]] = {}
+        self._by_dialog: dict[tuple[str, str, str], SipLeg] = {}
+        self._plays: dict[int, Callable[[], None]] = {}
+        self.recordings: dict[int, Callable[[media_events.RecordingFinished], None]] = {}
+        self._sdp_ids = int(time.time())
+
+    # ================================================================== SIP events
+
+    def on_sip_event(self, event: sip.SipEvent) -> None:
+        if isinstance(event, sip.RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, sip.ResponseReceived):
+            self._on_response(event)
+        elif isinstance(event, sip.CancelReceived):
+            leg = self._by_server_txn.get(event.invite_txn)
+            if leg is not None and not leg.answered:
+                self._leg_gone(leg)
+        elif isinstance(event, sip.TransactionTimedOut | sip.TransportFailed):
+            self._on_client_failure(event.txn)
+        elif isinstance(event, sip.AckTimedOut) and event.dialog is not None:
+            leg = self._by_dialog.get(event.dialog.id)
+            if leg is not None:
+                self.hangup(leg)
+                self._leg_gone(leg, notify=False)
+
+    def _on_request(self, event: sip.RequestReceived) -> None:
+        request = event.request
+        if event.dialog is not None:
+            leg = self._by_dialog.get(event.dialog.id)
+            if leg is None:
+                self._respond(event.txn, make_response(request, 481))
+            else:
+                self._in_dialog(leg, event.txn, request)
+            return
+        handler = {"REGISTER": self._on_register, "INVITE": self._on_invite,
+                   "OPTIONS": self._on_options}.get(request.method)
+        if handler is None:
+            self._respond(event.txn, make_response(request, 405, headers=[("Allow", ALLOW)]))
+        else:
+            handler(event.txn, request)
+
+    def _respond(self, txn: ServerTransaction, response: Response) -> Dialog | None:
+        response.headers.set("Server", "mediasrv")
+        return self.sip.send_response(txn, response)
+
+    def _on_options(self, txn, request: Request) -> None:
+        self._respond(txn, make_response(request, 200, headers=[
+            ("Allow", ALLOW), ("Accept", "application/sdp")]))
+
+    def _on_register(self, txn, request: Request) -> None:
+        verdict = self.gatekeeper.check(request, self.loop.time())
+        if verdict.response is not None:
+            if verdict.response.status:
+                self._respond(txn, verdict.response)
+            return
+        if verdict.extension is None:
+            self._respond(txn, make_response(request, 403, "Trusted sources do not register"))
+            return
+        via = request.top_via
+        source = (via.received or via.host, via.rport or via.port or 5060,
+                  via.transport.lower())
+        self._respond(txn, self.registrar.register(verdict.extension.number, request, source,
+                                                   time.time()))
+
+    # ================================================================== inbound INVITE
+
+    def _on_invite(self, txn, request: Request) -> None:
+        verdict = self.gatekeeper.check(request, self.loop.time())
+        if verdict.response is not None:
+            if verdict.response.status:
+                self._respond(txn, verdict.response)
+            return
+        try:
+            target = request.request_uri.user or ""
+            offer = SessionDescription.parse(request.body) if request.body else None
+        except (SipParseError, ValueError) as exc:
+            self._respond(txn, make_response(request, 400, f"Bad request: {exc}"))
+            return
+        if offer is None:
+            self._respond(txn, make_response(request, 488, "An SDP offer is required"))
+            return
+        if target not in self.config.extensions:
+            self._respond(txn, make_response(request, 404))
+            return
+        self._start_call(txn, request, offer, target, verdict.extension)
+
+    def _start_call(self, txn, request: Request, offer: SessionDescription, target: str,
+                    caller_ext) -> None:
+        try:
+            media = negotiate(offer, list(self.config.rtp.codecs))
+            stream = self.engine.open_stream()
+        except SdpNegotiationError:
+            self._respond(txn, make_response(request, 488))
+            return
+        except MediaError as exc:
+            log.error("cannot take call %s: %s", request.call_id, exc)
+            self._respond(txn, make_response(request, 503, "No media ports"))
+            return
+        via = request.top_via
+        flow = (via.received or via.host, via.rport or via.port or 5060, via.transport.lower())
+        call = Call(request.call_id)
+        number = caller_ext.number if caller_ext else (request.from_addr.uri.user or "anonymous")
+        leg = SipLeg(call, True, stream, number, caller_ext, flow, invite_txn=txn,
+                     invite=request, media=media, session_id=self._next_sdp_id())
+        leg.tag = generate_tag()
+        self._add_leg(leg)
+        self._by_server_txn[txn] = leg
+        self._apply_remote(leg)
+        self._log(leg).info("call from %s to %s", number, target)
+        callee = self.dial(target, caller=leg, purpose="call")
+        leg.dialing = callee
+
+    # ================================================================== outbound legs
+
+    def dial(self, number: str, *, caller: SipLeg, purpose: str) -> SipLeg:
+        """A new outbound leg towards extension `number` (see CallControl.dial)."""
+        ext = self.config.extensions.get(number)
+        stream = self.engine.open_stream()
+        leg = SipLeg(caller.call, False, stream, number, ext, ("", 0, "udp"),
+                     purpose=purpose, session_id=self._next_sdp_id())
+        leg.caller = caller
+        leg.owner = caller.owner if purpose != "call" else ""
+        self._add_leg(leg)
+        self._invite_contacts(leg)
+        return leg
+
+    def _invite_contacts(self, leg: SipLeg) -> None:
+        contacts = self.registrar.contacts(leg.number, time.time())
+        if not contacts:
+            self.loop.call_soon(self._failed, leg, NOT_REGISTERED, 480)
+            return
+        call_id, tag = generate_call_id(self.config.rtp.address), generate_tag()
+        offer = self._offer(leg)
+        for binding in contacts:
+            dest = (binding.source_host, binding.source_port, binding.transport)
+            request = self._initial_invite(leg, binding.contact, call_id, tag, offer)
+            fork = Fork(self.sip.send_request(request, dest), request, dest)
+            leg.forks.append(fork)
+            self._by_client_txn[fork.txn] = (leg, fork)
+        leg.invite = leg.forks[0].request
+        timeout = leg.extension.ring_timeout if leg.extension else 20.0
+        leg.ring_timer = self.loop.call_later(timeout, self._ring_timeout, leg)
+        self._log(leg).info("dialling %s (%d contact(s), %s)", leg.number, len(contacts),
+                            leg.purpose)
+
+    def _initial_invite(self, leg: SipLeg, contact: str, call_id: str, tag: str,
+                        offer: bytes) -> Request:
+        caller = leg.caller
+        host = self._sip_host()
+        display = caller.extension.name if caller and caller.extension else ""
+        from_user = caller.number if caller else "mediasrv"
+        headers = Headers([
+            ("Max-Forwards", "70"),
+            ("From", f"\"{display}\" <sip:{from_user}@{host}>;tag={tag}" if display
+             else f"<sip:{from_user}@{host}>;tag={tag}"),
+            ("To", f"<sip:{leg.number}@{host}>"),
+            ("Call-ID", call_id), ("CSeq", "1 INVITE"),
+            ("Contact", f"<sip:mediasrv@{host}>"), ("Allow", ALLOW),
+            ("Content-Type", "application/sdp"),
+        ])
+        return Request("INVITE", contact, headers, offer)
+
+    def _on_response(self, event: sip.ResponseReceived) -> None:
+        found = self._by_client_txn.get(event.txn)
+        if found is None:
+            return
+        leg, fork = found
+        status = event.response.status
+        if status < 200:
+            if status > 100:
+                self._provisional(leg, fork, event)
+        elif status < 300:
+            self._fork_answered(leg, fork, event)
+        else:
+            fork.done = True
+            self._by_client_txn.pop(event.txn, None)
+            leg.last_status = _worse(leg.last_status, status)
+            if not leg.answered and all(f.done for f in leg.forks):
+                self._failed(leg, condition_for_status(leg.last_status), leg.last_status)
+
+    def _provisional(self, leg: SipLeg, fork: Fork, event: sip.ResponseReceived) -> None:
+        fork.dialog = event.dialog or fork.dialog
+        if leg.state is not LegState.CALLING and not event.response.body:
+            return
+        early_media = bool(event.response.body) and self._take_answer(leg, event.response)
+        leg.state = LegState.RINGING
+        self._emit(LegRinging(leg), default=lambda: self._ringing_default(leg, early_media))
+
+    def _fork_answered(self, leg: SipLeg, fork: Fork, event: sip.ResponseReceived) -> None:
+        dialog = event.dialog
+        if dialog is None:
+            return
+        ack = dialog.create_request("ACK")
+        self.sip.send_ack_2xx(ack, fork.destination)
+        fork.done = True
+        self._by_client_txn.pop(event.txn, None)
+        if leg.answered or leg.ended:  # a second fork answered too late: ACK then BYE
+            self.sip.send_request(dialog.create_request("BYE"), fork.destination)
+            return
+        leg.dialog, leg.destination = dialog, fork.destination
+        leg.invite = fork.request
+        self._by_dialog[dialog.id] = leg
+        self._take_answer(leg, event.response)
+        self._cancel_other_forks(leg)
+        self._stop_ring_timer(leg)
+        leg.state = LegState.ANSWERED
+        self._log(leg).info("%s answered", leg.number)
+        self._emit(LegAnswered(leg), default=lambda: self._answered_default(leg))
+
+    def _take_answer(self, leg: SipLeg, response: Response) -> bool:
+        try:
+            leg.media = negotiate(SessionDescription.parse(response.body),
+                                  list(self.config.rtp.codecs))
+        except (SdpNegotiationError, SipParseError, ValueError) as exc:
+            self._log(leg).warning("unusable SDP answer from %s: %s", leg.number, exc)
+            return False
+        self._apply_remote(leg)
+        return True
+
+    def _cancel_other_forks(self, leg: SipLeg) -> None:
+        for fork in leg.forks:
+            if not fork.done:
+                fork.done = True
+                self.sip.cancel(fork.txn)
+
+    def _ring_timeout(self, leg: SipLeg) -> None:
+        leg.ring_timer = None
+        if leg.answered or leg.ended:
+            return
+        self._cancel_other_forks(leg)
+        self._failed(leg, "no_answer", 408)
+
+    def _on_client_failure(self, txn) -> None:
+        found = self._by_client_txn.pop(txn, None)
+        if found is None:
+            return
+        leg, fork = found
+        fork.done = True
+        if not leg.answered and not leg.ended and all(f.done for f in leg.forks):
+            self._failed(leg, "no_answer", 408)
+
+    def _failed(self, leg: SipLeg, condition: str, status: int) -> None:
+        if leg.answered or leg.ended:
+            return
+        self._stop_ring_timer(leg)
+        step = next_step(self.config.extensions, leg.number, condition, leg.hops)
+        self._log(leg).info("%s failed: %s (%d), failover %s", leg.number, condition, status,
+                            step.action.action)
+        if step.action.action == "forward":
+            self._forward(leg, step.action.to)
+            return
+        self._end_leg(leg)
+        self._emit(LegFailed(leg, condition, step.action, status),
+                   default=lambda: self._failed_default(leg, condition, step.action, status))
+
+    def _forward(self, leg: SipLeg, number: str) -> None:
+        for fork in leg.forks:
+            self._by_client_txn.pop(fork.txn, None)
+        leg.forks, leg.hops, leg.number = [], leg.hops + 1, number
+        leg.extension = self.config.extensions.get(number)
+        leg.state = LegState.CALLING
+        self._invite_contacts(leg)
+
+    # ================================================================== the ordinary call
+
+    def _ringing_default(self, callee: SipLeg, early_media: bool) -> None:
+        caller = callee.caller
+        if caller is None or caller.answered or caller.ended or not caller.inbound:
+            return
+        if early_media:
+            self._provisional_to_caller(caller, 183, with_sdp=True)
+            self.topology.bridge(caller, callee)
+        else:
+            self._provisional_to_caller(caller, 180, with_sdp=False)
+
+    def _answered_default(self, callee: SipLeg) -> None:
+        caller = callee.caller
+        if caller is None or caller.ended:
+            self.hangup(callee)
+            return
+        self.answer(caller)
+        self.topology.bridge(caller, callee)
+        self.listener(CallAnswered(caller, callee))
+
+    def _failed_default(self, callee: SipLeg, condition: str, action: FailoverAction,
+                        status: int) -> None:
+        caller = callee.caller
+        if caller is None or caller.ended:
+            return
+        if action.action == "announce":
+            self.answer(caller)
+            self.play_prompt(caller, action.prompt or "unavailable",
+                             then=lambda: self.hangup(caller))
+        elif action.action == "voicemail":
+            self.answer(caller)
+            self.voicemail(caller, callee.number)
+        else:
+            code, reason = (status, None) if action.action == "hangup" else \
+                CONDITION_STATUS[condition]
+            self.hangup(caller, code, reason)
+
+    def _provisional_to_caller(self, caller: SipLeg, status: int, with_sdp: bool) -> None:
+        if caller.invite is None or caller.invite_txn is None:
+            return
+        response = make_response(caller.invite, status, to_tag=caller.tag,
+                                 headers=[("Contact", f"<sip:mediasrv@{self._sip_host()}>")])
+        if with_sdp:
+            self._attach_answer(caller, response)
+        caller.state = LegState.RINGING
+        self._respond(caller.invite_txn, response)
+
+    def answer(self, leg: SipLeg) -> None:
+        """200 OK to an inbound leg's INVITE with our SDP answer."""
+        if not leg.inbound or leg.answered or leg.ended or leg.invite is None:
+            return
+        response = make_response(leg.invite, 200, to_tag=leg.tag, headers=[
+            ("Contact", f"<sip:mediasrv@{self._sip_host()}>"), ("Allow", ALLOW)])
+        self._attach_answer(leg, response)
+        dialog = self._respond(leg.invite_txn, response)
+        leg.state = LegState.ANSWERED
+        if dialog is not None:
+            leg.dialog = dialog
+            self._by_dialog[dialog.id] = leg
+
+    def _attach_answer(self, leg: SipLeg, response: Response) -> None:
+        offer = SessionDescription.parse(leg.invite.body)
+        sdp = build_answer(offer, leg.media, self.config.rtp.address,
+                           self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
+        response.headers.set("Content-Type", "application/sdp")
+        response.body = sdp.to_bytes()
+
+    # ================================================================== in-dialog requests
+
+    def _in_dialog(self, leg: SipLeg, txn, request: Request) -> None:
+        method = request.method
+        if method == "BYE":
+            self._respond(txn, make_response(request, 200))
+            self._log(leg).info("%s hung up", leg.number)
+            self._leg_gone(leg)
+        elif method in ("INVITE", "UPDATE") and request.body:
+            self._reinvite(leg, txn, request)
+        elif method in ("INVITE", "UPDATE", "INFO", "OPTIONS", "NOTIFY"):
+            response = make_response(request, 200)
+            if method == "INVITE":
+                response.headers.set("Contact", f"<sip:mediasrv@{self._sip_host()}>")
+                self._attach_current_sdp(leg, response)
+            self._respond(txn, response)
+        else:
+            self._respond(txn, make_response(request, 501))
+
+    def _reinvite(self, leg: SipLeg, txn, request: Request) -> None:
+        try:
+            offer = SessionDescription.parse(request.body)
+            media = negotiate(offer, list(self.config.rtp.codecs))
+        except (SdpNegotiationError, SipParseError, ValueError):
+            self._respond(txn, make_response(request, 488))
+            return
+        leg.media = media
+        leg.sdp_version += 1
+        self._apply_remote(leg)
+        hold = is_hold(offer)
+        sdp = build_answer(offer, media, self.config.rtp.address,
+                           self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
+        response = make_response(request, 200, headers=[
+            ("Contact", f"<sip:mediasrv@{self._sip_host()}>"), ("Content-Type", "application/sdp")])
+        response.body = sdp.to_bytes()
+        self._respond(txn, response)
+        if hold != leg.remote_hold:
+            self._phone_hold(leg, hold)
+
+    def _attach_current_sdp(self, leg: SipLeg, response: Response) -> None:
+        if leg.media is None:
+            return
+        sdp = build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
+                          [leg.media.codec], leg.media.event_pt, session_id=leg.session_id,
+                          version=leg.sdp_version)
+        response.headers.set("Content-Type", "application/sdp")
+        response.body = sdp.to_bytes()
+
+    def _phone_hold(self, leg: SipLeg, hold: bool) -> None:
+        """The phone put its call on hold (or resumed): its peer hears MoH (or it again)."""
+        leg.remote_hold = hold
+        self.engine.set_direction(leg.stream, send=not hold, recv=True)
+        if hold:
+            peer = self.topology.peer_of(leg)
+            if peer is not None:
+                leg.held_peer = peer
+                self.hold(peer)
+                self._log(leg).info("%s put %s on hold", leg.number, peer.number)
+        else:
+            peer, leg.held_peer = leg.held_peer, None
+            if peer is not None and not peer.ended and self.topology.hears(peer).kind == "moh":
+                self.topology.bridge(leg, peer)
+                self._log(leg).info("%s resumed the call with %s", leg.number, peer.number)
+
+    # ================================================================== actions
+
+    def hangup(self, leg: SipLeg, status: int = 0, reason: str | None = None) -> None:
+        """BYE an answered leg, CANCEL a ringing outbound one, reject an unanswered inbound one."""
+        if leg.ended:
+            return
+        if leg.answered and leg.dialog is not None:
+            self.sip.send_request(leg.dialog.create_request("BYE"), leg.destination)
+        elif leg.inbound and leg.invite is not None and leg.invite_txn is not None:
+            self._respond(leg.invite_txn, make_response(leg.invite, status or 480, reason,
+                                                        to_tag=leg.tag))
+        else:
+            self._cancel_other_forks(leg)
+        self._end_leg(leg)
+
+    def hold(self, leg: SipLeg, moh_class: str = "") -> None:
+        cls = moh_class or (leg.extension.moh_class if leg.extension else "") or "default"
+        if cls not in self.config.moh:
+            cls = "default"
+        self.topology.moh(leg, cls)
+
+    def play_prompt(self, leg: SipLeg, name: str,
+                    then: Callable[[], None] | None = None) -> int:
+        play_id = self.topology.prompt(leg, f"{leg.language}/{name}")
+        if then is not None:
+            self._plays[play_id] = then
+        return play_id
+
+    def voicemail(self, leg: SipLeg, mailbox: str) -> None:
+        from mediasrv.call.voicemail import Voicemail
+        Voicemail(self, leg, mailbox).start()
+
+    # ================================================================== media events
+
+    def on_media_event(self, event: media_events.MediaEvent) -> None:
+        if isinstance(event, media_events.RecordingFinished):
+            done = self.recordings.pop(event.stream, None)
+            if done is not None:
+                done(event)
+            return
+        leg = self._by_stream.get(event.stream)
+        if leg is None or leg.ended:
+            return
+        if isinstance(event, media_events.DtmfReceived):
+            self._log(leg).info("digit %s from %s (%s)", event.digit, leg.number, event.source)
+            self.listener(DigitReceived(leg, event.digit, event.source))
+        elif isinstance(event, media_events.PlayFinished):
+            then = self._plays.pop(event.play_id, None)
+            if event.completed:
+                self._emit(PromptFinished(leg, event.play_id), default=then or (lambda: None))
+        elif isinstance(event, media_events.RtpTimedOut):
+            if leg.answered and not leg.remote_hold:
+                self._log(leg).warning("no RTP from %s: hanging up", leg.number)
+                self.hangup(leg)
+                self._leg_gone(leg, notify=True)
+
+    # ================================================================== leg bookkeeping
+
+    def _emit(self, event: CallEvent, default: Callable[[], None]) -> None:
+        if not self.listener(event) and not event.leg.owner:
+            default()
+
+    def _leg_gone(self, leg: SipLeg, notify: bool = True) -> None:
+        """The far side ended the leg (BYE, CANCEL, timeout): tell its owner, end its peers."""
+        if leg.ended:
+            return
+        peer = self.topology.peer_of(leg)
+        group = [m for m in self.topology.group_of(leg) if m is not leg]
+        self._end_leg(leg)
+        if notify and self.listener(LegHungUp(leg)) or leg.owner:
+            return
+        dialled_for = leg.caller if not leg.inbound and leg.purpose == "call" else None
+        for other in [peer, *group, leg.dialing, dialled_for]:
+            if other is not None and not other.ended and not other.owner:
+                self.hangup(other)
+
+    def _end_leg(self, leg: SipLeg) -> None:
+        if leg.ended:
+            return
+        leg.state = LegState.ENDED
+        self._stop_ring_timer(leg)
+        self.topology.remove(leg)
+        self.legs.discard(leg)
+        self._by_stream.pop(leg.stream, None)
+        if leg.invite_txn is not None:
+            self._by_server_txn.pop(leg.invite_txn, None)
+        for fork in leg.forks:
+            if fork.done:
+                self._by_client_txn.pop(fork.txn, None)
+        if leg.dialog is not None:
+            self._by_dialog.pop(leg.dialog.id, None)
+        try:
+            self.engine.close_stream(leg.stream)
+        except MediaError:
+            pass
+        self._log(leg).info("leg %s (%s) ended", leg.id, leg.number)
+
+    def _add_leg(self, leg: SipLeg) -> None:
+        leg.call.legs.append(leg)
+        self.legs.add(leg)
+        self._by_stream[leg.stream] = leg
+        mode = leg.extension.dtmf if leg.extension else "auto"
+        self.engine.set_dtmf(leg.stream, mode=mode, forward=True)
+
+    def _apply_remote(self, leg: SipLeg) -> None:
+        m = leg.media
+        if m is not None:
+            self.engine.set_remote(leg.stream, m.remote_addr, m.remote_port, codec=m.codec,
+                                   pt=m.pt, event_pt=m.event_pt)
+
+    def _stop_ring_timer(self, leg: SipLeg) -> None:
+        if leg.ring_timer is not None:
+            leg.ring_timer.cancel()
+            leg.ring_timer = None
+
+    def _offer(self, leg: SipLeg) -> bytes:
+        return build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
+                           list(self.config.rtp.codecs), EVENT_PT, session_id=leg.session_id,
+                           version=leg.sdp_version, ptime=self.config.rtp.ptime).to_bytes()
+
+    def _next_sdp_id(self) -> int:
+        self._sdp_ids += 1
+        return self._sdp_ids
+
+    def _sip_host(self) -> str:
+        lst = self.config.sip.listen[0]
+        host = f"[{lst.host}]" if ":" in lst.host else lst.host
+        return f"{host}:{lst.port}"
+
+    def _log(self, leg: SipLeg) -> logging.LoggerAdapter:
+        return call_logger(log, leg.call_id)
+
+    def leak_report(self) -> dict[str, int]:
+        """Live objects, for tests that check nothing leaked."""
+        return {"legs": len(self.legs), "streams": len(self._by_stream),
+                "server_txns": len(self._by_server_txn), "client_txns": len(self._by_client_txn),
+                "dialogs": len(self._by_dialog), "plays": len(self._plays)}
+
+
+def _worse(a: int, b: int) -> int:
+    """Of two fork failures, the one that says most (busy beats unavailable beats others)."""
+    rank = {486: 3, 600: 3, 480: 2, 408: 2, 404: 1}
+    return a if rank.get(a, 0) >= rank.get(b, 0) and a else b

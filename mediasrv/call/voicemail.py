@@ -1,0 +1,57 @@
+"""Voicemail: greeting, beep, then the caller's audio recorded to the mailbox.
+
+How this works (the `voicemail` failover action of the transfer spec): the caller hears the
+`vm-greeting` prompt, then `beep`, then the engine records the caller's inbound audio to
+`<storage dir>/voicemail/<mailbox>/<time>-<caller>.wav` until the caller hangs up or the
+mailbox's `voicemail_max_seconds` pass. When the engine reports the recording finished, one
+index row is written to SQLite and, if the caller is still there, the leg is hung up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mediasrv.call.leg import SipLeg
+from mediasrv.logs import call_logger
+from mediasrv.media.events import RecordingFinished
+
+if TYPE_CHECKING:
+    from mediasrv.call.b2bua import B2BUA
+
+log = logging.getLogger("mediasrv.voicemail")
+
+
+class Voicemail:
+    def __init__(self, b2bua: B2BUA, leg: SipLeg, mailbox: str) -> None:
+        self.b2bua, self.leg, self.mailbox = b2bua, leg, mailbox
+        ext = b2bua.config.extensions.get(mailbox)
+        self.max_seconds = ext.voicemail_max_seconds if ext else 120.0
+        self.log = call_logger(log, leg.call_id)
+
+    def start(self) -> None:
+        self.b2bua.play_prompt(self.leg, "vm-greeting", then=self._beep)
+
+    def _beep(self) -> None:
+        self.b2bua.play_prompt(self.leg, "beep", then=self._record)
+
+    def _record(self) -> None:
+        if self.leg.ended:
+            return
+        folder = self.b2bua.config.storage.path.parent / "voicemail" / self.mailbox
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.leg.number}.wav"
+        self.b2bua.topology.silence(self.leg)
+        self.b2bua.recordings[self.leg.stream] = self._finished
+        self.b2bua.engine.record_start(self.leg.stream, str(path), self.max_seconds)
+        self.log.info("recording a message from %s for %s to %s", self.leg.number,
+                      self.mailbox, path)
+
+    def _finished(self, event: RecordingFinished) -> None:
+        self.b2bua.store.add_voicemail(self.mailbox, self.leg.number, str(Path(event.path)),
+                                       event.seconds, time.time())
+        self.log.info("message for %s saved (%.1f s)", self.mailbox, event.seconds)
+        if not self.leg.ended:
+            self.b2bua.hangup(self.leg)

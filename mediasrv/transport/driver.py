@@ -1,0 +1,150 @@
+"""Drives the sans-I/O `SipEndpoint` from asyncio: the aioquic `asyncio/protocol.py` shape.
+
+How this works: bytes from every UDP and TCP listener go to `SipEndpoint.receive()` with the
+loop's clock as `now`; after every input (bytes, a timer, a call from the call layer) the
+driver `flush()`es: it writes the endpoint's queued datagrams to the right socket, closes
+the TCP connections the endpoint gave up on, hands the endpoint's events to `on_event`, and
+re-arms the ONE `loop.call_at` timer from `get_timer()`. A call-layer action taken while
+events are being handed up is flushed by the same loop, so nothing is sent out of order.
+Over TCP a message with no connection id goes on an open connection to its destination,
+or on a new one. It knows no call logic: events go up, actions come down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from mediasrv.sip.dialog import Dialog
+from mediasrv.sip.endpoint import Destination, Outgoing, SipEndpoint
+from mediasrv.sip.events import SipEvent
+from mediasrv.sip.message import Request, Response
+from mediasrv.sip.transaction import ClientTransaction, ServerTransaction
+from mediasrv.transport.tcp import TcpListener
+from mediasrv.transport.udp import Address, UdpListener
+
+log = logging.getLogger("mediasrv.transport")
+
+
+class SipDriver:
+    def __init__(self, endpoint: SipEndpoint, on_event: Callable[[SipEvent], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
+        self.on_event = on_event
+        self.loop = loop
+        self.udp: list[UdpListener] = []
+        self.tcp: list[TcpListener] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing = False
+
+    @property
+    def now(self) -> float:
+        return self.loop.time()
+
+    # ------------------------------------------------------------------ from the sockets
+
+    def on_data(self, data: bytes, source: Address, transport: str, conn_id: int | None,
+                local: Address) -> None:
+        self.endpoint.receive(data, source, transport, conn_id, local, self.now)
+        self.flush()
+
+    def on_closed(self, conn_id: int) -> None:
+        self.endpoint.connection_lost(conn_id)
+        self.flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.endpoint.handle_timer(self.now)
+        self.flush()
+
+    # ------------------------------------------------------------------ from the call layer
+
+    def send_request(self, request: Request, destination: Destination,
+                     conn_id: int | None = None) -> ClientTransaction:
+        txn = self.endpoint.send_request(request, destination, self.now, conn_id=conn_id)
+        self.flush()
+        return txn
+
+    def send_response(self, txn: ServerTransaction, response: Response) -> Dialog | None:
+        dialog = self.endpoint.send_response(txn, response, self.now)
+        self.flush()
+        return dialog
+
+    def cancel(self, invite_txn: ClientTransaction) -> None:
+        self.endpoint.cancel(invite_txn, self.now)
+        self.flush()
+
+    def send_ack_2xx(self, ack: Request, destination: Destination) -> None:
+        self.endpoint.send_ack_2xx(ack, destination, self.now)
+        self.flush()
+
+    def send_stateless(self, message: Request | Response, destination: Destination) -> None:
+        self.endpoint.send_stateless(message, destination)
+        self.flush()
+
+    # ------------------------------------------------------------------ the pump
+
+    def flush(self) -> None:
+        if self._flushing:
+            return  # the running flush picks up what was just queued
+        self._flushing = True
+        try:
+            while True:
+                out = self.endpoint.datagrams_to_send()
+                events = self.endpoint.next_events()
+                if not out and not events:
+                    break
+                for item in out:
+                    self._send(item)
+                for event in events:
+                    self._deliver(event)
+            for conn_id in self.endpoint.connections_to_close():
+                for tcp in self.tcp:
+                    tcp.close_connection(conn_id)
+        finally:
+            self._flushing = False
+        self._arm_timer()
+
+    def _deliver(self, event: SipEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # one call's bug must not stop the SIP pump for every other call
+            log.exception("error handling %s", type(event).__name__)
+
+    def _arm_timer(self) -> None:
+        deadline = self.endpoint.get_timer()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _send(self, item: Outgoing) -> None:
+        if item.transport == "udp":
+            if self.udp:
+                self._udp_for(item.destination).send(item.data, item.destination)
+            return
+        for tcp in self.tcp:
+            conn = item.conn_id if item.conn_id in tcp.connections else tcp.find(item.destination)
+            if conn is not None and tcp.send(conn, item.data):
+                return
+        if self.tcp:
+            self.loop.create_task(self._connect_and_send(self.tcp[0], item))
+
+    def _udp_for(self, dest: Address) -> UdpListener:
+        v6 = ":" in dest[0]
+        return next((u for u in self.udp if (":" in u.local[0]) == v6), self.udp[0])
+
+    async def _connect_and_send(self, tcp: TcpListener, item: Outgoing) -> None:
+        try:
+            conn = await tcp.connect(item.destination)
+        except OSError as exc:
+            log.warning("tcp connect to %s:%s failed: %s", *item.destination, exc)
+            return
+        tcp.send(conn, item.data)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

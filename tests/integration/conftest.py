@@ -1,0 +1,113 @@
+"""A real mediasrv (SIP over loopback UDP/TCP, the Cython engine) per test, on free ports.
+
+The server runs in the test's own event loop; phones are `tests.peers.phone.TestPhone`s (an
+independent UA) or real SIPp/baresip processes. Each test ends with a leak check: no leg,
+stream, transaction or dialog may outlive the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
+from mediasrv.server import Server
+from tests.peers.phone import TestPhone
+
+_next_rtp_base = [31000]
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+def site_config(tmp_path: Path, extra: str = "") -> Path:
+    port = free_port()
+    base = _next_rtp_base[0]
+    _next_rtp_base[0] = base + 200 if base < 39000 else 31000
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "99-test.toml").write_text(
+        f'[sip]\nlisten = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}"]\ntimer_t1 = 0.05\n'
+        f'[rtp]\nports = [{base}, {base + 199}]\n'
+        f'[storage]\npath = "{tmp_path}/db.sqlite3"\n[api]\nlisten = ""\n' + extra)
+    return site
+
+
+async def wait_until(predicate, timeout: float = 3.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Harness:
+    def __init__(self, server: Server, tmp_path: Path) -> None:
+        self.server = server
+        self.tmp_path = tmp_path
+        self.phones: list[TestPhone] = []
+
+    @property
+    def sip_addr(self) -> tuple[str, int]:
+        lst = self.server.config.sip.listen[0]
+        return (lst.host, lst.port)
+
+    async def phone(self, name: str, ext: str, *, register: bool = True,
+                    **kw) -> TestPhone:
+        password = self.server.config.extensions[ext].password
+        phone = TestPhone(name, ext, password, server=self.sip_addr, **kw)
+        await phone.start()
+        self.phones.append(phone)
+        if register:
+            resp = await phone.register()
+            assert resp.status == 200, resp
+        return phone
+
+    def uri(self, ext: str) -> str:
+        host, port = self.sip_addr
+        return f"sip:{ext}@{host}:{port}"
+
+    async def settle(self) -> None:
+        """Wait until every call is gone and every transaction has finished."""
+        b2bua = self.server.b2bua
+        await wait_until(lambda: not b2bua.legs, 5, f"legs to end: {b2bua.legs}")
+        endpoint = self.server.driver.endpoint
+        await wait_until(lambda: endpoint.transaction_count() == 0, 10,
+                         "SIP transactions to finish")
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    marker = request.node.get_closest_marker("site")
+    site = site_config(tmp_path, marker.args[0] if marker else "")
+    config = load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
+    server = Server(config)
+    await server.start()
+    h = Harness(server, tmp_path)
+    try:
+        yield h
+        await h.settle()
+        report = server.b2bua.leak_report()
+        assert all(v == 0 for v in report.values()), report
+        assert server.engine.open_stream_count() == 0
+    finally:
+        for phone in h.phones:
+            await phone.close()
+        engine = server.engine
+        await server.stop()
+        assert not engine.thread_alive()
