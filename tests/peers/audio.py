@@ -136,6 +136,23 @@ def amplitude_at(pcm: np.ndarray, freqs: Iterable[float]) -> np.ndarray:
     return 2 * np.abs(basis @ (x * w)) / w.sum()
 
 
+def threshold(x: np.ndarray, rel: float = 0.25, floor: float = 150.0) -> float:
+    """Amplitude a component of ``x`` needs to count: ``rel`` of the peak, at least ``floor``."""
+    w = np.hanning(len(x))
+    peak = 2 * np.abs(np.fft.rfft(x * w)).max() / w.sum()
+    return max(floor, rel * peak)
+
+
+def tones_in(pcm: np.ndarray, rel: float = 0.25, floor: float = 150.0) -> set[str]:
+    """Names of the identity tones present in ``pcm`` (see ``threshold``)."""
+    x = np.asarray(pcm, dtype=np.float64)
+    if len(x) == 0:
+        return set()
+    amps = amplitude_at(x, TONE_HZ.values())
+    limit = threshold(x, rel, floor)
+    return {name for name, a in zip(TONE_HZ, amps, strict=True) if a >= limit}
+
+
 class Hearing:
     """What a peer hears: received PCM over a sliding window of arrival time.
 
@@ -199,15 +216,11 @@ class Hearing:
         return bool(np.all(amps >= self._threshold(x)))
 
     def _threshold(self, x: np.ndarray) -> float:
-        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-        peak = 2 * spectrum.max() / np.hanning(len(x)).sum()
-        return max(self.floor, self.rel * peak)
+        return threshold(x, self.rel, self.floor)
 
     def tones(self, now: float | None = None) -> set[str]:
         """Names of the identity tones (``TONE_HZ``) heard now."""
         x = self.samples(now)
         if len(x) < self.min_samples:
             return set()
-        amps = amplitude_at(x, TONE_HZ.values())
-        limit = self._threshold(x)
-        return {name for name, a in zip(TONE_HZ, amps, strict=True) if a >= limit}
+        return tones_in(x, self.rel, self.floor)
