@@ -9,4 +9,5 @@ Nothing here imports any other part of mediasrv.
 include "consts.pxi"
 include "g711.pyx"
 include "dtmf.pyx"
+include "tone.pyx"
 include "engine.pyx"

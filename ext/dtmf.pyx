@@ -34,7 +34,7 @@ Levels: 0 dBm0 is a sine of amplitude 22 702 (3.17 dB below 16-bit full scale, G
 
 from libc.math cimport atan2, cos, fabs, pi, sin
 from libc.stdint cimport int16_t, int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cdef enum:
     DTMF_NTONES = 8

@@ -116,3 +116,24 @@ def goertzel_power(x: np.ndarray, freq: float, rate: int = 8000) -> float:
     for v in x:
         s1, s2 = float(v) + coeff * s1 - s2, s1
     return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+# --- tones -----------------------------------------------------------------------------------
+
+def tone_reference(segments: list, repeat: bool, n: int, rate: int = 8000) -> np.ndarray:
+    """numpy sin() rendering of a tone spec: each on-period starts at phase 0."""
+    out: list[np.ndarray] = []
+    total = 0
+    continuous = repeat and len(segments) == 1 and segments[0][3] == 0
+    while total < n:
+        for freqs, level, on_ms, off_ms in segments:
+            on = on_ms * rate // 1000
+            t = np.arange(n if continuous else on) / rate
+            amp = 22702.0 * 10 ** (level / 20)
+            out.append(np.round(sum(amp * np.sin(2 * np.pi * f * t) for f in freqs)))
+            out.append(np.zeros(off_ms * rate // 1000))
+            total += len(out[-1]) + len(out[-2])
+        if not repeat:
+            break
+    full = np.concatenate(out + [np.zeros(n)])[:n]
+    return np.clip(full, -32768, 32767).astype(np.int16)
