@@ -229,6 +229,12 @@ cdef class Engine:
     def thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def thread_ids(self) -> tuple | None:
+        """(pthread ident, kernel TID) of the media thread while it runs."""
+        if self._thread is None or not self._thread.is_alive():
+            return None
+        return self._thread.ident, self._thread.native_id
+
     def event_fd(self) -> int:
         return self.c.evfd
 
@@ -314,7 +320,8 @@ cdef class Engine:
         s.send_on = s.recv_on = 1
         s.anchor = 1
         s.forward_dtmf = 1
-        s.dtmf_mode = 2
+        s.dtmf_mode = ENG_DTMF_AUTO
+        dtmf_init(&s.inband, 8000)
         eng_rx_reset(&s.rx)
         eng_watch(self.c, fd, eng_tag(s, slot, 0))
         eng_watch(self.c, fd2, eng_tag(s, slot, 1))

@@ -13,9 +13,18 @@
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
 
+cdef const char* ENG_DIGITS = b"0123456789*#ABCD"    # RFC 4733 §3.2 event codes 0-15
+
 cdef enum:
+    ENG_DTMF_RFC4733 = 0       # detection modes, as set_dtmf names them
+    ENG_DTMF_INBAND = 1
+    ENG_DTMF_AUTO = 2
+    ENG_SRC_RFC4733 = 0        # DtmfReceived.source
+    ENG_SRC_INBAND = 1
     ENG_DTMF_VOLUME = 10       # -10 dBm0, the usual level (RFC 4733 §2.3.4)
     ENG_DTMF_ENDS = 3          # E-bit packets sent (RFC 4733 §2.5.1.4)
+
+cdef int64_t ENG_DTMF_DEDUP_NS = 500000000   # same digit from both detectors within 0.5 s
 
 
 # ---------------------------------------------------------------- DTMF sending
@@ -100,11 +109,34 @@ cdef int eng_dtmf_rx_event(EngCore* c, EngStream* s, EngRtpView* v,
 
 
 cdef inline int eng_dtmf_inband_on(EngStream* s) noexcept nogil:
-    return 0
+    return s.dtmf_mode != ENG_DTMF_RFC4733
 
 
 cdef void eng_dtmf_inband(EngCore* c, EngStream* s, const int16_t* pcm, int n) noexcept nogil:
-    pass
+    """Run the Goertzel detector (dtmf.pyx) over one decoded frame; report what ended."""
+    cdef DtmfEvent evs[8]
+    cdef int i, k
+    if not eng_dtmf_inband_on(s):
+        return
+    k = dtmf_process(&s.inband, pcm, n, evs)
+    for i in range(k):
+        eng_dtmf_report(c, s, evs[i].digit, <int>(evs[i].duration // 8), ENG_SRC_INBAND)
+
+
+cdef void eng_dtmf_report(EngCore* c, EngStream* s, char digit, int ms, int src) noexcept nogil:
+    """Queue a DtmfReceived; in auto mode the other detector's copy of a digit is dropped."""
+    cdef int idx = 0
+    while idx < 16 and ENG_DIGITS[idx] != digit:
+        idx += 1
+    if idx == 16:
+        return
+    if (s.dtmf_mode == ENG_DTMF_AUTO and s.last_digit == digit and s.last_src != src
+            and c.now - s.last_digit_ns < ENG_DTMF_DEDUP_NS):
+        return
+    s.last_digit = digit
+    s.last_src = src
+    s.last_digit_ns = c.now
+    eng_event(c, ENG_EV_DTMF, s.sid, idx, ms, src, 0, 0)
 
 
 # ---------------------------------------------------------------- tones

@@ -119,6 +119,11 @@ cdef struct EngStream:
     uint32_t dj_ts
     int dj_q[ENG_DJ_QUEUE]
     int dj_qlen
+    # DTMF detection: H3's Goertzel detector state, and the last report (auto de-duplication)
+    DtmfState inband
+    char last_digit
+    int last_src
+    int64_t last_digit_ns
     # conference input
     EngConfIn* cin
     # counters

@@ -131,6 +131,11 @@ class MediaEngine:
         """True while the media thread (or the recording writer) runs."""
         return self._core.thread_alive() or bool(self._writer and self._writer.is_alive())
 
+    def media_thread_ids(self) -> tuple[int, int] | None:
+        """(pthread ident, kernel TID) of the media thread: for CPU pinning and accounting."""
+        ids = self._core.thread_ids()
+        return None if ids is None else (int(ids[0]), int(ids[1]))
+
     def _pump(self) -> None:
         for rec in self._core.pop_events():
             ev = _event(rec)

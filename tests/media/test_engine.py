@@ -15,6 +15,7 @@ from rtp_peer import RtpPeer, build, engine_factory
 from mediasrv import _media
 from mediasrv.media.engine import MediaEngine, MediaError
 from mediasrv.media.events import (
+    DtmfReceived,
     FirstPacketReceived,
     PlayFinished,
     RecordingFinished,
@@ -302,3 +303,29 @@ async def test_close_stream_finishes_its_recording(engines, peers, tmp_path) -> 
     assert ev.seconds == 160 / 8000
     with wave.open(path, "rb") as w:
         assert w.getnframes() == 160
+
+
+def dtmf_pcm(digit: str, ms: int, level: float = 8000.0) -> np.ndarray:
+    rows, cols = (697, 770, 852, 941), (1209, 1336, 1477, 1633)
+    keys = "123A456B789C*0#D"
+    i = keys.index(digit)
+    t = np.arange(ms * 8) / 8000
+    x = level * (np.sin(2 * np.pi * rows[i // 4] * t) + np.sin(2 * np.pi * cols[i % 4] * t))
+    return x.astype(np.int16)
+
+
+async def test_inband_dtmf_detected(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    eng.set_dtmf(a, mode="inband")
+    pcm = np.concatenate([np.zeros(800, np.int16), dtmf_pcm("7", 100), np.zeros(800, np.int16),
+                          dtmf_pcm("#", 60), np.zeros(800, np.int16)])
+    payload = _media.ulaw_encode(pcm)
+    for k in range(0, len(payload), 160):
+        pa.send(eng.local_port(a), payload[k:k + 160])
+    evs = await eut.wait_for(DtmfReceived, count=2)
+    assert [(e.stream, e.digit, e.source) for e in evs] == [(a, "7", "inband"), (a, "#", "inband")]
+    assert abs(evs[0].duration_ms - 100) <= 15 and abs(evs[1].duration_ms - 60) <= 15
+    eng.close_stream(a)

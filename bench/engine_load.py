@@ -1,0 +1,135 @@
+"""Load scenarios for the media engine, shared by the CI benchmark and the sweep script.
+
+How this works: the engine's media thread is pinned to one CPU and the load generator
+(bench/loadgen, sendmmsg/recvmmsg in C) to the other. We measure the media thread's own CPU
+time (its pthread CPU clock) over the run, so capacity is a ratio measured in the same run:
+units per core = units x wall time / engine CPU time (a unit is a two-party call, a
+three-party conference or an MoH listener). Loss and forwarding delay come from the load
+generator. Every scenario closes all its streams and stops the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import loadgen
+import numpy as np
+
+from mediasrv.media.engine import MediaEngine
+
+PORT_MIN = 12000                 # below the ephemeral range, away from the default RTP range
+ENGINE_CPU, LOADGEN_CPU = 0, 1
+
+
+@dataclass
+class LoadResult:
+    """What one run measured; `per_core` is units x wall / engine CPU seconds."""
+
+    units: int
+    seconds: float
+    engine_cpu: float
+    sent: int
+    expected: int
+    received: int
+    p50_us: float
+    p99_us: float
+
+    @property
+    def loss(self) -> float:
+        return max(0.0, 1.0 - self.received / self.expected) if self.expected else 0.0
+
+    @property
+    def per_core(self) -> float:
+        return self.units * self.seconds / max(self.engine_cpu, 1e-9)
+
+    @property
+    def load(self) -> float:
+        """Fraction of one core the media thread used."""
+        return self.engine_cpu / self.seconds
+
+
+def _thread_cpu(ident: int) -> float:
+    return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+
+@contextmanager
+def _engine(streams: int) -> Iterator[tuple[MediaEngine, list[int]]]:
+    eng = MediaEngine("127.0.0.1", PORT_MIN, PORT_MIN + 2 * streams + 1, rtp_timeout=0)
+    loop = asyncio.new_event_loop()
+    eng.start(loop, lambda ev: None)
+    ids = eng.media_thread_ids()
+    assert ids is not None
+    if len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(ids[1], {ENGINE_CPU})
+    sids: list[int] = []
+    try:
+        yield eng, sids
+    finally:
+        for sid in sids:
+            eng.close_stream(sid)
+        eng.stop()
+        loop.close()
+
+
+def _measure(eng: MediaEngine, lg, units: int, seconds: float,
+             expected: Callable[[], int]) -> LoadResult:
+    ids = eng.media_thread_ids()
+    assert ids is not None
+    mask = os.sched_getaffinity(0)
+    if len(mask) > 1:
+        os.sched_setaffinity(0, {LOADGEN_CPU})
+    try:
+        c0, t0 = _thread_cpu(ids[0]), time.monotonic()
+        lg.run(seconds)
+        c1, t1 = _thread_cpu(ids[0]), time.monotonic()
+    finally:
+        os.sched_setaffinity(0, mask)
+    return LoadResult(units, t1 - t0, c1 - c0, lg.sent, expected(), lg.received,
+                      lg.delay_percentile_us(0.5), lg.delay_percentile_us(0.99))
+
+
+def _stream(eng: MediaEngine, sids: list[int], remote_port: int) -> int:
+    sid = eng.open_stream()
+    sids.append(sid)
+    eng.set_remote(sid, "127.0.0.1", remote_port, codec="PCMU", pt=0, event_pt=None)
+    return sid
+
+
+def bridge(calls: int, seconds: float) -> LoadResult:
+    """Two-party calls: 4 flows of 50 pps per call (2 in, 2 forwarded out)."""
+    lg = loadgen.build().LoadGen(2, 2 * calls)
+    with _engine(2 * calls) as (eng, sids):
+        for _ in range(calls):
+            a, b = _stream(eng, sids, lg.port(0)), _stream(eng, sids, lg.port(1))
+            eng.connect(a, b)
+            lg.add_flow(0, eng.local_port(a))
+            lg.add_flow(1, eng.local_port(b))
+        return _measure(eng, lg, calls, seconds, lambda: lg.sent)
+
+
+def conferences(count: int, seconds: float) -> LoadResult:
+    """Three-party mix-minus conferences: 3 flows in, 3 mixed flows out per conference."""
+    lg = loadgen.build().LoadGen(3, 3 * count)
+    with _engine(3 * count) as (eng, sids):
+        for _ in range(count):
+            sids = [_stream(eng, sids, lg.port(k)) for k in range(3)]
+            eng.conference(sids)
+            for k, sid in enumerate(sids):
+                lg.add_flow(k, eng.local_port(sid))
+        return _measure(eng, lg, count, seconds, lambda: int(3 * count * 50 * seconds))
+
+
+def moh_listeners(count: int, seconds: float) -> LoadResult:
+    """Listeners of one MoH class: nothing in, one 50 pps flow out each."""
+    lg = loadgen.build().LoadGen(1, 1)
+    with _engine(count) as (eng, sids):
+        music = (np.sin(np.arange(8000 * 5) * 0.05) * 6000).astype(np.int16)
+        eng.define_moh_class("default", music)
+        for _ in range(count):
+            eng.play_moh(_stream(eng, sids, lg.port(0)), "default")
+        return _measure(eng, lg, count, seconds, lambda: int(count * 50 * seconds))

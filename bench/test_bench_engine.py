@@ -1,0 +1,44 @@
+"""Media engine capacity, gated as ratios measured in the same run (a few seconds each).
+
+Each scenario loads the engine for 2 s from our sendmmsg load generator and measures the
+media thread's CPU time: capacity per core = units x wall / engine CPU. The gates are a
+quarter of the goals (2,000 calls, 600 three-party conferences, 3,000 MoH listeners per
+core) because the machine is shared and noisy; `bench/engine_sweep.py` runs the long
+version at full size for the report. Loss gates are absolute ratios (< 0.1 % for calls).
+"""
+
+from __future__ import annotations
+
+import engine_load
+
+
+def _record(benchmark, result: engine_load.LoadResult) -> None:
+    benchmark.extra_info.update(
+        per_core=round(result.per_core), load=round(result.load, 3),
+        loss=result.loss, p50_us=result.p50_us, p99_us=result.p99_us)
+    print(f"\n{result.units} units: {result.per_core:.0f}/core, load {result.load:.2f}, "
+          f"loss {result.loss:.4%}, delay p50 {result.p50_us:.0f} us p99 {result.p99_us:.0f} us")
+
+
+def test_bridge_calls_per_core(benchmark) -> None:
+    result = benchmark.pedantic(engine_load.bridge, args=(200, 2.0), rounds=1, iterations=1)
+    _record(benchmark, result)
+    assert result.sent == 200 * 2 * 50 * 2
+    assert result.loss < 0.001
+    assert result.per_core >= 2000 / 4
+
+
+def test_conferences_per_core(benchmark) -> None:
+    result = benchmark.pedantic(engine_load.conferences, args=(60, 2.0), rounds=1,
+                                iterations=1)
+    _record(benchmark, result)
+    assert result.loss < 0.02          # the clock, not the load generator, sets the count
+    assert result.per_core >= 600 / 4
+
+
+def test_moh_listeners_per_core(benchmark) -> None:
+    result = benchmark.pedantic(engine_load.moh_listeners, args=(300, 2.0), rounds=1,
+                                iterations=1)
+    _record(benchmark, result)
+    assert result.loss < 0.02
+    assert result.per_core >= 3000 / 4
