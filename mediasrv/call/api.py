@@ -96,7 +96,9 @@ class CallControl(Protocol):
 
     def voicemail(self, leg: Leg, mailbox: str) -> None:
         """Greeting prompt, beep, then records the leg's audio to extension `mailbox`'s box
-        (WAV + an index row) until the leg hangs up or the mailbox's maximum length."""
+        (WAV + an index row) until the leg hangs up or the mailbox's maximum length. A later
+        media action on the leg (bridge, mix, hold, play, silence) ends the recording and keeps
+        what was recorded: that is how a service cancels it (transfer `*0`)."""
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Runs `callback` after `delay` seconds on the call layer's clock."""

@@ -1,0 +1,166 @@
+"""The service host: feature codes on ordinary calls, and events routed to service sessions.
+
+How this works (transfer spec, "Codes and the DTMF path"): the server makes one `ServiceHost`
+from the enabled `ServiceConfig`s and gives it every `CallEvent` (`handle`). On `CallAnswered`
+each leg of the new two-party call that belongs to an internal extension allowed to use at
+least one enabled service gets a `CodeMatcher` over the start codes it may dial, and the engine
+is told to hold its DTMF back (`hold_back_dtmf`), so every digit of that leg goes through the
+host: digits that may start a code wait, all others go on to the peer at once (`send_dtmf`).
+External legs (no extension) never get a matcher and their DTMF is forwarded by the engine.
+
+A matched start code calls `Service.start(leg, peer)`. From then the session owns the legs and
+gets their events first; a digit it does not use is passed on to the leg's peer. The other
+party of a call a session owns cannot start a second service (one transfer per call): its
+digits, `#4` included, pass through. When a session ends, the legs it left talking to each
+other are an ordinary call again and get matchers anew.
+
+`configure()` (a reload) makes new service instances for new calls; sessions and matchers of
+calls already up keep the instances and codes they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from mediasrv.call.api import (
+    CallAnswered,
+    CallControl,
+    CallEvent,
+    DigitReceived,
+    Leg,
+    LegHungUp,
+)
+from mediasrv.config import ServiceConfig
+from mediasrv.services.base import Service, Session
+from mediasrv.services.codes import DEFAULT_FEATURE_DIGIT_TIMEOUT, CodeMatcher
+from mediasrv.services.registry import service_class
+
+log = logging.getLogger("mediasrv.services")
+
+
+class ServiceHost:
+    """Owns the per-leg start-code matching and routes events to service sessions."""
+
+    def __init__(self, control: CallControl, configs: Iterable[ServiceConfig]) -> None:
+        self.control = control
+        self.services: dict[str, Service] = {}
+        self._retired: list[Service] = []
+        self._matchers: dict[str, CodeMatcher[Service]] = {}
+        self._held_back: set[str] = set()
+        self.configure(configs)
+
+    def configure(self, configs: Iterable[ServiceConfig]) -> None:
+        """Instantiates the enabled services; the previous ones finish their sessions."""
+        self._retired += [s for s in self.services.values() if s.busy]
+        services = {}
+        for cfg in configs:
+            if cfg.enabled:
+                service = service_class(cfg.name, cfg.module, cfg.file)(self.control, cfg)
+                service.session_ended = self._session_ended
+                services[cfg.name] = service
+        self.services = services
+
+    def handle(self, event: CallEvent) -> bool:
+        """Feeds one call event; True when a service or the code matcher used it."""
+        owner = self._owner_of(event.leg)
+        if owner is not None:
+            if owner.handle(event):
+                return True
+            if isinstance(event, DigitReceived):
+                return self._pass_on(event.leg, event.digit)
+            return False
+        if isinstance(event, CallAnswered):
+            self.attach(event.leg)
+            self.attach(event.peer)
+            return True
+        if isinstance(event, DigitReceived):
+            return self._digit(event)
+        if isinstance(event, LegHungUp):
+            self.detach(event.leg)
+            self._held_back.discard(event.leg.id)
+        return False
+
+    def attach(self, leg: Leg) -> None:
+        """Starts watching `leg` for the start codes its extension may dial."""
+        self.detach(leg)
+        ext = leg.extension
+        if ext is None or leg.ended:
+            self._release_dtmf(leg)
+            return
+        codes = {svc.codes["start"]: svc for svc in self.services.values()
+                 if "start" in svc.codes and ext.may_use(svc.name)}
+        if not codes:
+            self._release_dtmf(leg)
+            return
+        timeout = min((float(s.setting("timers", "feature_digit_timeout"))
+                       for s in codes.values()), default=DEFAULT_FEATURE_DIGIT_TIMEOUT)
+        self._matchers[leg.id] = CodeMatcher(
+            self.control, leg, codes, timeout=timeout,
+            on_code=lambda svc: self._start(leg, svc),
+            forward=lambda digits: self._pass_on(leg, digits))
+        self._held_back.add(leg.id)
+        self.control.hold_back_dtmf(leg, True)
+
+    def detach(self, leg: Leg) -> None:
+        """Stops watching `leg` (it ended, or a session took it)."""
+        matcher = self._matchers.pop(leg.id, None)
+        if matcher is not None:
+            matcher.cancel()
+
+    @property
+    def pending_timers(self) -> int:
+        """How many matchers hold digits (each with a timer armed); 0 when idle."""
+        return sum(1 for m in self._matchers.values() if m.held)
+
+    # ------------------------------------------------------------------ internals
+
+    def _owner_of(self, leg: Leg) -> Service | None:
+        for service in [*self.services.values(), *self._retired]:
+            if service.owns(leg):
+                return service
+        return None
+
+    def _digit(self, event: DigitReceived) -> bool:
+        matcher = self._matchers.get(event.leg.id)
+        if matcher is None:
+            return self._pass_on(event.leg, event.digit)
+        matcher.feed(event.digit, event.source)
+        return True
+
+    def _pass_on(self, leg: Leg, digits: str) -> bool:
+        """Sends digits the engine held back on to whoever the leg talks to."""
+        if leg.id not in self._held_back:
+            return False  # the engine forwards this leg's DTMF itself
+        peer = self.control.peer_of(leg)
+        if peer is not None:
+            self.control.send_dtmf(peer, digits)
+        return True
+
+    def _start(self, leg: Leg, service: Service) -> None:
+        peer = self.control.peer_of(leg)
+        code = service.codes["start"]
+        if peer is None or self._owner_of(peer) is not None:
+            log.info("%s from leg %s ignored: no call to act on, or one already in a service",
+                     code, leg.id)
+            self._pass_on(leg, code)
+            return
+        peer_matcher = self._matchers.get(peer.id)
+        if peer_matcher is not None:
+            peer_matcher.flush()
+        if service.start(leg, peer):
+            self.detach(leg)
+            self.detach(peer)
+        else:
+            self._pass_on(leg, code)
+
+    def _session_ended(self, session: Session, legs: list[Leg]) -> None:
+        self._retired = [s for s in self._retired if s.busy]
+        self._held_back -= {leg.id for leg in session.legs if leg not in legs}
+        for leg in legs:
+            self.attach(leg)
+
+    def _release_dtmf(self, leg: Leg) -> None:
+        if leg.id in self._held_back:
+            self._held_back.discard(leg.id)
+            self.control.hold_back_dtmf(leg, False)

@@ -1,0 +1,228 @@
+"""What attended and blind transfer share: states, events, dialling phase, failover for one.
+
+How this works (shared/specs/attended-transfer.md): a `TransferSession` starts when the
+transferer dials a start code. It owns the transferer (T) and the transferred party (X), puts X
+on hold (MoH class: the service's `moh_class`, else X's extension class, else default) and
+collects a number from T (`digits.DigitCollector`, the `transfer` prompt). The number is
+classified into the events NUMBER_OK / NUMBER_BAD / NUMBER_BAD_LAST (empty, unknown, T's own
+or X's number is bad; the last bad try of `dial_attempts` reconnects T and X). Call events of
+the owned legs become the table events below; each subclass holds the table.
+
+State names are the spec's (Asterisk's): CALLING_TARGET, HESITANT, CONSULTING, DOUBLECHECKING,
+THREEWAY, COMPLETE, REBRIDGE, BLOND, FAIL, plus the phases the spec describes without naming:
+COLLECTING (dialling the addressee), ANNOUNCING (a failover prompt or the "failed" tone plays
+to T before T is reconnected), VOICEMAIL (T talks to the addressee's mailbox), TARGET_CALL (X
+hung up while the addressee rings: T keeps the ringing call), RECALLING (blond = "recall": the
+transferer's phone rings for X) and CONSULTATION_KEPT (X left: T and the addressee stay on as
+a normal call).
+
+FAIL is where a party left alone hears the outcome (the failover action run for it, see
+`fail_over`) before it is hung up; the session ends when no owned leg is left.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from mediasrv.call.api import (
+    CallEvent,
+    DigitReceived,
+    Leg,
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    PromptFinished,
+)
+from mediasrv.config import FailoverAction
+from mediasrv.services.base import Service, Session
+from mediasrv.services.digits import DigitCollector
+
+FAILED_TONE_SECONDS = 2.0  # how long the "failed" tone plays before the next step
+
+
+class State(StrEnum):
+    COLLECTING = "COLLECTING"
+    CALLING_TARGET = "CALLING_TARGET"
+    HESITANT = "HESITANT"
+    CONSULTING = "CONSULTING"
+    DOUBLECHECKING = "DOUBLECHECKING"
+    THREEWAY = "THREEWAY"
+    ANNOUNCING = "ANNOUNCING"
+    VOICEMAIL = "VOICEMAIL"
+    TARGET_CALL = "TARGET_CALL"
+    BLOND = "BLOND"
+    RECALLING = "RECALLING"
+    COMPLETE = "COMPLETE"
+    REBRIDGE = "REBRIDGE"
+    CONSULTATION_KEPT = "CONSULTATION_KEPT"
+    FAIL = "FAIL"
+
+
+class Ev(StrEnum):
+    NUMBER_OK = "number_ok"
+    NUMBER_BAD = "number_bad"
+    NUMBER_BAD_LAST = "number_bad_last"
+    ANSWERED = "answered"
+    FAILED_RETURN = "failed_return"
+    FAILED_ANNOUNCE = "failed_announce"
+    FAILED_HANGUP = "failed_hangup"
+    FAILED_VOICEMAIL = "failed_voicemail"
+    ANNOUNCE_DONE = "announce_done"
+    CANCEL = "cancel"
+    SWAP = "swap"
+    THREE_WAY = "three_way"
+    TRANSFERER_HANGUP = "transferer_hangup"
+    TRANSFERRED_HANGUP = "transferred_hangup"
+    ADDRESSEE_HANGUP = "addressee_hangup"
+
+
+FAILED_EVENT = {"return": Ev.FAILED_RETURN, "announce": Ev.FAILED_ANNOUNCE,
+                "hangup": Ev.FAILED_HANGUP, "voicemail": Ev.FAILED_VOICEMAIL}
+TERMINAL = frozenset({State.COMPLETE, State.REBRIDGE, State.CONSULTATION_KEPT})
+
+
+class TransferSession(Session):
+    """T, X and the addressee (A) of one transfer; subclasses give `TRANSITIONS`."""
+
+    KIND = "transfer"
+    TERMINAL = TERMINAL
+
+    def __init__(self, service: Service, transferer: Leg, transferred: Leg) -> None:
+        super().__init__(service, transferer, State.COLLECTING)
+        self.transferer, self.transferred = transferer, transferred
+        self.addressee: Leg | None = None
+        self.number = ""
+        self.attempts = 0
+        self.failure: FailoverAction | None = None
+        self.moh_class = str(service.config.settings.get("behaviour", {}).get("moh_class", ""))
+        self._announce_id: int | None = None
+        self.collector = DigitCollector(
+            self.control, transferer, on_done=self._number,
+            timeout=float(service.setting("timers", "digit_timeout")))
+
+    def begin(self) -> None:
+        """Owns T and X, holds X and asks T for the number."""
+        self.own(self.transferer)
+        self.own(self.transferred)
+        self.control.hold(self.transferred, self.moh_class)
+        self.collector.start("transfer")
+        self.publish(event="start", previous="")
+
+    def describe(self) -> dict[str, object]:
+        return {"transferer": self.transferer.number, "transferred": self.transferred.number,
+                "addressee": self.addressee.number if self.addressee else self.number}
+
+    def connected(self) -> list[Leg]:
+        return [leg for leg in self.legs if self.alive(leg)]
+
+    def stop(self) -> None:
+        self.collector.cancel()
+
+    # ------------------------------------------------------------------ events in
+
+    def handle(self, event: CallEvent) -> bool:
+        """Turns a call event of an owned leg into a table event."""
+        leg = event.leg
+        if isinstance(event, DigitReceived):
+            if leg is not self.transferer:
+                return False  # the host passes it on: one service per call
+            self.transferer_digit(event)
+        elif isinstance(event, PromptFinished):
+            self._prompt_finished(event.play_id)
+        elif isinstance(event, LegAnswered) and leg is self.addressee:
+            self.fire(Ev.ANSWERED)
+        elif isinstance(event, LegFailed) and leg is self.addressee:
+            self.gone(leg)
+            self.failure = event.action
+            self.fire(FAILED_EVENT.get(event.action.action, Ev.FAILED_RETURN))
+        elif isinstance(event, LegHungUp):
+            self.gone(leg)
+            self.fire(self._hangup_event(leg))
+        return True
+
+    def transferer_digit(self, event: DigitReceived) -> None:
+        if self.state is State.COLLECTING:
+            self.collector.feed(event.digit)
+
+    def _prompt_finished(self, play_id: int) -> None:
+        if self.collector.prompt_finished(play_id):
+            return
+        if play_id == self._announce_id:
+            self._announce_id = None
+            self.fire(Ev.ANNOUNCE_DONE)
+
+    def _hangup_event(self, leg: Leg) -> Ev:
+        if leg is self.transferer:
+            return Ev.TRANSFERER_HANGUP
+        if leg is self.transferred:
+            return Ev.TRANSFERRED_HANGUP
+        return Ev.ADDRESSEE_HANGUP
+
+    def _number(self, number: str) -> None:
+        self.number = number
+        if self.valid(number):
+            self.fire(Ev.NUMBER_OK)
+            return
+        self.attempts += 1
+        limit = int(self.service.setting("timers", "dial_attempts"))
+        self.fire(Ev.NUMBER_BAD_LAST if self.attempts >= limit else Ev.NUMBER_BAD)
+
+    def valid(self, number: str) -> bool:
+        """An extension that is neither the transferer nor the transferred party."""
+        own = {leg.extension.number for leg in (self.transferer, self.transferred)
+               if leg.extension is not None}
+        return bool(number) and number in self.control.extensions() and number not in own
+
+    # ------------------------------------------------------------------ shared actions
+
+    def noop(self) -> None:
+        """A row whose only effect is the change of state."""
+
+    def retry(self) -> None:
+        self.collector.start("invalid")
+
+    def reconnect(self) -> None:
+        """REBRIDGE: the consultation ends and T talks to X again (MoH stops)."""
+        self.hang_up(self.addressee)
+        self.control.bridge(self.transferer, self.transferred)
+
+    def complete(self) -> None:
+        """COMPLETE: X and the addressee talk to each other."""
+        self.control.bridge(self.transferred, self.addressee)  # type: ignore[arg-type]
+
+    def drop_transferred(self) -> None:
+        self.hang_up(self.transferred)
+
+    def drop_addressee(self) -> None:
+        self.hang_up(self.addressee)
+
+    def drop_all(self) -> None:
+        for leg in self.legs:
+            self.hang_up(leg)
+
+    def fail_over_transferer(self) -> None:
+        """The addressee failed in a consultation: X waits on hold, T hears the outcome."""
+        self.control.hold(self.transferred, self.moh_class)
+        self.fail_over(self.transferer)
+
+    def fail_over_transferred(self) -> None:
+        """The addressee failed after T left: X hears the outcome, then is hung up."""
+        self.fail_over(self.transferred)
+
+    def transferer_alone(self) -> None:
+        """X left while T was dialling: T hears the "failed" tone, then is hung up."""
+        self.failure = None
+        self.fail_over(self.transferer)
+
+    def fail_over(self, leg: Leg) -> None:
+        """Runs the addressee's failover action for `leg`: a prompt (announce), the
+        addressee's mailbox (voicemail), or the "failed" tone (return, hangup). The end of
+        the prompt or tone is ANNOUNCE_DONE."""
+        action = self.failure or FailoverAction("return")
+        if action.action == "voicemail":
+            self.control.voicemail(leg, self.addressee.number if self.addressee else self.number)
+        elif action.action == "announce":
+            self._announce_id = self.control.play_prompt(leg, action.prompt or "unavailable")
+        else:
+            self.control.play_tone(leg, "failed")
+            self.schedule(FAILED_TONE_SECONDS, lambda: self.fire(Ev.ANNOUNCE_DONE))

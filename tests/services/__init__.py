@@ -1,0 +1,1 @@
+"""Service-layer tests (fake call model, scripted transfer scenarios)."""
