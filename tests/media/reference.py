@@ -137,3 +137,14 @@ def tone_reference(segments: list, repeat: bool, n: int, rate: int = 8000) -> np
             break
     full = np.concatenate(out + [np.zeros(n)])[:n]
     return np.clip(full, -32768, 32767).astype(np.int16)
+
+
+# --- mixer -----------------------------------------------------------------------------------
+
+def mix_minus_reference(frames: list[np.ndarray | None], length: int = -1) -> list[np.ndarray]:
+    """numpy int32 sum of the others, clipped to int16."""
+    n = length if length >= 0 else next((len(f) for f in frames if f is not None), 0)
+    present = [f.astype(np.int32) for f in frames if f is not None]
+    total = np.sum(present, axis=0, dtype=np.int32) if present else np.zeros(n, np.int32)
+    return [np.clip(total - (0 if f is None else f.astype(np.int32)), -32768, 32767)
+            .astype(np.int16) for f in frames]
