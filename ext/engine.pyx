@@ -427,6 +427,23 @@ cdef class Engine:
         self.c.st[slot].moh = idx
         self._unlock()
 
+    def play_tone(self, int64_t sid, str zone, str name) -> None:
+        """Play TONES[zone][name] (tone.pyx): ringback, busy, beep, failed, ..."""
+        cdef ToneSegment segs[TONE_MAX_SEGMENTS]
+        cdef int i, f
+        slot = self._slot(sid)
+        segments, repeat = TONES[zone][name]
+        for i, (freqs, level, on_ms, off_ms) in enumerate(segments):
+            segs[i].nfreq = len(freqs)
+            for f, freq in enumerate(freqs):
+                segs[i].freq[f] = freq
+                segs[i].amp[f] = tone_amplitude(level)
+            segs[i].on, segs[i].off = on_ms * 8, off_ms * 8
+        self._lock()
+        eng_set_feed(self.c, slot, ENG_FEED_TONE)
+        tone_init(&self.c.st[slot].tone, segs, len(segments), repeat, 8000)
+        self._unlock()
+
     def play_prompt(self, int64_t sid, str name) -> int:
         """Play a loaded sound once; returns the play id of its PLAY_FINISHED event."""
         cdef const int16_t[::1] mv

@@ -24,6 +24,8 @@ cdef enum:
     ENG_DTMF_VOLUME = 10       # -10 dBm0, the usual level (RFC 4733 §2.3.4)
     ENG_DTMF_ENDS = 3          # E-bit packets sent (RFC 4733 §2.5.1.4)
 
+cdef double ENG_INBAND_DBM0 = -7.0           # per tone, within Q.24's sending levels
+cdef int ENG_INBAND_PAUSE_MS = 60            # silence after an in-band digit
 cdef int64_t ENG_DTMF_DEDUP_NS = 500000000   # same digit from both detectors within 0.5 s
 
 
@@ -34,6 +36,9 @@ cdef inline int eng_dtmf_busy(EngStream* s) noexcept nogil:
 
 
 cdef void eng_dtmf_start(EngStream* s, int event, int dur_samples, int inband) noexcept nogil:
+    if inband:
+        tone_init_dtmf(&s.dj_tone, ENG_DIGITS[event], ENG_INBAND_DBM0, dur_samples // 8,
+                       ENG_INBAND_PAUSE_MS, 8000)
     s.dj_active = 1
     s.dj_event = event
     s.dj_inband = inband
@@ -95,9 +100,13 @@ cdef int eng_dtmf_send_tick(EngCore* c, EngStream* s) noexcept nogil:
 
 
 cdef int eng_dtmf_inband_tick(EngCore* c, EngStream* s) noexcept nogil:
-    # Placeholder until H3's DTMF tone generator lands: in-band sending is not built yet.
-    eng_dtmf_finish(s)
-    return 0
+    """One frame of an in-band digit (tone.pyx), then its trailing pause."""
+    cdef Py_ssize_t n = tone_generate(&s.dj_tone, c.pcm, c.frame)
+    eng_encode(s.codec, c.pcm, c.enc, c.frame)
+    eng_send_frame(c, s, c.enc)
+    if n < c.frame:
+        eng_dtmf_finish(s)
+    return 1
 
 
 # ---------------------------------------------------------------- DTMF receiving
@@ -142,7 +151,11 @@ cdef void eng_dtmf_report(EngCore* c, EngStream* s, char digit, int ms, int src)
 # ---------------------------------------------------------------- tones
 
 cdef const uint8_t* eng_tone_frame(EngCore* c, EngStream* s) noexcept nogil:
-    return c.silence[s.codec]
+    """One frame of the stream's tone; a tone that ends (beep) leaves the stream on silence."""
+    if tone_generate(&s.tone, c.pcm, c.frame) < c.frame:
+        s.feed = ENG_FEED_SILENCE
+    eng_encode(s.codec, c.pcm, c.enc, c.frame)
+    return c.enc
 
 
 # ---------------------------------------------------------------- conferences

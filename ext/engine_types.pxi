@@ -117,8 +117,10 @@ cdef struct EngStream:
     int dj_elapsed
     int dj_ends
     uint32_t dj_ts
+    ToneState dj_tone
     int dj_q[ENG_DJ_QUEUE]
     int dj_qlen
+    ToneState tone             # the tone feed (H3's tone.pyx)
     # DTMF detection: H3's Goertzel detector state, and the last report (auto de-duplication)
     DtmfState inband
     char last_digit

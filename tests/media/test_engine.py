@@ -10,7 +10,7 @@ import wave
 
 import numpy as np
 import pytest
-from rtp_peer import RtpPeer, build, engine_factory
+from rtp_peer import RtpPeer, build, engine_factory, goertzel_power
 
 from mediasrv import _media
 from mediasrv.media.engine import MediaEngine, MediaError
@@ -329,3 +329,47 @@ async def test_inband_dtmf_detected(engines, peers) -> None:
     assert [(e.stream, e.digit, e.source) for e in evs] == [(a, "7", "inband"), (a, "#", "inband")]
     assert abs(evs[0].duration_ms - 100) <= 15 and abs(evs[1].duration_ms - 60) <= 15
     eng.close_stream(a)
+
+
+def heard(packets: list, codec: str = "PCMU") -> np.ndarray:
+    data = b"".join(p.payload for p in packets)
+    return _media.ulaw_decode(data) if codec == "PCMU" else _media.alaw_decode(data)
+
+
+async def test_tones_per_zone(engines, peers) -> None:
+    us, it = engines(zone="us").engine, engines(zone="it").engine
+    pa, pb = peers(2)
+    a, b = wire(us, pa), wire(it, pb, "PCMA")
+    us.play_tone(a, "busy")
+    it.play_tone(b, "ringback")
+    busy, ring = heard(pa.recv_for(0.4)[:20]), heard(pb.recv_for(0.4)[:20], "PCMA")
+    assert goertzel_power(busy, 480) + goertzel_power(busy, 620) > 0.9
+    assert min(goertzel_power(busy, 480), goertzel_power(busy, 620)) > 0.3
+    assert goertzel_power(ring, 425) > 0.9
+    us.play_tone(a, "beep")                   # 250 ms once, then silence
+    pa.drain()
+    beep = heard(pa.recv_for(0.5))
+    on = beep[:1600]
+    assert goertzel_power(on, 1000) > 0.9
+    assert us.feed(a) == "silence" and np.all(beep[-800:] == 0)
+    with pytest.raises(MediaError):
+        us.play_tone(a, "howler")
+    us.close_stream(a)
+    it.close_stream(b)
+
+
+async def test_send_dtmf_inband_without_telephone_event(engines, peers) -> None:
+    eng = engines().engine
+    (pa,) = peers(1)
+    a = wire(eng, pa, event_pt=None)
+    eng.play_silence(a)
+    eng.send_dtmf(a, "9", 120)
+    eng.send_dtmf(a, "9", 80)
+    pkts = pa.recv_for(0.6)
+    eng.close_stream(a)
+    assert {p.pt for p in pkts} == {0}
+    det = _media.DtmfDetector()
+    found = det.feed(heard(pkts)) + det.flush()
+    assert [d for d, _start, _dur in found] == ["9", "9"]
+    durations_ms = [dur / 8 for _d, _s, dur in found]
+    assert abs(durations_ms[0] - 120) < 15 and abs(durations_ms[1] - 80) < 15
