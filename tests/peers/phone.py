@@ -596,14 +596,23 @@ class TestPhone:
             call.invite = self._request("INVITE", uri, call.local_hdr, call.remote_hdr,
                                         call.call_id, call.local_cseq, extra, body)
             return call.invite
+        give_up = asyncio.create_task(self._give_up(call, timeout))
         try:
-            invite, resp = await self._authed(build, self._dest_for(uri), timeout,
+            invite, resp = await self._authed(build, self._dest_for(uri), timeout + 64 * T1,
                                               lambda r: self._on_provisional(call, r))
         except TimeoutError:
             call.final_status = 408
             call._set_state("terminated")
             return
+        finally:
+            give_up.cancel()
         self._on_final(call, invite, resp)
+
+    async def _give_up(self, call: Call, timeout: float) -> None:
+        """No answer within ``timeout``: CANCEL, as a phone does; the 487 ends the INVITE."""
+        await asyncio.sleep(timeout)
+        if call.state in ("calling", "early"):
+            await call._cancel()
 
     def _on_provisional(self, call: Call, resp: Msg) -> None:
         call.responses.append(resp)

@@ -184,7 +184,7 @@ def pick_challenge(values: list[str]) -> dict[str, str]:
 
 
 def digest_authorization(ch: dict[str, str], method: str, uri: str, user: str, password: str,
-                         nc: int = 1) -> str:
+                         nc: int = 1, cnonce: str | None = None) -> str:
     """The Authorization header value answering challenge ``ch`` (RFC 7616 §3.4.1)."""
     algorithm = ch.get("algorithm", "MD5").upper()
     h = HASHES[algorithm]
@@ -199,7 +199,7 @@ def digest_authorization(ch: dict[str, str], method: str, uri: str, user: str, p
     fields = [f'username="{user}"', f'realm="{realm}"', f'nonce="{nonce}"',
               f'uri="{uri}"', f"algorithm={algorithm}"]
     if "auth" in qops:
-        cnonce = secrets.token_hex(8)
+        cnonce = cnonce or secrets.token_hex(8)
         response = hx(f"{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}")
         fields += [f'response="{response}"', "qop=auth", f"nc={nc:08x}", f'cnonce="{cnonce}"']
     else:  # RFC 2069 compatibility form, still allowed by RFC 3261 §22.4

@@ -101,3 +101,24 @@ async def test_options_and_refer_in_dialog(pair):
     assert (await a.options(b.uri)).status == 200
     assert await call.refer("sip:c@127.0.0.1") == 501  # the phone does not take transfers
     assert b.received[-1].get("Refer-To") == "<sip:c@127.0.0.1>"
+
+
+async def test_unanswered_call_times_out_with_cancel(pair):
+    a, b = pair
+    b.answer_code = None
+    call = await a.call(b.uri, timeout=0.5)
+    incoming = await b.next_incoming()
+    assert call.state == "terminated"
+    await incoming.wait_state("terminated")
+    assert incoming.final_status == 487 and a.event_times("CANCEL", "tx")
+
+
+async def test_close_releases_sockets_and_tasks(pair):
+    a, b = pair
+    call = await a.call(b.uri)
+    incoming = await b.next_incoming()
+    await a.close()
+    await asyncio.sleep(0.05)
+    assert call.rtp._transport is None and call.rtp._task is None and a._transport is None
+    assert not a._tasks  # every task ended (each removes itself when done)
+    assert incoming.rtp._transport is not None  # b still up; the pair fixture closes it

@@ -126,3 +126,23 @@ async def test_failure_report_shows_the_unexpected_message():
     assert not uac.ok and uac.failed == 1
     with pytest.raises(AssertionError, match="486 Busy Here"):
         uac.check()
+
+
+@pytest.mark.parametrize("password, status", [("secret", 200), ("wrong", 403)])
+async def test_testphone_invite_auth_checked_by_sipp(password, status):
+    uas = await Sipp("selftest_uas_auth", users=USERS, tone="B").start()
+    async with TestPhone("A", "alice", password) as a:
+        call = await a.call(f"sip:x@{at(uas)}")
+        assert call.final_status == status
+        assert [r.status for r in call.responses][-1] == status
+        if status == 200:
+            await a.wait_hearing({"B"})
+            await call.hangup()
+    (await uas.wait()).check()
+
+
+async def test_sipp_caller_auth_path_against_sipp():
+    uac, uas = await run_pair(Sipp("selftest_uas_auth", users=USERS), "uac_call_rtp",
+                              users=USERS, duration=300)
+    uac.check()
+    uas.check()
