@@ -190,45 +190,25 @@ cdef const int16_t* eng_conf_take(EngStream* s) noexcept nogil:
     return f
 
 
-cdef inline int16_t eng_sat16(int32_t v) noexcept nogil:
-    if v > 32767:
-        return 32767
-    if v < -32768:
-        return -32768
-    return <int16_t>v
-
-
 cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
-    """One tick of one conference: mix-minus to every member."""
+    """One tick of one conference: mix-minus (mixer.pyx) to every member."""
     cdef const int16_t* own[ENG_CONF_MAX]
     cdef int32_t total[ENG_MAX_FRAME]
-    cdef int i, k
+    cdef int i
     cdef EngStream* s
-    memset(total, 0, c.frame * sizeof(int32_t))
     for i in range(f.n):
         own[i] = eng_conf_take(&c.st[f.slot[i]])
-        if own[i] != NULL:
-            for k in range(c.frame):
-                total[k] += own[i][k]
+    mix_sum_c(own, f.n, c.frame, total)
     for i in range(f.n):
         s = &c.st[f.slot[i]]
-        for k in range(c.frame):
-            c.pcm[k] = eng_sat16(total[k] - (own[i][k] if own[i] != NULL else 0))
-        if s.rec >= 0:
-            eng_conf_record(c, s, total)
+        if s.rec >= 0:                  # a member's recording is the whole conference
+            mix_minus_one_c(total, NULL, c.pcm, c.frame)
+            eng_rec_write(&c.rec[s.rec], c.pcm, c.frame)
         if eng_dtmf_send_tick(c, s):
             continue
+        mix_minus_one_c(total, own[i], c.pcm, c.frame)
         eng_encode(s.codec, c.pcm, c.enc, c.frame)
         eng_send_frame(c, s, c.enc)
-
-
-cdef void eng_conf_record(EngCore* c, EngStream* s, const int32_t* total) noexcept nogil:
-    # A member's recording is the whole conference, itself included.
-    cdef int16_t mix[ENG_MAX_FRAME]
-    cdef int k
-    for k in range(c.frame):
-        mix[k] = eng_sat16(total[k])
-    eng_rec_write(&c.rec[s.rec], mix, c.frame)
 
 
 cdef void eng_conf_tick(EngCore* c) noexcept nogil:

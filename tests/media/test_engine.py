@@ -373,3 +373,30 @@ async def test_send_dtmf_inband_without_telephone_event(engines, peers) -> None:
     assert [d for d, _start, _dur in found] == ["9", "9"]
     durations_ms = [dur / 8 for _d, _s, dur in found]
     assert abs(durations_ms[0] - 120) < 15 and abs(durations_ms[1] - 80) < 15
+
+
+async def test_conference_mix_minus(engines, peers) -> None:
+    eng = engines().engine
+    trio = peers(3)
+    sids = [wire(eng, p, codec) for p, codec in zip(trio, ("PCMU", "PCMA", "PCMU"), strict=True)]
+    eng.conference(sids)
+    freqs = (400.0, 1000.0, 1700.0)
+    t = np.arange(160 * 30) / 8000
+    frames = []
+    for f, codec in zip(freqs, ("PCMU", "PCMA", "PCMU"), strict=True):
+        pcm = (6000 * np.sin(2 * np.pi * f * t)).astype(np.int16)
+        enc = _media.ulaw_encode(pcm) if codec == "PCMU" else _media.alaw_encode(pcm)
+        frames.append([enc[k:k + 160] for k in range(0, len(enc), 160)])
+    for i in range(30):
+        for k, (p, sid) in enumerate(zip(trio, sids, strict=True)):
+            p.send(eng.local_port(sid), frames[k][i], pt=0 if k != 1 else 8)
+        await asyncio.sleep(0.02)
+    got = [p.recv_for(0.1) for p in trio]
+    for sid in sids:
+        eng.close_stream(sid)
+    for k, codec in enumerate(("PCMU", "PCMA", "PCMU")):
+        pcm = heard(got[k][5:25], codec)
+        power = [goertzel_power(pcm, f) for f in freqs]
+        others = [power[j] for j in range(3) if j != k]
+        assert power[k] < 0.01, (k, power)
+        assert min(others) > 0.3, (k, power)
