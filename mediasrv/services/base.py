@@ -135,11 +135,11 @@ class Session:
         row = self.TRANSITIONS.get((self.state, event))
         if row is None:
             log.debug("%s: %s ignored in %s", self.KIND, event, self.state)
-            return
-        action, target = row
-        result = getattr(self, action)()
-        before, self.state = self.state, target if target is not None else result
-        self.publish(event=str(event), previous=str(before))
+        else:
+            action, target = row
+            result = getattr(self, action)()
+            before, self.state = self.state, target if target is not None else result
+            self.publish(event=str(event), previous=str(before))
         if self.state in self.TERMINAL:
             self.finish(self.connected())
         elif not any(self.alive(leg) for leg in self.legs):

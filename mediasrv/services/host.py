@@ -52,7 +52,7 @@ class ServiceHost:
 
     def configure(self, configs: Iterable[ServiceConfig]) -> None:
         """Instantiates the enabled services; the previous ones finish their sessions."""
-        self._retired += [s for s in self.services.values() if s.busy]
+        self._retired += [s for s in self.services.values() if s.busy]  # sessions go on
         services = {}
         for cfg in configs:
             if cfg.enabled:
@@ -151,6 +151,8 @@ class ServiceHost:
         if service.start(leg, peer):
             self.detach(leg)
             self.detach(peer)
+            if service not in self.services.values() and service not in self._retired:
+                self._retired.append(service)  # a call from before a reload
         else:
             self._pass_on(leg, code)
 

@@ -253,5 +253,9 @@ class FakeCall:
     def pending_timers(self) -> int:
         return sum(1 for _, _, t in self._timers if not t.cancelled)
 
+    def sent_to(self, leg_id: str) -> str:
+        """Every digit sent to the leg so far, in order, as one string."""
+        return "".join(d for to, d in self.sent if to == leg_id)
+
     def states(self, kind: str = "transfer") -> list[object]:
         return [fields["state"] for _, k, fields in self.published if k == kind]
