@@ -186,6 +186,7 @@ cdef class LoadGen:
                 self._send_slot(slot, slots)
                 slot = (slot + 1) % slots
                 nxt += period // slots
+                self._receive(0)            # never let receiving starve when behind
                 continue
             if t >= start + dur + tail:
                 return
