@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import tempfile
 import time
@@ -179,6 +180,20 @@ class Baresip:
                 raise AssertionError(f"baresip {self.user}: no {type_} (events {seen})\n"
                                      f"{self.log[-2000:]}")
             await asyncio.sleep(0.02)
+
+    async def registered(self) -> bool:
+        """True when the account's registration is in force (``reginfo`` says OK)."""
+        data = (await self.command("reginfo")).get("data", "")
+        return any(e.get("type") == "REGISTER_OK" for e in self.events) or " OK " in re.sub(
+            r"\x1b\[[0-9;]*m", " ", data)
+
+    async def wait_registered(self, timeout: float = 5.0) -> None:
+        """Wait for the registration (it may finish before the control link is up)."""
+        deadline = time.monotonic() + timeout
+        while not await self.registered():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"baresip {self.user} did not register\n{self.log[-2000:]}")
+            await asyncio.sleep(0.05)
 
     async def dial(self, uri: str) -> dict[str, Any]:
         """Start a call to ``uri``."""

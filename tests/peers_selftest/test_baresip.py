@@ -6,6 +6,7 @@ import pytest
 
 from tests.peers.baresip import Baresip
 from tests.peers.phone import TestPhone
+from tests.peers.sipp import Sipp
 
 pytestmark = pytest.mark.peer
 
@@ -50,3 +51,15 @@ async def test_baresip_manual_answer():
         await a.wait_hearing({"E"})
         await call.hangup()
         await dave.wait_event("CALL_CLOSED")
+
+
+async def test_baresip_registers_with_digest_checked_by_sipp():
+    reg = await Sipp("selftest_registrar", users=[("erin", "pw1")]).start()
+    async with Baresip("erin", "pw1", registrar=("127.0.0.1", reg.port)) as erin:
+        await erin.wait_registered()
+    (await reg.wait()).check()
+
+
+async def test_unregistered_account_is_not_registered():
+    async with Baresip("fay") as fay:
+        assert not await fay.registered()

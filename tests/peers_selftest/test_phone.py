@@ -122,3 +122,20 @@ async def test_close_releases_sockets_and_tasks(pair):
     assert call.rtp._transport is None and call.rtp._task is None and a._transport is None
     assert not a._tasks  # every task ended (each removes itself when done)
     assert incoming.rtp._transport is not None  # b still up; the pair fixture closes it
+
+
+async def test_refer_with_replaces_and_notify_in_dialog(pair):
+    a, b = pair
+    async with TestPhone("C") as c:
+        to_b, to_c = await a.call(b.uri), await a.call(c.uri)
+        from_a = await b.next_incoming()
+        assert await to_b.refer(c.uri, replaces=to_c, refer_sub=False) == 501
+        refer = from_a.requests[-1]
+        assert refer.method == "REFER" and refer.get("Refer-Sub") == "false"
+        replaces = f"{to_c.call_id}%3Bto-tag%3D{to_c.remote_tag}%3Bfrom-tag%3D{to_c.local_tag}"
+        assert refer.get("Refer-To") == f"<{c.uri}?Replaces={replaces}>"
+        notify = await from_a.request("NOTIFY", [("Event", "refer"),
+                                                 ("Subscription-State", "terminated")],
+                                      b"SIP/2.0 200 OK\r\n", "message/sipfrag")
+        assert notify.status == 200
+        assert (await to_b.wait_notify("SIP/2.0 200")).get("Event") == "refer"
