@@ -171,7 +171,7 @@ class AttendedTransferSession(TransferSession):
     def consult(self) -> None:
         """T talks to A; X is held."""
         self.control.hold(self.transferred, self.moh_class)
-        self.control.bridge(self.transferer, self.addressee)  # type: ignore[arg-type]
+        self.control.bridge(self.transferer, self.target)
 
     def talk_to_transferred(self) -> None:
         """HESITANT: T talks to X while A still rings (heard by no one)."""
@@ -183,18 +183,18 @@ class AttendedTransferSession(TransferSession):
 
     def hold_addressee(self) -> None:
         """A answered while T talks to X: A waits on hold (DOUBLECHECKING)."""
-        self.control.hold(self.addressee, self.moh_class)  # type: ignore[arg-type]
+        self.control.hold(self.target, self.moh_class)
 
     def doublecheck(self) -> None:
         self.hold_addressee()
         self.control.bridge(self.transferer, self.transferred)
 
     def conference(self) -> None:
-        self.control.mix([self.transferer, self.transferred, self.addressee])  # type: ignore[list-item]
+        self.control.mix([self.transferer, self.transferred, self.target])
 
     def keep_consultation(self) -> None:
         """X left: T and A stay connected as a normal call."""
-        self.control.bridge(self.transferer, self.addressee)  # type: ignore[arg-type]
+        self.control.bridge(self.transferer, self.target)
 
     def abandon_target(self) -> None:
         """`*0` when X has left and A still rings: nothing to go back to."""

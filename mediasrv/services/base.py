@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from mediasrv.call.api import CallControl, CallEvent, Leg, Timer
 from mediasrv.config import SERVICE_SCHEMAS, ServiceConfig
+from mediasrv.logs import call_logger
 
 log = logging.getLogger("mediasrv.services")
 
@@ -46,11 +47,12 @@ class Service:
         """The plugin file's `[codes]` table (code name -> DTMF string)."""
         return self.config.codes
 
-    def setting(self, table: str, key: str) -> Any:
-        """A typed setting of the plugin file, else the schema's default."""
+    def setting(self, table: str, key: str, default: Any = None) -> Any:
+        """A typed setting of the plugin file, else the schema's default, else `default`."""
         value = self.config.settings.get(table, {}).get(key)
         if value is None:
-            value = SERVICE_SCHEMAS[self.config.name][table][key].default
+            spec = SERVICE_SCHEMAS.get(self.config.name, {}).get(table, {}).get(key)
+            value = spec.default if spec is not None else default
         return value
 
     def start(self, leg: Leg, peer: Leg) -> bool:
@@ -88,6 +90,7 @@ class Session:
         self._gone: set[str] = set()
         self._timers: list[Timer] = []
         self.finished = False
+        self.log = call_logger(log, anchor.call_id)
 
     # -- legs
 
@@ -134,7 +137,7 @@ class Session:
             return
         row = self.TRANSITIONS.get((self.state, event))
         if row is None:
-            log.debug("%s: %s ignored in %s", self.KIND, event, self.state)
+            self.log.debug("%s: %s ignored in %s", self.KIND, event, self.state)
         else:
             action, target = row
             result = getattr(self, action)()

@@ -6,7 +6,8 @@ each leg of the new two-party call that belongs to an internal extension allowed
 least one enabled service gets a `CodeMatcher` over the start codes it may dial, and the engine
 is told to hold its DTMF back (`hold_back_dtmf`), so every digit of that leg goes through the
 host: digits that may start a code wait, all others go on to the peer at once (`send_dtmf`).
-External legs (no extension) never get a matcher and their DTMF is forwarded by the engine.
+External legs (no extension) and legs with direct media (their RTP, so their DTMF, never
+reaches the server) get no matcher; the engine forwards their DTMF.
 
 A matched start code calls `Service.start(leg, peer)`. From then the session owns the legs and
 gets their events first; a digit it does not use is passed on to the leg's peer. The other
@@ -85,7 +86,7 @@ class ServiceHost:
         """Starts watching `leg` for the start codes its extension may dial."""
         self.detach(leg)
         ext = leg.extension
-        if ext is None or leg.ended:
+        if ext is None or ext.direct_media or leg.ended:  # direct media: no DTMF reaches us
             self._release_dtmf(leg)
             return
         codes = {svc.codes["start"]: svc for svc in self.services.values()
@@ -93,8 +94,8 @@ class ServiceHost:
         if not codes:
             self._release_dtmf(leg)
             return
-        timeout = min((float(s.setting("timers", "feature_digit_timeout"))
-                       for s in codes.values()), default=DEFAULT_FEATURE_DIGIT_TIMEOUT)
+        timeout = min(float(s.setting("timers", "feature_digit_timeout",
+                                      DEFAULT_FEATURE_DIGIT_TIMEOUT)) for s in codes.values())
         self._matchers[leg.id] = CodeMatcher(
             self.control, leg, codes, timeout=timeout,
             on_code=lambda svc: self._start(leg, svc),
@@ -148,13 +149,14 @@ class ServiceHost:
         peer_matcher = self._matchers.get(peer.id)
         if peer_matcher is not None:
             peer_matcher.flush()
-        if service.start(leg, peer):
-            self.detach(leg)
-            self.detach(peer)
-            if service not in self.services.values() and service not in self._retired:
-                self._retired.append(service)  # a call from before a reload
-        else:
+        if not service.start(leg, peer):
             self._pass_on(leg, code)
+            return
+        for party in (leg, peer):
+            if service.owns(party):  # a session took it; a one-shot service leaves it be
+                self.detach(party)
+        if service.busy and service not in [*self.services.values(), *self._retired]:
+            self._retired.append(service)  # a call from before a reload
 
     def _session_ended(self, session: Session, legs: list[Leg]) -> None:
         self._retired = [s for s in self._retired if s.busy]

@@ -108,6 +108,12 @@ class TransferSession(Session):
         self.collector.start("transfer")
         self.publish(event="start", previous="")
 
+    @property
+    def target(self) -> Leg:
+        """The addressee, in the states where it has been dialled."""
+        assert self.addressee is not None, f"no addressee in {self.state}"
+        return self.addressee
+
     def describe(self) -> dict[str, object]:
         return {"transferer": self.transferer.number, "transferred": self.transferred.number,
                 "addressee": self.addressee.number if self.addressee else self.number}
@@ -188,7 +194,7 @@ class TransferSession(Session):
 
     def complete(self) -> None:
         """COMPLETE: X and the addressee talk to each other."""
-        self.control.bridge(self.transferred, self.addressee)  # type: ignore[arg-type]
+        self.control.bridge(self.transferred, self.target)
 
     def drop_transferred(self) -> None:
         self.hang_up(self.transferred)

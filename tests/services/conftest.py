@@ -14,11 +14,11 @@ from .fake_call import FakeCall, FakeLeg
 
 
 def extension(number: str, *, services: tuple[str, ...] = ("*",), moh_class: str = "default",
-              **failover: FailoverAction) -> Extension:
+              direct_media: bool = False, **failover: FailoverAction) -> Extension:
     table = {c: failover.get(c, FailoverAction("return"))
              for c in ("busy", "no_answer", "not_registered")}
     return Extension(number=number, password="pw", ha1="", name=number, language="en",
-                     ring_timeout=20.0, dtmf="auto", direct_media=False, moh_class=moh_class,
+                     ring_timeout=20.0, dtmf="auto", direct_media=direct_media, moh_class=moh_class,
                      services=services, failover=table, voicemail_max_seconds=120.0)
 
 
@@ -32,6 +32,7 @@ EXTENSIONS = {
     "104": extension("104", services=()),
     "105": extension("105", moh_class="jazz"),
     "106": extension("106", services=("blind_transfer",)),
+    "107": extension("107", direct_media=True),
 }
 
 

@@ -8,9 +8,11 @@ from .conftest import World, make_world, service_config
 def test_only_legs_that_may_start_a_service_are_held_back(world: World) -> None:
     ext = world.fake.new_leg("E", "5551234", internal=False)
     none = world.fake.new_leg("N", "104")  # services = []
+    direct = world.fake.new_leg("D", "107")  # direct media: its DTMF never reaches us
     world.connect(world.t, ext)
     world.connect(none, world.x)
-    assert world.fake.held_back == {"T", "X"}
+    world.connect(direct, world.fake.new_leg("Y", "102"))
+    assert world.fake.held_back == {"T", "X", "Y"}
 
 
 def test_ordinary_digits_pass_at_once(world: World) -> None:

@@ -129,3 +129,26 @@ def test_third_party_plugin_from_its_module(tmp_path: Path,
     fake.press(t, "*78")
     assert fake.sent_to("T") == "100"  # the service ran
     assert fake.sent_to("X") == "*77*78"  # it took no call: the host sent the code on
+
+
+def test_the_readme_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = Path(registry.__file__).with_name("README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "intercom_example.py").write_text(example)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "intercom.toml").write_text(
+        '[service]\nname = "intercom"\nmodule = "intercom_example"\n')
+    cfg = load_config([DEFAULT_CONFIG_DIR], plugins)
+    fake = FakeCall(EXTENSIONS)
+    fake.host = ServiceHost(fake, cfg.enabled_services())
+    t, x = fake.new_leg("T", "100"), fake.new_leg("X", "101")
+    fake.call(t, x)
+    fake.press(t, "*8")
+    assert fake.hears(x) == "tone:beep" and fake.sent == []
+    fake.advance(0.5)
+    assert fake.talking(t, x)
+    fake.press(x, "*8")  # a one-shot service leaves the legs' codes in place
+    assert fake.hears(t) == "tone:beep"
+    sys.modules.pop("intercom_example", None)
