@@ -103,10 +103,11 @@ class EndpointConfig:
     t2: float = 4.0
     t4: float = 5.0
     user_agent: str = "mediasrv"
+    min_d: float = 32.0
 
     def timers(self) -> TimerConfig:
         """The `TimerConfig` these values make."""
-        return TimerConfig(self.t1, self.t2, self.t4)
+        return TimerConfig(self.t1, self.t2, self.t4, self.min_d)
 
 
 @dataclass(slots=True)

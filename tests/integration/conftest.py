@@ -35,6 +35,19 @@ def free_port() -> int:
             return port
 
 
+MOH_HZ = [2200]
+
+
+def moh_tone_site(tmp_path: Path) -> str:
+    """A MoH class that is a pure 2200 Hz tone, so tests can tell hold music apart."""
+    import numpy as np
+    import soundfile as sf
+    t = np.arange(8000 * 2) / 8000
+    path = tmp_path / "moh-2200.wav"
+    sf.write(path, (np.sin(2 * np.pi * 2200 * t) * 8000).astype(np.int16), 8000)
+    return f'[moh.default]\nfiles = ["{path}"]\n'
+
+
 def site_config(tmp_path: Path, extra: str = "") -> Path:
     port = free_port()
     base = _next_rtp_base[0]
@@ -94,7 +107,10 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     marker = request.node.get_closest_marker("site")
-    site = site_config(tmp_path, marker.args[0] if marker else "")
+    extra = marker.args[0] if marker else ""
+    if request.node.get_closest_marker("moh_tone"):
+        extra += moh_tone_site(tmp_path)
+    site = site_config(tmp_path, extra)
     config = load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
     server = Server(config)
     await server.start()
