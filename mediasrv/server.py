@@ -25,6 +25,7 @@ from mediasrv.call.store import Store
 from mediasrv.config import PACKAGE_ROOT, Config, ConfigError
 from mediasrv.media import sounds
 from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.services.host import ServiceHost
 from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
 from mediasrv.transport.driver import SipDriver
 from mediasrv.transport.tcp import TcpListener
@@ -46,6 +47,7 @@ class Server:
         self.driver: SipDriver | None = None
         self.b2bua: B2BUA | None = None
         self.control: ServiceControl | None = None
+        self.services: ServiceHost | None = None
         self._housekeeping: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
@@ -87,6 +89,8 @@ class Server:
             self.b2bua = B2BUA(self.config, self.driver, self.engine, registrar,
                                Gatekeeper(self.config), self.store, loop)
             self.control = ServiceControl(self.b2bua)
+            self.services = ServiceHost(self.control, self.config.services.values())
+            self.b2bua.listener = self.services.handle
             self.driver.on_event = self.b2bua.on_sip_event
             await self._bind_listeners()
         except BaseException:
@@ -124,6 +128,8 @@ class Server:
         if self.b2bua is not None:
             self.b2bua.config = config
             self.b2bua.gatekeeper.config = config
+        if self.services is not None:
+            self.services.configure(config.services.values())
         log.info("configuration reloaded: new calls use it")
 
     # ------------------------------------------------------------------ parts
