@@ -29,6 +29,7 @@ from libc.stdlib cimport calloc, free
 from posix.unistd cimport close, write
 
 _ENG_DIGITS = "0123456789*#ABCD"
+cdef uint32_t ENG_RFC4733_LONG = 8000 * 2       # a press longer than 2 s is reported then
 _ENG_CODECS = {"PCMU": ENG_PCMU, "PCMA": ENG_PCMA}
 _ENG_DTMF_MODES = {"rfc4733": 0, "inband": 1, "auto": 2}
 _ENG_FEEDS = ("none", "silence", "peer", "conference", "moh", "prompt", "tone")
@@ -322,6 +323,7 @@ cdef class Engine:
         s.forward_dtmf = 1
         s.dtmf_mode = ENG_DTMF_AUTO
         dtmf_init(&s.inband, 8000)
+        rfc4733_rx_init(&s.rfc_rx, ENG_RFC4733_LONG)
         eng_rx_reset(&s.rx)
         eng_watch(self.c, fd, eng_tag(s, slot, 0))
         eng_watch(self.c, fd2, eng_tag(s, slot, 1))
@@ -491,7 +493,7 @@ cdef class Engine:
         if not 40 <= duration_ms <= 8000:
             raise ValueError(f"DTMF duration {duration_ms} ms out of 40..8000")
         self._lock()
-        rc = eng_dtmf_queue(s, _ENG_DIGITS.index(digit.upper()), duration_ms)
+        rc = eng_dtmf_queue(self.c, s, _ENG_DIGITS.index(digit.upper()), duration_ms)
         self._unlock()
         if rc < 0:
             raise OverflowError("too many DTMF digits queued")

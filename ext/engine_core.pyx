@@ -333,8 +333,9 @@ cdef void eng_tick(EngCore* c) noexcept nogil:
         s = &c.st[i]
         if not s.used:
             continue
-        if c.tick % 25 == 0:
+        if c.tick % 10 == 0:
             eng_check_timeout(c, s)
+            eng_dtmf_rx_idle(c, s)
         if s.feed == ENG_FEED_CONF:
             continue                        # the conference mix sends its frames
         if s.feed != ENG_FEED_PEER or eng_dtmf_busy(s):

@@ -26,6 +26,7 @@ cdef enum:
 
 cdef double ENG_INBAND_DBM0 = -7.0           # per tone, within Q.24's sending levels
 cdef int ENG_INBAND_PAUSE_MS = 60            # silence after an in-band digit
+cdef int64_t ENG_RFC4733_IDLE_NS = 400000000  # no update for 0.4 s: the event is over
 cdef int64_t ENG_DTMF_DEDUP_NS = 500000000   # same digit from both detectors within 0.5 s
 
 
@@ -35,22 +36,20 @@ cdef inline int eng_dtmf_busy(EngStream* s) noexcept nogil:
     return s.dj_active
 
 
-cdef void eng_dtmf_start(EngStream* s, int event, int dur_samples, int inband) noexcept nogil:
-    if inband:
-        tone_init_dtmf(&s.dj_tone, ENG_DIGITS[event], ENG_INBAND_DBM0, dur_samples // 8,
+cdef void eng_dtmf_start(EngCore* c, EngStream* s, int event, int ms) noexcept nogil:
+    s.dj_inband = s.event_pt < 0
+    if s.dj_inband:
+        tone_init_dtmf(&s.dj_tone, ENG_DIGITS[event], ENG_INBAND_DBM0, ms,
                        ENG_INBAND_PAUSE_MS, 8000)
+    else:
+        rfc4733_tx_init(&s.dj_tx, event, ms * 8, c.frame, ENG_DTMF_VOLUME)
     s.dj_active = 1
-    s.dj_event = event
-    s.dj_inband = inband
-    s.dj_dur = dur_samples
-    s.dj_elapsed = 0
-    s.dj_ends = 0
 
 
-cdef int eng_dtmf_queue(EngStream* s, int event, int ms) noexcept nogil:
+cdef int eng_dtmf_queue(EngCore* c, EngStream* s, int event, int ms) noexcept nogil:
     """Send a digit now, or after the digits already queued; -1 when the queue is full."""
     if not s.dj_active:
-        eng_dtmf_start(s, event, ms * 8, s.event_pt < 0)
+        eng_dtmf_start(c, s, event, ms)
         return 0
     if s.dj_qlen >= ENG_DJ_QUEUE:
         return -1
@@ -59,7 +58,7 @@ cdef int eng_dtmf_queue(EngStream* s, int event, int ms) noexcept nogil:
     return 0
 
 
-cdef void eng_dtmf_finish(EngStream* s) noexcept nogil:
+cdef void eng_dtmf_finish(EngCore* c, EngStream* s) noexcept nogil:
     cdef int nxt
     s.dj_active = 0
     if s.feed == ENG_FEED_PEER:
@@ -68,34 +67,28 @@ cdef void eng_dtmf_finish(EngStream* s) noexcept nogil:
         nxt = s.dj_q[0]
         memmove(s.dj_q, s.dj_q + 1, (s.dj_qlen - 1) * sizeof(int))
         s.dj_qlen -= 1
-        eng_dtmf_start(s, nxt >> 16, (nxt & 0xFFFF) * 8, s.event_pt < 0)
+        eng_dtmf_start(c, s, nxt >> 16, nxt & 0xFFFF)
 
 
 cdef int eng_dtmf_send_tick(EngCore* c, EngStream* s) noexcept nogil:
-    """Send this tick's DTMF packet, if a digit is being sent; 1 when one was."""
+    """Send this tick's DTMF packet (rfc4733.pyx sender), if a digit is being sent."""
     cdef uint8_t pay[4]
+    cdef bint first = 0
     cdef int marker = 0
     if not s.dj_active:
         return 0
     if s.dj_inband:
         return eng_dtmf_inband_tick(c, s)
-    if s.dj_elapsed == 0:
+    if not rfc4733_tx_next(&s.dj_tx, pay, &first):
+        eng_dtmf_finish(c, s)
+        return 0
+    if first:
         s.dj_ts = eng_stamp(c, s, &marker)
-        marker = 1
     else:
-        s.ts += <uint32_t>c.frame
-    if s.dj_elapsed < s.dj_dur:
-        s.dj_elapsed += c.frame
-        if s.dj_elapsed > s.dj_dur:
-            s.dj_elapsed = s.dj_dur
-    if s.dj_elapsed >= s.dj_dur:
-        s.dj_ends += 1
-    pay[0] = <uint8_t>s.dj_event
-    pay[1] = (0x80 if s.dj_ends else 0) | ENG_DTMF_VOLUME
-    eng_put16(pay + 2, <uint16_t>s.dj_elapsed)
-    eng_send_raw(c, s, s.event_pt, marker, s.dj_ts, pay, 4)
-    if s.dj_ends >= ENG_DTMF_ENDS:
-        eng_dtmf_finish(s)
+        s.ts += <uint32_t>c.frame            # the audio clock runs on under the event
+    eng_send_raw(c, s, s.event_pt, first, s.dj_ts, pay, 4)
+    if s.dj_tx.ends >= ENG_DTMF_ENDS:
+        eng_dtmf_finish(c, s)
     return 1
 
 
@@ -105,7 +98,7 @@ cdef int eng_dtmf_inband_tick(EngCore* c, EngStream* s) noexcept nogil:
     eng_encode(s.codec, c.pcm, c.enc, c.frame)
     eng_send_frame(c, s, c.enc)
     if n < c.frame:
-        eng_dtmf_finish(s)
+        eng_dtmf_finish(c, s)
     return 1
 
 
@@ -113,8 +106,23 @@ cdef int eng_dtmf_inband_tick(EngCore* c, EngStream* s) noexcept nogil:
 
 cdef int eng_dtmf_rx_event(EngCore* c, EngStream* s, EngRtpView* v,
                            const uint8_t* pay) noexcept nogil:
-    """Account an RFC 4733 packet; returns 1 when it should be forwarded."""
+    """Feed an RFC 4733 packet to the receiver (rfc4733.pyx); 1 when it is to be forwarded."""
+    cdef Rfc4733Digit out[2]
+    cdef int i, k = rfc4733_rx_packet(&s.rfc_rx, v.ts, pay, v.payload_len, out)
+    s.rfc_last_ns = c.now
+    if s.dtmf_mode != ENG_DTMF_INBAND:
+        for i in range(k):
+            eng_dtmf_report(c, s, out[i].digit, out[i].duration // 8, ENG_SRC_RFC4733)
     return s.forward_dtmf
+
+
+cdef void eng_dtmf_rx_idle(EngCore* c, EngStream* s) noexcept nogil:
+    """An event whose end packets were all lost is reported once its updates stop."""
+    cdef Rfc4733Digit out[1]
+    if s.rfc_last_ns and c.now - s.rfc_last_ns > ENG_RFC4733_IDLE_NS:
+        s.rfc_last_ns = 0
+        if rfc4733_rx_flush(&s.rfc_rx, out) and s.dtmf_mode != ENG_DTMF_INBAND:
+            eng_dtmf_report(c, s, out[0].digit, out[0].duration // 8, ENG_SRC_RFC4733)
 
 
 cdef inline int eng_dtmf_inband_on(EngStream* s) noexcept nogil:

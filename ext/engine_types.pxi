@@ -111,16 +111,15 @@ cdef struct EngStream:
     int rec
     # a DTMF digit being sent (RFC 4733 §2.5 or in-band)
     int dj_active
-    int dj_event
     int dj_inband
-    int dj_dur
-    int dj_elapsed
-    int dj_ends
     uint32_t dj_ts
+    Rfc4733Sender_ dj_tx
     ToneState dj_tone
     int dj_q[ENG_DJ_QUEUE]
     int dj_qlen
     ToneState tone             # the tone feed (H3's tone.pyx)
+    Rfc4733Receiver_ rfc_rx    # RFC 4733 receive state (H3's rfc4733.pyx)
+    int64_t rfc_last_ns
     # DTMF detection: H3's Goertzel detector state, and the last report (auto de-duplication)
     DtmfState inband
     char last_digit

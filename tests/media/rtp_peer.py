@@ -75,6 +75,14 @@ class RtpPeer:
         self.ts += len(payload)
         return pkt
 
+    def send_raw_event(self, port: int, pt: int, ts: int, payload: bytes, *,
+                       marker: bool = False) -> bytes:
+        """Send one packet with an explicit timestamp (RFC 4733 events keep theirs)."""
+        pkt = build(payload, pt=pt, seq=self.seq, ts=ts, ssrc=self.ssrc, marker=marker)
+        self.send_raw(port, pkt)
+        self.seq += 1
+        return pkt
+
     def recv(self, timeout: float = 1.0) -> RtpPacket | None:
         self.sock.settimeout(timeout)
         try:

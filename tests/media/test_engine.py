@@ -400,3 +400,74 @@ async def test_conference_mix_minus(engines, peers) -> None:
         others = [power[j] for j in range(3) if j != k]
         assert power[k] < 0.01, (k, power)
         assert min(others) > 0.3, (k, power)
+
+
+def send_event(peer: RtpPeer, port: int, event: int, ms: int, *, pt: int = 101,
+               ends: int = 3) -> list[bytes]:
+    """An RFC 4733 event as a phone sends it: one timestamp, growing duration, E bit x3."""
+    sent = []
+    ts = peer.ts
+    steps = list(range(160, ms * 8, 160))
+    for i, d in enumerate(steps):
+        sent.append(peer.send_raw_event(port, pt, ts, bytes([event, 10]) + d.to_bytes(2, "big"),
+                                        marker=i == 0))
+    for _ in range(ends):
+        sent.append(peer.send_raw_event(port, pt, ts,
+                                        bytes([event, 0x80 | 10]) + (ms * 8).to_bytes(2, "big")))
+    peer.ts += ms * 8
+    return sent
+
+
+async def test_rfc4733_received_reported_and_forwarded_with_far_pt(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa, event_pt=101), wire(eng, pb, event_pt=96)
+    eng.connect(a, b)
+    sent = send_event(pa, eng.local_port(a), 1, 100)
+    (ev,) = await eut.wait_for(DtmfReceived)
+    assert (ev.stream, ev.digit, ev.duration_ms, ev.source) == (a, "1", 100, "rfc4733")
+    got = pb.recv_for(0.1)
+    assert [p.pt for p in got] == [96] * len(sent)
+    assert [p.payload for p in got] == [s[12:] for s in sent]
+    assert len({p.ts for p in got}) == 1 and got[0].marker
+    eng.set_dtmf(a, mode="auto", forward=False)       # consumed: reported, not forwarded
+    send_event(pa, eng.local_port(a), 11, 60)
+    evs = await eut.wait_for(DtmfReceived, count=2)
+    assert evs[1].digit == "#" and pb.recv(0.1) is None
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_rfc4733_lost_end_reported_once_updates_stop(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    send_event(pa, eng.local_port(a), 4, 120, ends=0)
+    (ev,) = await eut.wait_for(DtmfReceived)
+    assert (ev.digit, ev.source) == ("4", "rfc4733")
+    await asyncio.sleep(0.5)
+    assert len(eut.of(DtmfReceived)) == 1
+    eng.close_stream(a)
+
+
+async def test_auto_mode_reports_a_digit_once_from_both_detectors(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    port = eng.local_port(a)
+    audio = _media.ulaw_encode(np.concatenate([dtmf_pcm("3", 100), np.zeros(640, np.int16)]))
+    for k in range(0, len(audio), 160):      # the tone in the audio ...
+        pa.send(port, audio[k:k + 160])
+    send_event(pa, port, 3, 100)             # ... and the same digit as RFC 4733 events
+    await eut.wait_for(DtmfReceived)
+    await asyncio.sleep(0.3)
+    assert [(e.digit, e.stream) for e in eut.of(DtmfReceived)] == [("3", a)]
+    eng.set_dtmf(a, mode="rfc4733")          # in-band alone is ignored in rfc4733 mode
+    for k in range(0, len(audio), 160):
+        pa.send(port, audio[k:k + 160])
+    await asyncio.sleep(0.3)
+    assert len(eut.of(DtmfReceived)) == 1
+    eng.close_stream(a)
