@@ -142,11 +142,15 @@ class Session:
             action, target = row
             result = getattr(self, action)()
             before, self.state = self.state, target if target is not None else result
+            self.entered(before)
             self.publish(event=str(event), previous=str(before))
         if self.state in self.TERMINAL:
             self.finish(self.connected())
         elif not any(self.alive(leg) for leg in self.legs):
             self.finish([])
+
+    def entered(self, previous: Any) -> None:
+        """Called after each transition, before it is published (subclasses tidy up here)."""
 
     def publish(self, **fields: object) -> None:
         self.control.publish(self.anchor, self.KIND, service=self.service.name,

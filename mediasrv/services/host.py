@@ -160,7 +160,8 @@ class ServiceHost:
 
     def _session_ended(self, session: Session, legs: list[Leg]) -> None:
         self._retired = [s for s in self._retired if s.busy]
-        self._held_back -= {leg.id for leg in session.legs if leg not in legs}
+        kept = {leg.id for leg in legs}
+        self._held_back -= {leg.id for leg in session.legs if leg.id not in kept}
         for leg in legs:
             self.attach(leg)
 

@@ -81,6 +81,11 @@ FAILED_EVENT = {"return": Ev.FAILED_RETURN, "announce": Ev.FAILED_ANNOUNCE,
 TERMINAL = frozenset({State.COMPLETE, State.REBRIDGE, State.CONSULTATION_KEPT})
 
 
+def same(leg: Leg, other: Leg | None) -> bool:
+    """Legs are compared by id: the call layer may hand out a new object for the same leg."""
+    return other is not None and leg.id == other.id
+
+
 class TransferSession(Session):
     """T, X and the addressee (A) of one transfer; subclasses give `TRANSITIONS`."""
 
@@ -124,20 +129,24 @@ class TransferSession(Session):
     def stop(self) -> None:
         self.collector.cancel()
 
+    def entered(self, previous: object) -> None:
+        if self.state is not State.COLLECTING:
+            self.collector.cancel()  # no number is wanted any more: its pause timer goes
+
     # ------------------------------------------------------------------ events in
 
     def handle(self, event: CallEvent) -> bool:
         """Turns a call event of an owned leg into a table event."""
         leg = event.leg
         if isinstance(event, DigitReceived):
-            if leg is not self.transferer:
+            if not same(leg, self.transferer):
                 return False  # the host passes it on: one service per call
             self.transferer_digit(event)
         elif isinstance(event, PromptFinished):
             self._prompt_finished(event.play_id)
-        elif isinstance(event, LegAnswered) and leg is self.addressee:
+        elif isinstance(event, LegAnswered) and same(leg, self.addressee):
             self.fire(Ev.ANSWERED)
-        elif isinstance(event, LegFailed) and leg is self.addressee:
+        elif isinstance(event, LegFailed) and same(leg, self.addressee):
             self.gone(leg)
             self.failure = event.action
             self.fire(FAILED_EVENT.get(event.action.action, Ev.FAILED_RETURN))
@@ -158,9 +167,9 @@ class TransferSession(Session):
             self.fire(Ev.ANNOUNCE_DONE)
 
     def _hangup_event(self, leg: Leg) -> Ev:
-        if leg is self.transferer:
+        if same(leg, self.transferer):
             return Ev.TRANSFERER_HANGUP
-        if leg is self.transferred:
+        if same(leg, self.transferred):
             return Ev.TRANSFERRED_HANGUP
         return Ev.ADDRESSEE_HANGUP
 

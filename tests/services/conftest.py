@@ -67,6 +67,7 @@ class World:
     def assert_clean(self) -> None:
         """Nothing leaked: no timers, no leg still owned by a service."""
         assert self.fake.pending_timers == 0
+        assert self.host.pending_timers == 0
         assert self.fake.owners == {}
         assert not any(s.busy for s in self.host.services.values())
 

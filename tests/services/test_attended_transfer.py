@@ -6,9 +6,11 @@ who hears whom after each step, the published states, and that nothing leaked.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from mediasrv.call.api import LegFailed
+from mediasrv.call.api import LegFailed, LegHungUp
 from mediasrv.config import FailoverAction
 
 from .conftest import World, make_world, service_config
@@ -594,3 +596,21 @@ def test_failover_action_forward_is_not_the_services_business(world: World) -> N
     a = dial(world)
     world.fake.feed(LegFailed(a, "busy", FailoverAction("forward", to="102"), 486))
     assert_rebridged(world)
+
+
+def test_leaving_the_dialling_phase_stops_the_number_timer(world: World) -> None:
+    start(world)
+    world.fake.press(world.t, "10")
+    world.fake.far_hangup(world.x)
+    assert world.fake.pending_timers == 1  # only the "failed" tone's
+    world.fake.advance(2.0)
+    assert world.fake.dials == [] and world.t.ended
+    world.assert_clean()
+
+
+def test_events_may_carry_a_new_object_for_the_same_leg(world: World) -> None:
+    a = consult(world)
+    world.fake.hangup(world.t)  # the far side's BYE, reported with a fresh leg object
+    world.fake.feed(LegHungUp(dataclasses.replace(world.t)))
+    assert world.fake.talking(world.x, a)
+    assert world.fake.states()[-1] == "COMPLETE"
