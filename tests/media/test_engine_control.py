@@ -1,0 +1,163 @@
+"""Media engine controls over real UDP: mute, hold directions, statistics, RTCP, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+
+import numpy as np
+import pytest
+from rtp_peer import RtpPeer, assert_ports_free, build, engine_factory, goertzel_power
+
+from mediasrv import _media
+from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.media.events import RecordingFinished, RtpTimedOut
+
+
+@pytest.fixture
+async def engines(request: pytest.FixtureRequest):
+    async with engine_factory(request.node.name) as make:
+        yield make
+
+
+@pytest.fixture
+def peers():
+    made: list[RtpPeer] = []
+
+    def make(n: int) -> list[RtpPeer]:
+        made.extend(RtpPeer() for _ in range(n))
+        return made[-n:]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def wire(eng: MediaEngine, peer: RtpPeer, codec: str = "PCMU") -> int:
+    sid = eng.open_stream()
+    eng.set_remote(sid, "127.0.0.1", peer.port, codec=codec, pt=0 if codec == "PCMU" else 8,
+                   event_pt=101)
+    return sid
+
+
+async def test_mute_replaces_audio_toward_the_peer(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa), wire(eng, pb, "PCMA")
+    eng.connect(a, b)
+    eng.set_mute(a, True)
+    pa.send(eng.local_port(a), bytes(range(160)))
+    got = pb.recv()
+    assert got is not None and got.payload == b"\xd5" * 160     # A-law silence
+    eng.set_mute(a, False)
+    pa.send(eng.local_port(a), bytes(range(160)))
+    got = pb.recv()
+    assert got is not None and got.payload == _media.ulaw_to_alaw(bytes(range(160)))
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_hold_directions(engines, peers) -> None:
+    eut = engines(rtp_timeout=0.3)
+    eng = eut.engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa), wire(eng, pb)
+    eng.play_silence(a)
+    eng.set_direction(a, send=False, recv=False)   # inactive: nothing out, no timeout
+    eng.set_direction(b, send=True, recv=False)
+    eng.play_silence(b)
+    assert pa.recv_for(0.2) == []
+    pa.send(eng.local_port(a), bytes(160))
+    await asyncio.sleep(0.7)
+    assert eut.of(RtpTimedOut) == [] and eng.stats(a)["dropped"] == 1
+    eng.set_direction(a, send=True, recv=True)     # resumed: marker, timeout armed again
+    resumed = pa.recv_for(0.1)
+    assert resumed and resumed[0].marker
+    (ev,) = await eut.wait_for(RtpTimedOut)
+    assert ev.stream == a
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_stats_count_loss_reordering_and_jitter(engines, peers) -> None:
+    eng = engines().engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    port = eng.local_port(a)
+    for seq in (1, 2, 3, 5, 4, 6, 9, 10):            # 7 and 8 lost, 4 late
+        pa.send_raw(port, build(bytes(160), seq=seq, ts=seq * 160, ssrc=9))
+    await asyncio.sleep(0.05)
+    st = eng.stats(a)
+    assert (st["packets_in"], st["bytes_in"]) == (8, 8 * 172)
+    assert st["lost"] == 2 and st["late"] == 1
+    assert st["jitter"] > 0                          # sent in a burst: all 20 ms early or late
+    eng.close_stream(a)
+
+
+async def test_rtcp_port_is_bound_and_drained(engines, peers) -> None:
+    eng = engines().engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    sr = bytes([0x80, 200, 0, 6]) + bytes(24)
+    for _ in range(50):
+        pa.send_raw(eng.local_port(a) + 1, sr)
+    await asyncio.sleep(0.05)
+    assert eng.stats(a)["packets_in"] == 0 and eng.stats(a)["malformed"] == 0
+    eng.close_stream(a)
+
+
+async def test_conference_member_recording_is_the_mix(engines, peers, tmp_path) -> None:
+    eut = engines()
+    eng = eut.engine
+    trio = peers(3)
+    sids = [wire(eng, p) for p in trio]
+    eng.conference(sids)
+    path = str(tmp_path / "conf.wav")
+    eng.record_start(sids[0], path, max_seconds=0.4)
+    t = np.arange(160) / 8000
+    for i in range(30):
+        for k, (p, sid) in enumerate(zip(trio, sids, strict=True)):
+            f = (500, 1300, 2100)[k]
+            pcm = (5000 * np.sin(2 * np.pi * f * (t + i * 0.02))).astype(np.int16)
+            p.send(eng.local_port(sid), _media.ulaw_encode(pcm))
+        await asyncio.sleep(0.02)
+    (ev,) = await eut.wait_for(RecordingFinished)
+    assert ev.seconds == 0.4
+    with wave.open(path, "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    body = pcm[1600:3200]
+    assert all(goertzel_power(body, f) > 0.2 for f in (500, 1300, 2100))
+    for sid in sids:
+        eng.close_stream(sid)
+
+
+async def test_conference_replaces_and_restores_feeds(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb, pc = peers(3)
+    a, b, c = wire(eng, pa), wire(eng, pb), wire(eng, pc)
+    eng.connect(a, b)
+    eng.conference([a, b, c])
+    assert {eng.feed(s) for s in (a, b, c)} == {"conference"}
+    eng.connect(a, b)                  # back to a call; c left alone in the conference
+    assert (eng.feed(a), eng.feed(b), eng.feed(c)) == ("peer", "peer", "conference")
+    with pytest.raises(MediaError):
+        eng.conference([a, a])
+    pa.send(eng.local_port(a), bytes(range(160)))
+    got = pb.recv()
+    assert got is not None and got.payload == bytes(range(160))
+    for sid in (a, b, c):
+        eng.close_stream(sid)
+
+
+async def test_stop_closes_everything_and_is_idempotent(peers) -> None:
+    eng = MediaEngine("127.0.0.1", 19700, 19709)
+    eng.start(asyncio.get_running_loop(), lambda ev: None)
+    (pa,) = peers(1)
+    sids = [wire(eng, pa) for _ in range(5)]
+    eng.play_silence(sids[0])
+    with pytest.raises(MediaError, match="no free RTP port"):
+        eng.open_stream()
+    eng.stop()
+    eng.stop()
+    assert eng.open_stream_count() == 0 and not eng.thread_alive()
+    assert_ports_free(19700, 19709)
