@@ -101,6 +101,7 @@ class B2BUA:
         self._plays: dict[int, Callable[[], None]] = {}
         self.recordings: dict[int, Callable[[media_events.RecordingFinished], None]] = {}
         self._sdp_ids = int(time.time())
+        self.observers: list[Callable[[dict[str, object]], None]] = []
 
     # ================================================================== SIP events
 
@@ -205,6 +206,7 @@ class B2BUA:
         self._by_server_txn[txn] = leg
         self._apply_remote(leg)
         self._log(leg).info("call from %s to %s", number, target)
+        self.publish(leg, "call.started", caller=number, callee=target)
         callee = self.dial(target, caller=leg, purpose="call")
         leg.dialing = callee
 
@@ -303,6 +305,7 @@ class B2BUA:
         self._stop_ring_timer(leg)
         leg.state = LegState.ANSWERED
         self._log(leg).info("%s answered", leg.number)
+        self.publish(leg, "leg.answered", number=leg.number)
         self._emit(LegAnswered(leg), default=lambda: self._answered_default(leg))
 
     def _take_answer(self, leg: SipLeg, response: Response) -> bool:
@@ -344,6 +347,8 @@ class B2BUA:
         step = next_step(self.config.extensions, leg.number, condition, leg.hops)
         self._log(leg).info("%s failed: %s (%d), failover %s", leg.number, condition, status,
                             step.action.action)
+        self.publish(leg, "leg.failed", number=leg.number, condition=condition, status=status,
+                     action=step.action.action)
         if step.action.action == "forward":
             self._forward(leg, step.action.to)
             return
@@ -587,6 +592,7 @@ class B2BUA:
         except MediaError:
             pass
         self._log(leg).info("leg %s (%s) ended", leg.id, leg.number)
+        self.publish(leg, "leg.ended", number=leg.number)
 
     def _add_leg(self, leg: SipLeg) -> None:
         leg.call.legs.append(leg)
@@ -622,6 +628,16 @@ class B2BUA:
 
     def _log(self, leg: SipLeg) -> logging.LoggerAdapter:
         return call_logger(log, leg.call_id)
+
+    def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
+        """Hands one event (call lifecycle, transfer states) to every observer."""
+        event: dict[str, object] = {"kind": kind, "call_id": leg.call_id, "leg": leg.id,
+                                    "time": time.time(), **fields}
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:  # an observer's bug must not break call handling
+                log.exception("observer failed on %s", kind)
 
     def leak_report(self) -> dict[str, int]:
         """Live objects, for tests that check nothing leaked."""

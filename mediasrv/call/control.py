@@ -26,7 +26,6 @@ class ServiceControl:
         self.b2bua = b2bua
         self.topology = b2bua.topology
         self.engine = b2bua.engine
-        self.subscribers: list[Callable[[dict[str, object]], None]] = []
 
     def peer_of(self, leg: SipLeg) -> SipLeg | None:
         return self.topology.peer_of(leg)
@@ -101,6 +100,4 @@ class ServiceControl:
     def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
         detail = " ".join(f"{k}={v}" for k, v in fields.items())
         call_logger(log, leg.call_id).info("%s %s leg=%s", kind, detail, leg.id)
-        event = {"kind": kind, "call_id": leg.call_id, "leg": leg.id, **fields}
-        for subscriber in self.subscribers:
-            subscriber(event)
+        self.b2bua.publish(leg, kind, **fields)
