@@ -148,3 +148,16 @@ def mix_minus_reference(frames: list[np.ndarray | None], length: int = -1) -> li
     total = np.sum(present, axis=0, dtype=np.int32) if present else np.zeros(n, np.int32)
     return [np.clip(total - (0 if f is None else f.astype(np.int32)), -32768, 32767)
             .astype(np.int16) for f in frames]
+
+
+# --- jitter ----------------------------------------------------------------------------------
+
+def interarrival_jitter(packets: list[tuple[int, float]], rate: int = 8000) -> float:
+    """RFC 3550 A.8 estimate, in timestamp units, over (rtp_ts, arrival_seconds) pairs."""
+    jitter, last = 0.0, None
+    for ts, arrival in packets:
+        transit = arrival * rate - ts
+        if last is not None:
+            jitter += (abs(transit - last) - jitter) / 16
+        last = transit
+    return jitter
