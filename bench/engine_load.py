@@ -23,7 +23,8 @@ import numpy as np
 
 from mediasrv.media.engine import MediaEngine
 
-PORT_MIN = 12000                 # below the ephemeral range, away from the default RTP range
+PORT_MIN = 40000                 # ports taken by others are skipped; SLACK leaves room for that
+SLACK = 400
 ENGINE_CPU, LOADGEN_CPU = 0, 1
 SLOTS = 10                       # send sub-ticks per 20 ms: 2 ms between bursts
 
@@ -67,7 +68,7 @@ def _thread_cpu(ident: int) -> float:
 
 @contextmanager
 def _engine(streams: int) -> Iterator[tuple[MediaEngine, list[int]]]:
-    eng = MediaEngine("127.0.0.1", PORT_MIN, PORT_MIN + 2 * streams + 1, rtp_timeout=0)
+    eng = MediaEngine("127.0.0.1", PORT_MIN, PORT_MIN + 2 * streams + SLACK, rtp_timeout=0)
     loop = asyncio.new_event_loop()
     eng.start(loop, lambda ev: None)
     ids = eng.media_thread_ids()

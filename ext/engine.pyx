@@ -166,7 +166,7 @@ cdef class Engine:
         for i in range(c.nst):
             if c.st[i].used:
                 eng_close_slot(c, i)
-            free(c.st[i].cin)
+            free(c.st[i].jb)
         for i in range(ENG_MAX_REC):
             free(c.rec[i].ring)
         for fd in (c.epfd, c.tfd, c.wakefd, c.evfd):

@@ -159,7 +159,8 @@ cdef inline int eng_same_addr(const sockaddr_in* a, const sockaddr_in* b) noexce
     return a.sin_port == b.sin_port and a.sin_addr.s_addr == b.sin_addr.s_addr
 
 
-cdef int eng_source_ok(EngCore* c, EngStream* s, const sockaddr_in* a, uint32_t ssrc) noexcept nogil:
+cdef int eng_source_ok(EngCore* c, EngStream* s, const sockaddr_in* a,
+                       uint32_t ssrc) noexcept nogil:
     """Is a packet from a acceptable? Latches to a new source under the rules above."""
     if eng_same_addr(a, &s.remote):
         return 1
@@ -219,24 +220,24 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
         if not eng_dtmf_rx_event(c, s, &v, buf + v.payload_off):
             return
     else:
-        eng_rx_audio(c, s, buf + v.payload_off, v.payload_len)
+        eng_rx_audio(c, s, &v, buf + v.payload_off)
     x = eng_subscriber(c, slot)
     if x != NULL:
         eng_forward(c, s, x, &v, buf, is_event)
 
 
-cdef void eng_rx_audio(EngCore* c, EngStream* s, const uint8_t* pay, int n) noexcept nogil:
-    """Decode once for whoever needs PCM: DTMF detector, recorder, conference."""
-    if n > ENG_MAX_FRAME:
-        n = ENG_MAX_FRAME
-    if not (eng_dtmf_inband_on(s) or s.rec >= 0 or s.feed == ENG_FEED_CONF):
+cdef void eng_rx_audio(EngCore* c, EngStream* s, EngRtpView* v,
+                       const uint8_t* pay) noexcept nogil:
+    """Hand the audio to whoever needs it: conference jitter buffer, DTMF detector, recorder."""
+    cdef int n = v.payload_len if v.payload_len < ENG_MAX_FRAME else ENG_MAX_FRAME
+    if s.feed == ENG_FEED_CONF:
+        eng_conf_put(c, s, v, pay)
+    if not (eng_dtmf_inband_on(s) or (s.rec >= 0 and s.feed != ENG_FEED_CONF)):
         return
     eng_decode(s.codec, pay, c.pcm, n)
     eng_dtmf_inband(c, s, c.pcm, n)
     if s.rec >= 0 and s.feed != ENG_FEED_CONF:
         eng_rec_write(&c.rec[s.rec], c.pcm, n)
-    if s.feed == ENG_FEED_CONF:
-        eng_conf_put(c, s, c.pcm, n)
 
 
 cdef void eng_rx_socket(EngCore* c, int slot) noexcept nogil:

@@ -6,9 +6,10 @@
 #   then three packets with the E bit and the final duration. Meanwhile the stream's audio
 #   clock keeps running (s.ts advances a frame per tick) so audio resumes continuously. A far
 #   end without telephone-event gets the digit as in-band tones instead.
-# - Conferences are mix-minus (each member hears the sum of the others): each member's decoded
-#   audio waits in a small queue; on each tick the sum of all members is formed in int32 once,
-#   each member's own frame is subtracted and the result saturated to int16.
+# - Conferences are mix-minus (each member hears the sum of the others): each member's packets
+#   go through its own adaptive jitter buffer (jitter.pyx, which decodes them); on each tick
+#   one frame per member is taken, and mixer.pyx sums them in int32 once, subtracts each
+#   member's own frame and saturates to int16.
 
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
@@ -26,6 +27,8 @@ cdef enum:
 
 cdef double ENG_INBAND_DBM0 = -7.0           # per tone, within Q.24's sending levels
 cdef int ENG_INBAND_PAUSE_MS = 60            # silence after an in-band digit
+cdef int ENG_JB_MIN_MS = 20                  # conference jitter buffers: playout delay range
+cdef int ENG_JB_MAX_MS = 200
 cdef int64_t ENG_RFC4733_IDLE_NS = 400000000  # no update for 0.4 s: the event is over
 cdef int64_t ENG_DTMF_DEDUP_NS = 500000000   # same digit from both detectors within 0.5 s
 
@@ -168,34 +171,22 @@ cdef const uint8_t* eng_tone_frame(EngCore* c, EngStream* s) noexcept nogil:
 
 # ---------------------------------------------------------------- conferences
 
-cdef void eng_conf_put(EngCore* c, EngStream* s, const int16_t* pcm, int n) noexcept nogil:
-    """Queue one decoded frame of a member (the oldest is dropped when the queue is full)."""
-    cdef EngConfIn* q = s.cin
-    cdef int i
-    if q == NULL:
+cdef void eng_conf_put(EngCore* c, EngStream* s, EngRtpView* v,
+                       const uint8_t* pay) noexcept nogil:
+    """File a member's packet in its jitter buffer (a muted member files silence)."""
+    cdef const uint8_t* data = pay
+    if s.jb == NULL:
         return
-    if q.n == ENG_CIN_FRAMES:
-        q.head = (q.head + 1) % ENG_CIN_FRAMES
-        q.n -= 1
-    i = (q.head + q.n) % ENG_CIN_FRAMES
     if s.muted:
-        memset(q.frames[i], 0, c.frame * sizeof(int16_t))
-    else:
-        memcpy(q.frames[i], pcm, n * sizeof(int16_t))
-        if n < c.frame:
-            memset(q.frames[i] + n, 0, (c.frame - n) * sizeof(int16_t))
-    q.n += 1
+        data = &c.silence[s.codec][0]
+    jb_put(s.jb, v.seq, v.ts, data, v.payload_len, c.now / 1e9)
 
 
-cdef const int16_t* eng_conf_take(EngStream* s) noexcept nogil:
-    cdef EngConfIn* q = s.cin
-    cdef const int16_t* f
-    if q == NULL or q.n == 0:
+cdef const int16_t* eng_conf_take(EngCore* c, EngStream* s, int i) noexcept nogil:
+    """The member's frame for this tick, or NULL before its playout starts."""
+    if s.jb == NULL or not jb_get(s.jb, c.now / 1e9, c.member_pcm[i]):
         return NULL
-    f = q.frames[q.head]
-    q.head = (q.head + 1) % ENG_CIN_FRAMES
-    q.n -= 1
-    return f
+    return c.member_pcm[i]
 
 
 cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
@@ -205,7 +196,7 @@ cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
     cdef int i
     cdef EngStream* s
     for i in range(f.n):
-        own[i] = eng_conf_take(&c.st[f.slot[i]])
+        own[i] = eng_conf_take(c, &c.st[f.slot[i]], i)
     mix_sum_c(own, f.n, c.frame, total)
     for i in range(f.n):
         s = &c.st[f.slot[i]]
@@ -243,8 +234,8 @@ cdef void eng_conf_leave(EngCore* c, int slot) noexcept nogil:
     if f.n == 0:
         f.used = 0
     s.conf = -1
-    free(s.cin)
-    s.cin = NULL
+    free(s.jb)
+    s.jb = NULL
 
 
 cdef int eng_conf_new(EngCore* c) noexcept nogil:
@@ -261,8 +252,11 @@ cdef int eng_conf_join(EngCore* c, int conf, int slot) noexcept nogil:
     """Add a stream (feed already cleared) to a conference; -1 when out of memory."""
     cdef EngStream* s = &c.st[slot]
     cdef EngConf* f = &c.conf[conf]
-    s.cin = <EngConfIn*>calloc(1, sizeof(EngConfIn))
-    if s.cin == NULL:
+    s.jb = <JitterState*>calloc(1, sizeof(JitterState))
+    if s.jb == NULL or jb_init(s.jb, ENG_JB_MIN_MS, ENG_JB_MAX_MS, c.frame // 8,
+                               s.codec == ENG_PCMA) < 0:
+        free(s.jb)
+        s.jb = NULL
         return -1
     s.conf = conf
     s.feed = ENG_FEED_CONF

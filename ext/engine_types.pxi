@@ -4,14 +4,7 @@ from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef enum:
     ENG_CONF_MAX = 16          # members of one conference
-    ENG_CIN_FRAMES = 4         # decoded frames queued per conference member
     ENG_DJ_QUEUE = 32          # digits waiting to be sent, per stream (event << 16 | ms)
-
-
-cdef struct EngConfIn:
-    int16_t frames[ENG_CIN_FRAMES][ENG_MAX_FRAME]
-    int head
-    int n
 
 
 cdef struct EngConf:
@@ -125,8 +118,8 @@ cdef struct EngStream:
     char last_digit
     int last_src
     int64_t last_digit_ns
-    # conference input
-    EngConfIn* cin
+    # conference input: H3's adaptive jitter buffer, allocated while in a conference
+    JitterState* jb
     # counters
     uint64_t pkts_in
     uint64_t bytes_in
@@ -158,6 +151,7 @@ cdef struct EngCore:
     EngRec* rec
     uint8_t silence[2][ENG_MAX_FRAME]
     int16_t pcm[ENG_MAX_FRAME]
+    int16_t member_pcm[ENG_CONF_MAX][ENG_MAX_FRAME]
     uint8_t enc[ENG_MAX_FRAME]
     uint8_t tx[ENG_BUF]
     EngConf* conf
