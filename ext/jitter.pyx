@@ -32,6 +32,7 @@ Concealment repeats the last good frame with a linear fade to zero over 3 frames
 then plays silence.
 """
 
+from libc.math cimport ceil
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -102,9 +103,8 @@ cdef void _jb_update_jitter(JitterState* jb, uint32_t ts, double arrival) noexce
             d = -d
         jb.jitter += (d - jb.jitter) / 16.0
     jb.transit = transit
-    cdef double ms = 3.0 * jb.jitter / 8.0 + jb.ptime_ms
-    ms = jb.ptime_ms * <int>((ms + jb.ptime_ms - 1e-9) / jb.ptime_ms)     # whole frames
-    jb.target_ms = min(max(ms, <double>jb.min_ms), <double>jb.max_ms)
+    cdef int frames = <int>ceil(3.0 * jb.jitter / 8.0 / jb.ptime_ms - 1e-6) + 1
+    jb.target_ms = min(max(<double>frames * jb.ptime_ms, <double>jb.min_ms), <double>jb.max_ms)
 
 
 cdef void _jb_clear(JitterState* jb) noexcept nogil:
