@@ -25,6 +25,8 @@ include "engine_media.pyx"
 
 import threading
 
+import numpy as np
+
 from libc.stdlib cimport calloc, free
 from posix.unistd cimport close, write
 
@@ -105,6 +107,7 @@ cdef class Engine:
     cdef dict _slots
     cdef dict _sounds
     cdef dict _moh
+    cdef dict _moh_samples
     cdef list _keep
     cdef int64_t _next_play
 
@@ -122,7 +125,8 @@ cdef class Engine:
         nst = (port_max - 1 - self.port_base) // 2 + 1
         if nst >= (1 << ENG_SLOT_BITS):
             nst = (1 << ENG_SLOT_BITS) - 1
-        self._slots, self._sounds, self._moh, self._keep = {}, {}, {}, []
+        self._slots, self._sounds, self._moh, self._moh_samples = {}, {}, {}, {}
+        self._keep = []
         self.next_sid = 1
         self._next_play = 1
         self._thread = None
@@ -263,7 +267,11 @@ cdef class Engine:
     # ------------------------------------------------------------ sounds
 
     def load_sound(self, str name, samples) -> None:
-        """Register an 8 kHz int16 sound for play_prompt (kept alive by the engine)."""
+        """Register an 8 kHz int16 sound for play_prompt.
+
+        Every array ever loaded stays alive with the engine: a prompt may still be playing
+        from the array a reload replaced.
+        """
         self._keep.append(samples)
         self._sounds[name] = samples
 
@@ -274,7 +282,6 @@ cdef class Engine:
         idx = self._moh.get(name, len(self._moh))
         if idx >= ENG_MAX_MOH:
             raise ValueError(f"too many MoH classes (max {ENG_MAX_MOH})")
-        self._keep.append(samples)
         self._lock()
         m = &self.c.moh[idx]
         m.used = 1
@@ -283,6 +290,7 @@ cdef class Engine:
         m.pos = 0
         self._unlock()
         self._moh[name] = idx
+        self._moh_samples[name] = samples     # the previous array is unused from here on
 
     # ------------------------------------------------------------ streams
 
@@ -535,8 +543,7 @@ cdef class Engine:
                 r = &self.c.rec[i]
                 if r.state == ENG_REC_FREE:
                     continue
-                import numpy
-                arr = numpy.empty(r.written - r.read, dtype=numpy.int16)
+                arr = np.empty(r.written - r.read, dtype=np.int16)
                 buf = arr
                 if buf.shape[0]:
                     eng_rec_drain(r, &buf[0], buf.shape[0])
@@ -562,7 +569,7 @@ cdef class Engine:
         out = {
             "packets_in": s.pkts_in, "bytes_in": s.bytes_in,
             "packets_out": s.pkts_out, "bytes_out": s.bytes_out,
-            "dropped": s.dropped, "malformed": s.malformed,
+            "dropped": s.dropped, "malformed": s.malformed, "send_errors": s.send_errors,
             "lost": eng_rx_lost(&s.rx), "late": s.rx.late,
             "jitter": (s.rx.jitter_q4 + 8) >> 4,
         }

@@ -84,7 +84,7 @@ cdef void eng_sendto(EngCore* c, EngStream* s, const uint8_t* pkt, int n) noexce
         s.pkts_out += 1
         s.bytes_out += n
     else:
-        s.dropped += 1
+        s.send_errors += 1
     s.last_out_ns = c.now
     s.out_started = 1
 
@@ -216,12 +216,12 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
     s.last_rx_ns = c.now
     s.timed_out = 0
     eng_rx_update(&s.rx, v.seq, v.ts, c.now * 8 // 1000000)
+    x = eng_subscriber(c, slot)
     if is_event:
-        if not eng_dtmf_rx_event(c, s, &v, buf + v.payload_off):
+        if not eng_dtmf_rx_event(c, s, x, &v, buf + v.payload_off):
             return
     else:
         eng_rx_audio(c, s, &v, buf + v.payload_off)
-    x = eng_subscriber(c, slot)
     if x != NULL:
         eng_forward(c, s, x, &v, buf, is_event)
 

@@ -107,16 +107,24 @@ cdef int eng_dtmf_inband_tick(EngCore* c, EngStream* s) noexcept nogil:
 
 # ---------------------------------------------------------------- DTMF receiving
 
-cdef int eng_dtmf_rx_event(EngCore* c, EngStream* s, EngRtpView* v,
+cdef int eng_dtmf_rx_event(EngCore* c, EngStream* s, EngStream* x, EngRtpView* v,
                            const uint8_t* pay) noexcept nogil:
-    """Feed an RFC 4733 packet to the receiver (rfc4733.pyx); 1 when it is to be forwarded."""
+    """Feed an RFC 4733 packet to the receiver (rfc4733.pyx); 1 when it is to be forwarded.
+
+    x is the bridged far side (or NULL). A far side without telephone-event gets each digit
+    as in-band tones once the digit has ended, instead of the event packets.
+    """
     cdef Rfc4733Digit out[2]
     cdef int i, k = rfc4733_rx_packet(&s.rfc_rx, v.ts, pay, v.payload_len, out)
+    cdef int inband = x != NULL and s.forward_dtmf and x.event_pt < 0
     s.rfc_last_ns = c.now
-    if s.dtmf_mode != ENG_DTMF_INBAND:
-        for i in range(k):
+    for i in range(k):
+        if s.dtmf_mode != ENG_DTMF_INBAND:
             eng_dtmf_report(c, s, out[i].digit, out[i].duration // 8, ENG_SRC_RFC4733)
-    return s.forward_dtmf
+        if inband:
+            eng_dtmf_queue(c, x, eng_digit_index(out[i].digit),
+                           min(max(out[i].duration // 8, 40), 8000))
+    return s.forward_dtmf and not inband
 
 
 cdef void eng_dtmf_rx_idle(EngCore* c, EngStream* s) noexcept nogil:
@@ -143,12 +151,19 @@ cdef void eng_dtmf_inband(EngCore* c, EngStream* s, const int16_t* pcm, int n) n
         eng_dtmf_report(c, s, evs[i].digit, <int>(evs[i].duration // 8), ENG_SRC_INBAND)
 
 
+cdef int eng_digit_index(char digit) noexcept nogil:
+    """RFC 4733 event code of a digit character, or -1."""
+    cdef int idx
+    for idx in range(16):
+        if ENG_DIGITS[idx] == digit:
+            return idx
+    return -1
+
+
 cdef void eng_dtmf_report(EngCore* c, EngStream* s, char digit, int ms, int src) noexcept nogil:
     """Queue a DtmfReceived; in auto mode the other detector's copy of a digit is dropped."""
-    cdef int idx = 0
-    while idx < 16 and ENG_DIGITS[idx] != digit:
-        idx += 1
-    if idx == 16:
+    cdef int idx = eng_digit_index(digit)
+    if idx < 0:
         return
     if (s.dtmf_mode == ENG_DTMF_AUTO and s.last_digit == digit and s.last_src != src
             and c.now - s.last_digit_ns < ENG_DTMF_DEDUP_NS):

@@ -127,6 +127,7 @@ cdef struct EngStream:
     uint64_t bytes_out
     uint64_t dropped
     uint64_t malformed
+    uint64_t send_errors
 
 
 cdef struct EngCore:

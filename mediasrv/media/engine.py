@@ -139,8 +139,8 @@ class MediaEngine:
     def _pump(self) -> None:
         for rec in self._core.pop_events():
             ev = _event(rec)
-            if ev is not None and self._on_event is not None:
-                self._on_event(ev)
+            if ev is not None:
+                self._deliver(ev)
 
     # ---------------------------------------------------------------- sounds
 
@@ -187,7 +187,8 @@ class MediaEngine:
         return int(self._core.open_stream_count())
 
     def stats(self, sid: int) -> dict[str, int]:
-        """packets/bytes in/out, dropped, malformed, lost, late, jitter (timestamp units)."""
+        """packets/bytes in/out, dropped, malformed, send_errors, lost, late, jitter (in
+        timestamp units, RFC 3550 A.8)."""
         return {k: int(v) for k, v in _call(self._core.stats, sid).items()}
 
     # ---------------------------------------------------------------- feeds
@@ -283,9 +284,14 @@ class MediaEngine:
         ev = RecordingFinished(rec.stream, rec.path, rec.samples / 8000)
         if post and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._deliver, ev)
-        elif self._on_event is not None:
-            self._on_event(ev)
+        else:
+            self._deliver(ev)
 
     def _deliver(self, ev: MediaEvent) -> None:
-        if self._on_event is not None:
+        # One failing handler must not lose the events queued behind it.
+        if self._on_event is None:
+            return
+        try:
             self._on_event(ev)
+        except Exception:
+            log.exception("media event handler failed on %r", ev)

@@ -471,3 +471,21 @@ async def test_auto_mode_reports_a_digit_once_from_both_detectors(engines, peers
     await asyncio.sleep(0.3)
     assert len(eut.of(DtmfReceived)) == 1
     eng.close_stream(a)
+
+
+async def test_rfc4733_toward_a_peer_without_telephone_event_becomes_inband(engines,
+                                                                           peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa, event_pt=101), wire(eng, pb, event_pt=None)
+    eng.connect(a, b)
+    send_event(pa, eng.local_port(a), 6, 100)
+    await eut.wait_for(DtmfReceived)
+    got = pb.recv_for(0.4)
+    assert got and {p.pt for p in got} == {0}
+    det = _media.DtmfDetector()
+    found = det.feed(heard(got)) + det.flush()
+    assert [d for d, _s, _n in found] == ["6"]
+    for sid in (a, b):
+        eng.close_stream(sid)

@@ -161,3 +161,23 @@ async def test_stop_closes_everything_and_is_idempotent(peers) -> None:
     eng.stop()
     assert eng.open_stream_count() == 0 and not eng.thread_alive()
     assert_ports_free(19700, 19709)
+
+
+async def test_a_failing_event_handler_loses_no_other_event(peers, caplog) -> None:
+    seen = []
+
+    def handler(ev) -> None:
+        seen.append(ev)
+        if len(seen) == 1:
+            raise RuntimeError("handler bug")
+
+    eng = MediaEngine("127.0.0.1", 19720, 19729, rtp_timeout=0.2)
+    eng.start(asyncio.get_running_loop(), handler)
+    (pa,) = peers(1)
+    sids = [wire(eng, pa) for _ in range(2)]
+    await asyncio.sleep(0.8)
+    for sid in sids:
+        eng.close_stream(sid)
+    eng.stop()
+    assert sorted(e.stream for e in seen) == sorted(sids)
+    assert "handler bug" in caplog.text
