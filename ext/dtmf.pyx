@@ -95,12 +95,12 @@ cdef inline Py_ssize_t dtmf_events_for(Py_ssize_t n) noexcept nogil:
 
 
 cdef double complex _leak_gain(double dw, int m) noexcept nogil:
-    """G(dw) = sum_{n<m} e^(j dw n): how much of a tone dw rad/sample away a bin sees."""
-    cdef double complex g = 0
-    cdef int n
-    for n in range(m):
-        g += cos(dw * n) + 1j * sin(dw * n)
-    return g
+    """G(dw) = sum_{n<m} e^(j dw n) = e^(j dw (m-1)/2) sin(dw m / 2) / sin(dw / 2)."""
+    if fabs(dw) < 1e-12:
+        return m
+    cdef double mag = sin(dw * m / 2.0) / sin(dw / 2.0)
+    cdef double ph = dw * (m - 1) / 2.0
+    return mag * cos(ph) + 1j * mag * sin(ph)
 
 
 cdef int dtmf_init(DtmfState* st, int sample_rate) noexcept nogil:
