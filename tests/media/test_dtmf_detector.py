@@ -1,6 +1,8 @@
 """In-band DTMF detector: the acceptance limits of the issue, each as its own test.
 
-Every signal goes through a G.711 round trip (corpus.g711) before detection. The sweeps cover
+Each test runs on the kernel and on reference.DtmfReference (the same algorithm in numpy),
+so a test that passes on one and fails on the other points at an implementation bug. Every
+signal goes through a G.711 round trip (corpus.g711) before detection. The sweeps cover
 every alignment of the tone against the detector's 52-sample half-blocks, since that is
 where duration limits are won or lost. bench/dtmf_edges.py prints where the edges really are.
 """
@@ -10,14 +12,19 @@ from __future__ import annotations
 import corpus as C
 import numpy as np
 import pytest
-from reference import load_media
+from reference import DtmfReference, load_media
 
 _media = load_media()
 HALF = 52
 
 
-def detect(x: np.ndarray, law: str = "ulaw", chunk: int | None = None) -> list:
-    det = _media.DtmfDetector()
+@pytest.fixture(params=["kernel", "reference"])
+def detector(request: pytest.FixtureRequest) -> type:
+    return _media.DtmfDetector if request.param == "kernel" else DtmfReference
+
+
+def detect(detector: type, x: np.ndarray, law: str = "ulaw", chunk: int | None = None) -> list:
+    det = detector()
     pcm = C.g711(x, law)
     step = chunk or len(pcm) or 1
     events = []
@@ -31,105 +38,105 @@ def framed(tone: np.ndarray, lead: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("law", ["ulaw", "alaw"])
-def test_all_sixteen_digits_with_start_and_duration(law: str) -> None:
+def test_all_sixteen_digits_with_start_and_duration(detector: type, law: str) -> None:
     x, starts = C.digit_train(C.KEYS, 60, 60)
-    events = detect(x, law)
+    events = detect(detector, x, law)
     assert "".join(e[0] for e in events) == C.KEYS
     for (_, start, duration), true_start in zip(events, starts, strict=True):
         assert abs(start - true_start) <= 2 * HALF
         assert abs(duration - C.samples(60)) <= 2 * HALF
 
 
-def test_result_does_not_depend_on_chunking() -> None:
+def test_result_does_not_depend_on_chunking(detector: type) -> None:
     x, _ = C.digit_train("159#0D", 50, 50, level=-20)
-    whole = detect(x)
+    whole = detect(detector, x)
     assert len(whole) == 6
     for chunk in (1, 7, 51, 52, 160, 333):
-        assert detect(x, chunk=chunk) == whole
+        assert detect(detector, x, chunk=chunk) == whole
 
 
 @pytest.mark.parametrize("digit", list("1D*9"))
-def test_40ms_tone_detected_at_every_alignment(digit: str) -> None:
+def test_40ms_tone_detected_at_every_alignment(detector: type, digit: str) -> None:
     for lead in range(400, 400 + HALF, 3):
-        events = detect(framed(C.dtmf(digit, 40, phase=lead * 0.37), lead))
+        events = detect(detector, framed(C.dtmf(digit, 40, phase=lead * 0.37), lead))
         assert [e[0] for e in events] == [digit], lead
 
 
 @pytest.mark.parametrize("digit", list("1D*9"))
 @pytest.mark.parametrize("ms", [10, 20, 23])
-def test_tone_of_23ms_or_less_never_detected(digit: str, ms: int) -> None:
+def test_tone_of_23ms_or_less_never_detected(detector: type, digit: str, ms: int) -> None:
     for lead in range(400, 400 + HALF):
-        assert detect(framed(C.dtmf(digit, ms, phase=lead * 0.37), lead)) == [], lead
+        assert detect(detector, framed(C.dtmf(digit, ms, phase=lead * 0.37), lead)) == [], lead
 
 
 @pytest.mark.parametrize("deviation", [-0.015, 0.015])
-def test_frequency_deviation_of_1_5_percent_accepted(deviation: float) -> None:
+def test_frequency_deviation_of_1_5_percent_accepted(detector: type, deviation: float) -> None:
     x, _ = C.digit_train(C.KEYS, 60, 60, deviation=deviation)
-    assert "".join(e[0] for e in detect(x)) == C.KEYS
+    assert "".join(e[0] for e in detect(detector, x)) == C.KEYS
 
 
 @pytest.mark.parametrize("deviation", [-0.035, 0.035, -0.05, 0.05])
-def test_frequency_deviation_of_3_5_percent_rejected(deviation: float) -> None:
+def test_frequency_deviation_of_3_5_percent_rejected(detector: type, deviation: float) -> None:
     x, _ = C.digit_train(C.KEYS, 60, 60, deviation=deviation)
-    assert detect(x) == []
+    assert detect(detector, x) == []
 
 
 @pytest.mark.parametrize("level", [0.0, -10.0, -36.0])
-def test_levels_from_minus_36_to_0_dbm0_accepted(level: float) -> None:
+def test_levels_from_minus_36_to_0_dbm0_accepted(detector: type, level: float) -> None:
     x, _ = C.digit_train(C.KEYS, 60, 60, level=level)
-    assert "".join(e[0] for e in detect(x)) == C.KEYS
+    assert "".join(e[0] for e in detect(detector, x)) == C.KEYS
 
 
-def test_level_below_minimum_rejected() -> None:
+def test_level_below_minimum_rejected(detector: type) -> None:
     x, _ = C.digit_train(C.KEYS, 60, 60, level=-45.0)
-    assert detect(x) == []
+    assert detect(detector, x) == []
 
 
 @pytest.mark.parametrize("twist_db", [-8.0, 4.0])
-def test_normal_twist_8db_and_reverse_twist_4db_accepted(twist_db: float) -> None:
+def test_normal_twist_8db_and_reverse_twist_4db_accepted(detector: type, twist_db: float) -> None:
     x, _ = C.digit_train(C.KEYS, 60, 60, twist_db=twist_db)
-    assert "".join(e[0] for e in detect(x)) == C.KEYS
+    assert "".join(e[0] for e in detect(detector, x)) == C.KEYS
 
 
 @pytest.mark.parametrize("twist_db", [-12.0, 8.0])
-def test_excessive_twist_rejected(twist_db: float) -> None:
+def test_excessive_twist_rejected(detector: type, twist_db: float) -> None:
     x, _ = C.digit_train(C.KEYS, 60, 60, twist_db=twist_db)
-    assert detect(x) == []
+    assert detect(detector, x) == []
 
 
-def test_repeated_digit_with_40ms_pauses_reported_each_time() -> None:
+def test_repeated_digit_with_40ms_pauses_reported_each_time(detector: type) -> None:
     x, starts = C.digit_train("5555", 40, 40)
-    events = detect(x)
+    events = detect(detector, x)
     assert [e[0] for e in events] == list("5555")
     assert all(abs(e[1] - s) <= 2 * HALF for e, s in zip(events, starts, strict=True))
 
 
-def test_digit_change_without_pause_gives_two_events() -> None:
+def test_digit_change_without_pause_gives_two_events(detector: type) -> None:
     x = np.concatenate([C.silence(50), C.dtmf("1", 80), C.dtmf("2", 80), C.silence(50)])
-    assert [e[0] for e in detect(x)] == ["1", "2"]
+    assert [e[0] for e in detect(detector, x)] == ["1", "2"]
 
 
-def test_detects_in_white_noise_at_15db_snr() -> None:
+def test_detects_in_white_noise_at_15db_snr(detector: type) -> None:
     rng = np.random.default_rng(5)
     x, _ = C.digit_train("0123456789*#ABCD", 60, 60, level=-10)
     noise = rng.normal(0, C.amplitude(-10) / np.sqrt(10 ** 1.5), len(x))  # 2 tones: A^2 total
-    assert "".join(e[0] for e in detect(x + noise)) == "0123456789*#ABCD"
+    assert "".join(e[0] for e in detect(detector, x + noise)) == "0123456789*#ABCD"
 
 
-def test_noise_alone_gives_nothing() -> None:
+def test_noise_alone_gives_nothing(detector: type) -> None:
     rng = np.random.default_rng(6)
-    assert detect(C.white_noise(10_000, -10, rng)) == []
+    assert detect(detector, C.white_noise(10_000, -10, rng)) == []
 
 
-def test_talk_off_speech_and_music_almost_never_fire() -> None:
+def test_talk_off_speech_and_music_almost_never_fire(detector: type) -> None:
     rng = np.random.default_rng(11)
-    speech = detect(C.speech_like(120, rng, -15.0))
-    music = detect(C.music_like(120, rng, -10.0))
+    speech = detect(detector, C.speech_like(120, rng, -15.0))
+    music = detect(detector, C.music_like(120, rng, -10.0))
     assert len(speech) + len(music) <= 2, (speech, music)
 
 
-def test_flush_reports_a_digit_still_held() -> None:
-    det = _media.DtmfDetector()
+def test_flush_reports_a_digit_still_held(detector: type) -> None:
+    det = detector()
     pcm = C.g711(np.concatenate([C.silence(20), C.dtmf("7", 100)]))
     assert det.feed(pcm) == []
     [(digit, start, duration)] = det.flush()
@@ -138,11 +145,25 @@ def test_flush_reports_a_digit_still_held() -> None:
     assert det.position == len(pcm)
 
 
-def test_16khz_rate_and_bad_rate() -> None:
+def test_16khz_rate_and_bad_rate(detector: type) -> None:
     t = np.arange(1600) / 16000
     tone = C.amplitude(-10) * (np.sin(2 * np.pi * 852 * t) + np.sin(2 * np.pi * 1477 * t))
-    det = _media.DtmfDetector(16000)
+    det = detector(16000)
     pcm = np.concatenate([np.zeros(800), tone, np.zeros(1600)]).astype(np.int16)
     assert [e[0] for e in det.feed(pcm)] == ["9"]
     with pytest.raises(ValueError):
-        _media.DtmfDetector(44100)
+        detector(44100)
+
+
+def test_kernel_and_reference_agree_event_for_event() -> None:
+    rng = np.random.default_rng(21)
+    parts = [C.speech_like(3, rng), C.digit_train("0918*#", 45, 45, level=-30)[0],
+             C.digit_train("ABCD", 70, 30, deviation=0.018, twist_db=3)[0],
+             C.music_like(3, rng)]
+    x = np.concatenate(parts)
+    x = x + rng.normal(0, C.amplitude(-45), len(x))
+    pcm = C.g711(x, "alaw")
+    kernel, ref = _media.DtmfDetector(), DtmfReference()
+    got = kernel.feed(pcm) + kernel.flush()
+    assert got == ref.feed(pcm) + ref.flush()
+    assert "".join(e[0] for e in got) == "0918*#ABCD"
