@@ -273,3 +273,54 @@ class DtmfReference:
             self.digit, self.last_end, self.misses = self.cand, self.pos, 0
             self.start = self.pos - 2 * self.M - (self.hits - 1) * self.M
         return out
+
+
+# --- RFC 4733 --------------------------------------------------------------------------------
+
+class Rfc4733Reference:
+    """Python restatement of the kernel's receiver (RFC 4733 §2.5.2), keyed on timestamps."""
+
+    def __init__(self, long_limit: int = 16000) -> None:
+        self.long_limit = long_limit
+        self.ts: int | None = None
+        self.event = self.duration = 0
+        self.ended = self.reported = True
+
+    def packet(self, timestamp: int, payload: bytes) -> list[tuple[str, int, int]]:
+        if len(payload) < 4 or payload[0] > 15:
+            return []
+        event, end, duration = payload[0], bool(payload[1] & 0x80), payload[2] << 8 | payload[3]
+        out: list[tuple[str, int, int]] = []
+        delta = None if self.ts is None else (timestamp - self.ts) & 0xFFFFFFFF
+        if delta is not None and (delta == 0 and self.ended or delta >= 0x80000000):
+            return out                                 # repeat of an ended event, or late
+        if delta != 0:
+            out += self._report()                      # a newer event ends the previous one
+            self.ts, self.event, self.duration, self.reported = timestamp, event, 0, False
+        self.duration = max(self.duration, duration)
+        self.ended = end
+        if end or self.duration >= self.long_limit:
+            out += self._report()
+        return out
+
+    def flush(self) -> list[tuple[str, int, int]]:
+        out = [] if self.ended else self._report()
+        self.ended = True
+        return out
+
+    def _report(self) -> list[tuple[str, int, int]]:
+        if self.reported:
+            return []
+        self.reported = True
+        return [("0123456789*#ABCD"[self.event], self.ts or 0, self.duration)]
+
+
+def rfc4733_packets_reference(digit: str, duration: int, ptime: int = 160,
+                              volume: int = 10) -> list[tuple[bool, bytes]]:
+    """RFC 4733 §2.5.1 sender sequence: updates every ptime, then three end packets."""
+    event = "0123456789*#ABCD".index(digit)
+    duration = min(max(duration, 1), 0xFFFF)
+    sent = [d for d in range(ptime, duration, ptime)]
+    pkts = [(d, 0) for d in sent] + [(duration, 0x80)] * 3
+    return [(i == 0, bytes([event, e | volume, d >> 8, d & 0xFF]))
+            for i, (d, e) in enumerate(pkts)]
