@@ -31,15 +31,17 @@ SLOTS = 10                       # send sub-ticks per 20 ms: 2 ms between bursts
 
 @dataclass
 class LoadResult:
-    """What one run measured; `per_core` is units carried x wall / engine CPU seconds.
+    """What one run measured; `per_core` = units carried x busy seconds / engine CPU seconds.
 
-    `carried` is the load actually offered: for calls it comes from the packets the load
-    generator managed to send (100 packets/s into the engine per call), so a load generator
-    that falls behind on a busy machine cannot inflate the engine's figure.
+    `carried` is the load actually offered over `busy` seconds: for calls it comes from the
+    packets the load generator managed to send (100 packets/s into the engine per call), so
+    a load generator that falls behind on a busy machine cannot inflate the engine's figure.
+    `seconds` is the whole measured wall time (sending plus the final drain).
     """
 
     units: int
     carried: float
+    busy: float
     seconds: float
     engine_cpu: float
     sent: int
@@ -54,7 +56,7 @@ class LoadResult:
 
     @property
     def per_core(self) -> float:
-        return self.carried * self.seconds / max(self.engine_cpu, 1e-9)
+        return self.carried * self.busy / max(self.engine_cpu, 1e-9)
 
     @property
     def load(self) -> float:
@@ -85,8 +87,8 @@ def _engine(streams: int) -> Iterator[tuple[MediaEngine, list[int]]]:
         loop.close()
 
 
-def _measure(eng: MediaEngine, lg, units: int, seconds: float,
-             expected: Callable[[], int], carried: Callable[[float], float]) -> LoadResult:
+def _measure(eng: MediaEngine, lg, units: int, seconds: float, expected: Callable[[], int],
+             carried: Callable[[float], tuple[float, float]]) -> LoadResult:
     ids = eng.media_thread_ids()
     assert ids is not None
     mask = os.sched_getaffinity(0)
@@ -98,7 +100,8 @@ def _measure(eng: MediaEngine, lg, units: int, seconds: float,
         c1, t1 = _thread_cpu(ids[0]), time.monotonic()
     finally:
         os.sched_setaffinity(0, mask)
-    return LoadResult(units, carried(t1 - t0), t1 - t0, c1 - c0, lg.sent, expected(), lg.received,
+    load, busy = carried(t1 - t0)
+    return LoadResult(units, load, busy, t1 - t0, c1 - c0, lg.sent, expected(), lg.received,
                       lg.delay_percentile_us(0.5), lg.delay_percentile_us(0.99))
 
 
@@ -119,7 +122,7 @@ def bridge(calls: int, seconds: float) -> LoadResult:
             lg.add_flow(0, eng.local_port(a))
             lg.add_flow(1, eng.local_port(b))
         return _measure(eng, lg, calls, seconds, lambda: lg.sent,
-                        lambda wall: lg.sent / 100 / wall)
+                        lambda wall: (lg.sent / 100 / seconds, seconds))
 
 
 def conferences(count: int, seconds: float) -> LoadResult:
@@ -132,7 +135,7 @@ def conferences(count: int, seconds: float) -> LoadResult:
             for k, sid in enumerate(sids):
                 lg.add_flow(k, eng.local_port(sid))
         result = _measure(eng, lg, count, seconds, lambda: int(3 * count * 50 * seconds),
-                          lambda wall: count)
+                          lambda wall: (count, wall))
     # Mixed audio does not carry our send times (only a frame passed through alone does),
     # so a delay figure here would be biased: none is reported.
     return replace(result, p50_us=math.nan, p99_us=math.nan)
@@ -147,4 +150,4 @@ def moh_listeners(count: int, seconds: float) -> LoadResult:
         for _ in range(count):
             eng.play_moh(_stream(eng, sids, lg.port(0)), "default")
         return _measure(eng, lg, count, seconds, lambda: int(count * 50 * seconds),
-                        lambda wall: count)
+                        lambda wall: (count, wall))
