@@ -1,4 +1,4 @@
-# C API for the engine (one JitterState per stream, ~21 KB: embed it or malloc it; no GIL):
+# C API for the engine (one JitterState per stream, ~63 KB: malloc it; no GIL):
 #   cdef int jb_init(JitterState* jb, int min_ms, int max_ms, int ptime_ms, bint alaw)
 #       noexcept nogil -> 0, or -1 for bad sizes (ptime 10..60 ms, max <= 1000 ms, frame <= 480)
 #   cdef void jb_put(JitterState* jb, uint16_t seq, uint32_t ts, const uint8_t* payload,
