@@ -17,14 +17,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mediasrv.api import OperationsApi
 from mediasrv.call.b2bua import B2BUA
 from mediasrv.call.control import ServiceControl
 from mediasrv.call.gatekeeper import Gatekeeper
+from mediasrv.call.records import CallRecords
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.store import Store
 from mediasrv.config import PACKAGE_ROOT, Config, ConfigError
 from mediasrv.media import sounds
 from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.metrics import Metrics
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
 from mediasrv.transport.driver import SipDriver
@@ -48,6 +51,9 @@ class Server:
         self.b2bua: B2BUA | None = None
         self.control: ServiceControl | None = None
         self.services: ServiceHost | None = None
+        self.records: CallRecords | None = None  # operations: call records, metrics, API
+        self.metrics: Metrics | None = None
+        self.api: OperationsApi | None = None
         self._housekeeping: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
@@ -92,13 +98,16 @@ class Server:
             self.services = ServiceHost(self.control, self.config.services.values())
             self.b2bua.listener = self.services.handle
             self.driver.on_event = self.b2bua.on_sip_event
+            self._watch_calls(self.b2bua, self.store)
             await self._bind_listeners()
+            await self._start_api()
         except BaseException:
             await self.stop()
             raise
         self._housekeeping = loop.create_task(self._expire_bindings(registrar))
 
     async def stop(self) -> None:
+        await self._stop_api()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         if self.b2bua is not None:
@@ -115,6 +124,7 @@ class Server:
         if self.store is not None:
             self.store.close()
         self.driver = self.engine = self.store = self.b2bua = None
+        self.records = self.metrics = None
 
     def reload(self) -> None:
         if self._reload_config is None:
@@ -181,6 +191,37 @@ class Server:
                     driver.tcp.append(tcp)
             except OSError as exc:
                 raise StartupError(f"cannot listen on {lst}: {exc.strerror or exc}") from exc
+
+    # ------------------------------------------------------------------ operations
+
+    def _watch_calls(self, b2bua: B2BUA, store: Store) -> None:
+        """Call records and metrics observe every call event from the first call on."""
+        self.records = CallRecords(store.db, b2bua)
+        self.metrics = Metrics(b2bua)
+        self.records.on_finished.append(self.metrics.call_finished)
+        b2bua.observers += [self.records.observe, self.metrics.observe]
+        b2bua.listener = self.metrics.count_digits(b2bua.listener)
+        self.metrics.start()
+
+    async def _start_api(self) -> None:
+        listen = self.config.api.listen
+        if not listen:
+            return
+        self.api = OperationsApi(self)
+        try:
+            await self.api.start(listen)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on api {listen}: {exc.strerror or exc}") from exc
+        assert self.b2bua is not None
+        self.b2bua.observers.append(self.api.hub.observe)
+        log.info("operations API on http://%s/ (/metrics needs no token)", listen)
+
+    async def _stop_api(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.api is not None:
+            await self.api.close()
+            self.api = None
 
     async def _expire_bindings(self, registrar: Registrar) -> None:
         while True:

@@ -1,0 +1,171 @@
+"""Call records: one SQLite row per call, written as the call goes, kept across crashes.
+
+How this works: `CallRecords.observe` is one of the B2BUA's observers and sees every call event
+(`call.started`, `leg.answered`, `leg.failed`, `leg.ended`, and the services' `transfer`
+transitions). A call is the set of legs sharing the caller's Call-ID (the B2BUA puts every leg
+it dials for a call, transfer targets included, in that call). The row is inserted when the
+call starts (result `active`) and updated when its last leg ends; the store runs in autocommit
+with a WAL journal, so each statement is its own committed transaction and a crash or kill of
+the server loses no finished call's record. Rows a crashed server left `active` are marked
+`interrupted` at the next start.
+
+Results: `answered` (some dialled leg answered), else the failover condition of the last
+failure (`busy`, `no_answer`, `not_registered`), else `cancelled` (the caller gave up first).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS call_records (
+    id          INTEGER PRIMARY KEY,
+    call_id     TEXT NOT NULL,
+    caller      TEXT NOT NULL,
+    callee      TEXT NOT NULL,
+    answered_by TEXT,
+    started_at  REAL NOT NULL,
+    answered_at REAL,
+    ended_at    REAL,
+    result      TEXT NOT NULL,
+    status      INTEGER,
+    transfers   TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS call_records_started ON call_records (started_at);
+"""
+
+ACTIVE, INTERRUPTED = "active", "interrupted"
+_COLUMNS = ("call_id, caller, callee, answered_by, started_at, answered_at, ended_at, result, "
+            "status, transfers")
+
+
+class _HasLegs(Protocol):
+    """What records need of the B2BUA: the live legs (to tell when a call's last leg ends)."""
+
+    @property
+    def legs(self) -> Iterable[object]: ...
+
+
+@dataclass
+class CallRecord:
+    """One call as stored; `transfers` is the call's transfer transitions in order."""
+
+    call_id: str
+    caller: str
+    callee: str
+    started_at: float
+    answered_by: str | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    result: str = ACTIVE
+    status: int | None = None
+    transfers: list[dict[str, object]] = field(default_factory=list)
+    row_id: int = 0
+    failure: str = ""
+
+    def row(self) -> tuple[object, ...]:
+        return (self.call_id, self.caller, self.callee, self.answered_by, self.started_at,
+                self.answered_at, self.ended_at, self.result, self.status,
+                json.dumps(self.transfers))
+
+    def to_json(self) -> dict[str, object]:
+        """The record as the CLI's and API's JSON show it."""
+        data = asdict(self)
+        del data["row_id"], data["failure"]
+        return data
+
+    @property
+    def transfer(self) -> dict[str, object] | None:
+        """The latest transfer transition, if the call had one."""
+        return self.transfers[-1] if self.transfers else None
+
+
+class CallRecords:
+    """The call-record observer: rows in `db` (the server's `Store.db`), live calls in memory."""
+
+    def __init__(self, db: sqlite3.Connection, b2bua: _HasLegs) -> None:
+        self.db = db
+        self.b2bua = b2bua
+        self.active: dict[str, CallRecord] = {}
+        self.on_finished: list[Callable[[CallRecord], None]] = []
+        self.db.executescript(SCHEMA)
+        self.db.execute("UPDATE call_records SET result = ? WHERE result = ?",
+                        (INTERRUPTED, ACTIVE))
+
+    def observe(self, event: dict[str, object]) -> None:
+        """Takes one B2BUA event (see module docstring)."""
+        kind, call_id = str(event["kind"]), str(event["call_id"])
+        if kind == "call.started":
+            self._started(call_id, event)
+            return
+        record = self.active.get(call_id)
+        if record is None:
+            return
+        if kind == "leg.answered" and record.answered_at is None:
+            record.answered_at = _float(event["time"])
+            record.answered_by = str(event.get("number", ""))
+        elif kind == "leg.failed" and record.answered_at is None:
+            record.failure = str(event.get("condition", ""))
+            record.status = int(_float(event.get("status", 0)))
+        elif kind == "transfer":
+            record.transfers.append(_transfer_step(event))
+        elif kind == "leg.ended" and not self._live(call_id):
+            self._finish(record, _float(event["time"]))
+
+    def _started(self, call_id: str, event: dict[str, object]) -> None:
+        record = CallRecord(call_id, str(event.get("caller", "")), str(event.get("callee", "")),
+                            _float(event["time"]))
+        cursor = self.db.execute(f"INSERT INTO call_records ({_COLUMNS}) "
+                                 "VALUES (?,?,?,?,?,?,?,?,?,?)", record.row())
+        record.row_id = int(cursor.lastrowid or 0)
+        self.active[call_id] = record
+
+    def _live(self, call_id: str) -> bool:
+        return any(getattr(leg, "call_id", None) == call_id for leg in self.b2bua.legs)
+
+    def _finish(self, record: CallRecord, now: float) -> None:
+        record.ended_at = now
+        if record.answered_at is not None:
+            record.result = "answered"
+        else:
+            record.result = record.failure or "cancelled"
+        self.db.execute(f"UPDATE call_records SET ({_COLUMNS}) = (?,?,?,?,?,?,?,?,?,?) "
+                        "WHERE id = ?", (*record.row(), record.row_id))
+        del self.active[record.call_id]
+        for hook in self.on_finished:
+            hook(record)
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float | str) else 0.0
+
+
+def _transfer_step(event: dict[str, object]) -> dict[str, object]:
+    keep = ("time", "service", "state", "previous", "event", "transferer", "transferred",
+            "addressee")
+    return {k: event[k] for k in keep if k in event}
+
+
+def query(db: sqlite3.Connection, since: float = 0.0, limit: int = 1000) -> list[CallRecord]:
+    """Records of calls started at or after `since` (Unix time), oldest first."""
+    rows = db.execute(f"SELECT id, {_COLUMNS} FROM call_records WHERE started_at >= ? "
+                      "ORDER BY started_at, id LIMIT ?", (since, limit))
+    return [_from_row(r) for r in rows]
+
+
+def open_readonly(path: str) -> sqlite3.Connection:
+    """The store opened for reading only (the CLI, while the server may be writing)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.execute("PRAGMA query_only = 1")
+    return db
+
+
+def _from_row(r: tuple) -> CallRecord:
+    row_id, call_id, caller, callee, answered_by, started, answered, ended, result, status, \
+        transfers = r
+    return CallRecord(call_id, caller, callee, started, answered_by, answered, ended, result,
+                      status, json.loads(transfers), row_id)

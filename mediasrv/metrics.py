@@ -1,0 +1,190 @@
+"""Prometheus metrics for the running server, served as `GET /metrics` by the API.
+
+How this works: one `CollectorRegistry` per `Metrics` (so several servers in one process, as in
+the tests, never share counters). Two kinds of metric:
+- event counters (calls by result, transfers by result, DTMF digits by source) are
+  prometheus-client `Counter`s bumped by `observe` (a B2BUA observer), by the call records'
+  `on_finished` hook and by `count_digits` (a wrapper around the B2BUA's event listener);
+- live values (active calls and legs, registrations, open streams, RTP counters) are read at
+  scrape time by a custom collector. The engine's per-stream RTP counters vanish with the
+  stream, so `sample()` (each scrape, and every `SAMPLE_INTERVAL` seconds) keeps each live
+  leg's last reading and folds it into the totals when the leg ends; a leg's packets in its
+  last sampling interval before it ends are not counted (at most one second's worth).
+Naming follows the Prometheus conventions: `mediasrv_` prefix, base units, `_total` on
+counters, direction as a label (`in` = received from phones, `out` = sent to them; loss and
+lateness are measured on what is received).
+
+Not exported: the media engine's loop time per tick — the engine does not measure it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mediasrv.call.api import CallEvent, DigitReceived
+from mediasrv.call.records import CallRecord
+from mediasrv.media.engine import MediaError
+from mediasrv.services.transfer import TERMINAL, State
+
+if TYPE_CHECKING:
+    from mediasrv.call.b2bua import B2BUA
+
+SAMPLE_INTERVAL = 1.0
+CALL_RESULTS = ("answered", "busy", "no_answer", "not_registered", "cancelled")
+DIGIT_SOURCES = ("rfc4733", "inband")
+TRANSFER_RESULTS = frozenset({*(str(s) for s in TERMINAL), str(State.FAIL)})
+_RTP_KEYS = ("packets_in", "bytes_in", "packets_out", "bytes_out", "lost", "late", "dropped",
+             "malformed")
+
+
+class Metrics:
+    """The server's metrics; `observe` and `call_finished` are its event hooks."""
+
+    def __init__(self, b2bua: B2BUA) -> None:
+        self.b2bua = b2bua
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.calls_started = Counter("mediasrv_calls_started", "Calls started", registry=reg)
+        self.calls_ended = Counter("mediasrv_calls", "Calls ended, by result", ["result"],
+                                   registry=reg)
+        self.transfers_started = Counter("mediasrv_transfers_started", "Transfers started",
+                                         ["service"], registry=reg)
+        self.transfers = Counter("mediasrv_transfers", "Transfers ended, by result (the "
+                                 "terminal state, or abandoned when the call ended first)",
+                                 ["service", "result"], registry=reg)
+        self.digits = Counter("mediasrv_dtmf_digits", "DTMF digits received, by source",
+                              ["source"], registry=reg)
+        for result in CALL_RESULTS:
+            self.calls_ended.labels(result)
+        for source in DIGIT_SOURCES:
+            self.digits.labels(source)
+        self._open_transfers: dict[str, str] = {}  # call id -> service
+        self._last: dict[str, Tally[str]] = {}  # leg id -> its stream's last reading
+        self._ended = Tally[str]()  # the last readings of legs that ended
+        self._sampler: asyncio.Task | None = None
+        reg.register(_LiveCollector(self))
+
+    # ------------------------------------------------------------------ hooks
+
+    def observe(self, event: dict[str, object]) -> None:
+        """B2BUA observer: call starts, transfer transitions, ended legs' RTP totals."""
+        kind = event.get("kind")
+        if kind == "call.started":
+            self.calls_started.inc()
+        elif kind == "transfer":
+            self._transfer(str(event["call_id"]), str(event.get("service", "")),
+                           str(event.get("state", "")), event.get("event") == "start")
+        elif kind == "leg.ended":
+            self._ended.update(self._last.pop(str(event["leg"]), Tally()))
+
+    def call_finished(self, record: CallRecord) -> None:
+        """Call-records hook: one call ended with `record.result`."""
+        self.calls_ended.labels(record.result).inc()
+        service = self._open_transfers.pop(record.call_id, None)
+        if service is not None:
+            self.transfers.labels(service, "abandoned").inc()
+
+    def count_digits(self, listener: Callable[[CallEvent], bool]) -> Callable[[CallEvent], bool]:
+        """Wraps the B2BUA's event listener so every received digit is counted by source."""
+        def counted(event: CallEvent) -> bool:
+            if isinstance(event, DigitReceived):
+                self.digits.labels(event.source).inc()
+            return listener(event)
+        return counted
+
+    def _transfer(self, call_id: str, service: str, state: str, started: bool) -> None:
+        if started:
+            self.transfers_started.labels(service).inc()
+            self._open_transfers[call_id] = service
+        elif state in TRANSFER_RESULTS and call_id in self._open_transfers:
+            del self._open_transfers[call_id]
+            self.transfers.labels(service, state.lower()).inc()
+
+    # ------------------------------------------------------------------ RTP sampling
+
+    def sample(self) -> None:
+        """Reads every live leg's stream counters."""
+        for leg in list(self.b2bua.legs):
+            try:
+                stats = self.b2bua.engine.stats(leg.stream)
+            except MediaError:
+                continue  # closed since: its last reading stands
+            self._last[leg.id] = Tally({k: stats[k] for k in _RTP_KEYS})
+
+    def rtp_totals(self) -> Tally[str]:
+        """RTP counters over the server's life: ended legs plus the live ones."""
+        self.sample()
+        total = Tally(self._ended)
+        for reading in self._last.values():
+            total.update(reading)
+        return total
+
+    def start(self) -> None:
+        self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
+
+    def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL)
+            self.sample()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _LiveCollector(Collector):
+    """Values read from the live server at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        b2bua = self.metrics.b2bua
+        legs = list(b2bua.legs)
+        yield _gauge("mediasrv_calls_active", "Calls in progress", len({g.call_id for g in legs}))
+        yield _gauge("mediasrv_legs_active", "Call legs in progress", len(legs))
+        yield _gauge("mediasrv_media_streams_open", "Open RTP streams in the media engine",
+                     b2bua.engine.open_stream_count())
+        bindings = b2bua.registrar.bindings
+        yield _gauge("mediasrv_registrations", "Registered contacts (bindings)",
+                     sum(len(t) for t in bindings.values()))
+        yield _gauge("mediasrv_registered_extensions", "Extensions with at least one binding",
+                     sum(1 for t in bindings.values() if t))
+        yield from _rtp_families(self.metrics.rtp_totals())
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _rtp_families(t: Tally[str]) -> Iterator[Metric]:
+    packets = CounterMetricFamily("mediasrv_rtp_packets", "RTP packets, by direction",
+                                  labels=["direction"])
+    packets.add_metric(["in"], t["packets_in"])
+    packets.add_metric(["out"], t["packets_out"])
+    octets = CounterMetricFamily("mediasrv_rtp_bytes", "RTP bytes, by direction",
+                                 labels=["direction"])
+    octets.add_metric(["in"], t["bytes_in"])
+    octets.add_metric(["out"], t["bytes_out"])
+    yield packets
+    yield octets
+    for key, doc in (("lost", "RTP packets lost (sequence gaps, RFC 3550 A.3)"),
+                     ("late", "RTP packets arrived too late to play"),
+                     ("dropped", "RTP packets dropped (unexpected source or payload)"),
+                     ("malformed", "Malformed RTP packets")):
+        family = CounterMetricFamily(f"mediasrv_rtp_packets_{key}", f"{doc}, by direction",
+                                     labels=["direction"])
+        family.add_metric(["in"], t[key])
+        yield family
