@@ -32,8 +32,8 @@ from posix.unistd cimport close, write
 
 _ENG_DIGITS = "0123456789*#ABCD"
 cdef uint32_t ENG_RFC4733_LONG = 8000 * 2       # a press longer than 2 s is reported then
-_ENG_CODECS = {"PCMU": ENG_PCMU, "PCMA": ENG_PCMA}
-_ENG_DTMF_MODES = {"rfc4733": 0, "inband": 1, "auto": 2}
+_ENG_DTMF_MODES = {"rfc4733": ENG_DTMF_RFC4733, "inband": ENG_DTMF_INBAND,
+                   "auto": ENG_DTMF_AUTO}
 _ENG_FEEDS = ("none", "silence", "peer", "conference", "moh", "prompt", "tone")
 
 
@@ -54,6 +54,7 @@ cdef int eng_bind_udp(uint32_t addr, int port) noexcept nogil:
 
 
 cdef uint32_t eng_parse_ipv4(str host) except? 0:
+    """An IPv4 literal in network byte order (SDP gives addresses, not names)."""
     cdef uint32_t out = 0
     b = host.encode()
     if inet_pton(AF_INET, b, &out) != 1:

@@ -181,3 +181,21 @@ async def engine_factory(test_name: str) -> AsyncIterator[Callable[..., EngineUn
         assert leaked == 0, f"{leaked} streams left open"
         assert not eut.engine.thread_alive()
         assert_ports_free(eut.port_min, eut.port_max)
+
+
+def rtp_valid(data: bytes) -> bool:
+    """Reference for the engine's RTP validity checks (RFC 3550 §5.1, A.1; RFC 5761 §4)."""
+    if len(data) < 12 or data[0] >> 6 != 2:
+        return False
+    off = 12 + 4 * (data[0] & 0x0F)
+    if off > len(data):
+        return False
+    if data[0] & 0x10:
+        if off + 4 > len(data):
+            return False
+        off += 4 + 4 * int.from_bytes(data[off + 2:off + 4], "big")
+        if off > len(data):
+            return False
+    if data[0] & 0x20 and (data[-1] == 0 or off + data[-1] > len(data)):
+        return False
+    return not 72 <= data[1] & 0x7F <= 76

@@ -7,7 +7,14 @@ import wave
 
 import numpy as np
 import pytest
-from rtp_peer import RtpPeer, assert_ports_free, build, engine_factory, goertzel_power
+from rtp_peer import (
+    RtpPeer,
+    assert_ports_free,
+    build,
+    engine_factory,
+    goertzel_power,
+    rtp_valid,
+)
 
 from mediasrv import _media
 from mediasrv.media.engine import MediaEngine, MediaError
@@ -181,3 +188,35 @@ async def test_a_failing_event_handler_loses_no_other_event(peers, caplog) -> No
     eng.stop()
     assert sorted(e.stream for e in seen) == sorted(sids)
     assert "handler bug" in caplog.text
+
+
+def random_datagrams(n: int, seed: int = 4733) -> list[bytes]:
+    """Datagrams near the RTP header format: random flags, CC, extension and padding."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        body = rng.integers(0, 256, int(rng.integers(4, 60)), dtype=np.uint8).tobytes()
+        b0 = int(rng.choice([0x80, 0x80, 0xA0, 0x90, 0x80 | int(rng.integers(1, 4)), 0x40]))
+        b1 = int(rng.choice([0, 0, 0, 101, 72, 200]) & 0x7F)
+        out.append(bytes([b0, b1]) + body)
+    return out
+
+
+async def test_random_datagrams_are_each_accounted_like_the_reference(engines, peers) -> None:
+    eng = engines().engine
+    (pa,) = peers(1)
+    a = eng.open_stream()
+    eng.set_remote(a, "127.0.0.1", pa.port, codec="PCMU", pt=0, event_pt=None)
+    grams = random_datagrams(400)
+    for i, g in enumerate(grams):
+        pa.send_raw(eng.local_port(a), g)
+        if i % 20 == 19:
+            await asyncio.sleep(0.002)     # stay within the socket's receive buffer
+    await asyncio.sleep(0.2)
+    st = eng.stats(a)
+    invalid = sum(not rtp_valid(g) for g in grams)
+    assert 50 < invalid < len(grams) - 50
+    assert st["malformed"] == invalid
+    assert st["packets_in"] + st["dropped"] == len(grams) - invalid
+    assert eng.thread_alive()
+    eng.close_stream(a)
