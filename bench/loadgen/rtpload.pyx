@@ -116,6 +116,7 @@ cdef class LoadGen:
     cdef public int64_t received
     cdef public int64_t timed
     cdef uint8_t bufs[BATCH][256]
+    cdef uint8_t template[PKT]
     cdef mmsghdr mm[BATCH]
     cdef iovec iov[BATCH]
 
@@ -126,8 +127,15 @@ cdef class LoadGen:
         self.cap = max_flows
         if self.flows == NULL or self.hist == NULL:
             raise MemoryError()
+        memset(self.template, 0xFF, PKT)          # μ-law silence until set_payload()
         for _ in range(min(nsocks, MAX_SOCKS)):
             self._open_socket()
+
+    def set_payload(self, bytes frame) -> None:
+        """The 160 payload bytes every packet carries (its first 16 then hold our stamps)."""
+        if len(frame) != PKT - 12:
+            raise ValueError("a payload is 160 bytes")
+        memcpy(self.template + 12, <const char*>frame, PKT - 12)
 
     cdef _open_socket(self):
         cdef sockaddr_in sa
@@ -213,7 +221,7 @@ cdef class LoadGen:
         cdef Flow* f = &self.flows[i]
         cdef uint8_t* p = self.bufs[k]
         cdef int64_t t = now_ns()
-        memset(p, 0xFF, PKT)
+        memcpy(p, self.template, PKT)
         p[0] = 0x80
         p[1] = 0
         p[2] = <uint8_t>(f.seq >> 8)
