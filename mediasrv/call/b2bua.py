@@ -16,7 +16,9 @@ How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
   or a service through `LegFailed`.
 - In-dialog: BYE ends a leg; a re-INVITE is answered with our SDP and, when it holds or
   resumes, the other party gets music on hold or is bridged back; UPDATE, INFO, OPTIONS and
-  NOTIFY get 200; REFER is not yet supported (501).
+  NOTIFY get 200; REFER goes to `refer.py` (blind, attended and blond transfers).
+- An INVITE with Replaces goes to `replaces.py` (RFC 3891: the new leg takes the old one's
+  place in its bridge).
 - Every call event is offered to `listener` (the service host) first; a leg a service took
   over (`leg.owner`) is left to it. Otherwise a leg that ends takes its peer down with it.
 """
@@ -42,9 +44,12 @@ from mediasrv.call.api import (
 from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import Call, Fork, LegState, SipLeg
+from mediasrv.call.refer import ReferTransfers
 from mediasrv.call.registrar import Registrar
+from mediasrv.call.replaces import ReplacesHandler
 from mediasrv.call.store import Store
 from mediasrv.call.topology import Topology
+from mediasrv.call.voicemail import Voicemail
 from mediasrv.config import Config, FailoverAction
 from mediasrv.logs import call_logger
 from mediasrv.media import events as media_events
@@ -76,7 +81,7 @@ class SipPort(Protocol):
     def send_ack_2xx(self, ack: Request, destination: Destination) -> None: ...
 
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REGISTER, REFER"
 EVENT_PT = 101
 
 
@@ -99,9 +104,11 @@ class B2BUA:
         self._by_client_txn: dict[object, tuple[SipLeg, Fork]] = {}
         self._by_dialog: dict[tuple[str, str, str], SipLeg] = {}
         self._plays: dict[int, Callable[[], None]] = {}
-        self.recordings: dict[int, Callable[[media_events.RecordingFinished], None]] = {}
+        self.recordings: dict[int, Voicemail] = {}
         self._sdp_ids = int(time.time())
         self.observers: list[Callable[[dict[str, object]], None]] = []
+        self.transfers = ReferTransfers(self)
+        self.replaces = ReplacesHandler(self)
 
     # ================================================================== SIP events
 
@@ -111,9 +118,9 @@ class B2BUA:
         elif isinstance(event, sip.ResponseReceived):
             self._on_response(event)
         elif isinstance(event, sip.CancelReceived):
-            leg = self._by_server_txn.get(event.invite_txn)
-            if leg is not None and not leg.answered:
-                self._leg_gone(leg)
+            self._caller_gone(event.invite_txn)
+        elif isinstance(event, sip.TransportFailed) and event.txn in self._by_server_txn:
+            self._caller_gone(event.txn)  # its TCP connection closed while ringing (§17.2.4)
         elif isinstance(event, sip.TransactionTimedOut | sip.TransportFailed):
             self._on_client_failure(event.txn)
         elif isinstance(event, sip.AckTimedOut) and event.dialog is not None:
@@ -121,6 +128,11 @@ class B2BUA:
             if leg is not None:
                 self.hangup(leg)
                 self._leg_gone(leg, notify=False)
+
+    def _caller_gone(self, invite_txn: object) -> None:
+        leg = self._by_server_txn.get(invite_txn)
+        if leg is not None and not leg.answered:
+            self._leg_gone(leg)
 
     def _on_request(self, event: sip.RequestReceived) -> None:
         request = event.request
@@ -177,6 +189,9 @@ class B2BUA:
             return
         if offer is None:
             self._respond(txn, make_response(request, 488, "An SDP offer is required"))
+            return
+        if "Replaces" in request.headers:
+            self.replaces.on_invite(txn, request, offer, verdict.extension)
             return
         if target not in self.config.extensions:
             self._respond(txn, make_response(request, 404))
@@ -448,6 +463,8 @@ class B2BUA:
                 response.headers.set("Contact", f"<sip:mediasrv@{self._sip_host()}>")
                 self._attach_current_sdp(leg, response)
             self._respond(txn, response)
+        elif method == "REFER":
+            self.transfers.on_refer(leg, txn, request)
         else:
             self._respond(txn, make_response(request, 501))
 
@@ -525,16 +542,21 @@ class B2BUA:
         return play_id
 
     def voicemail(self, leg: SipLeg, mailbox: str) -> None:
-        from mediasrv.call.voicemail import Voicemail
         Voicemail(self, leg, mailbox).start()
+
+    def stop_recording(self, leg: SipLeg) -> None:
+        """A new media action on a leg ends its voicemail recording (the message is kept)."""
+        voicemail = self.recordings.get(leg.stream)
+        if voicemail is not None and not voicemail.interrupted:
+            voicemail.interrupt()
 
     # ================================================================== media events
 
     def on_media_event(self, event: media_events.MediaEvent) -> None:
         if isinstance(event, media_events.RecordingFinished):
-            done = self.recordings.pop(event.stream, None)
-            if done is not None:
-                done(event)
+            voicemail = self.recordings.pop(event.stream, None)
+            if voicemail is not None:
+                voicemail.finished(event)
             return
         leg = self._by_stream.get(event.stream)
         if leg is None or leg.ended:
@@ -555,8 +577,12 @@ class B2BUA:
     # ================================================================== leg bookkeeping
 
     def _emit(self, event: CallEvent, default: Callable[[], None]) -> None:
-        if not self.listener(event) and not event.leg.owner:
+        if not self._tell(event) and not event.leg.owner:
             default()
+
+    def _tell(self, event: CallEvent) -> bool:
+        """A REFER transfer owning the leg hears the event first, then the services."""
+        return self.transfers.handle(event) or self.listener(event)
 
     def _leg_gone(self, leg: SipLeg, notify: bool = True) -> None:
         """The far side ended the leg (BYE, CANCEL, timeout): tell its owner, end its peers."""
@@ -565,7 +591,7 @@ class B2BUA:
         peer = self.topology.peer_of(leg)
         group = [m for m in self.topology.group_of(leg) if m is not leg]
         self._end_leg(leg)
-        if notify and self.listener(LegHungUp(leg)) or leg.owner:
+        if notify and self._tell(LegHungUp(leg)) or leg.owner:
             return
         dialled_for = leg.caller if not leg.inbound and leg.purpose == "call" else None
         for other in [peer, *group, leg.dialing, dialled_for]:
@@ -577,6 +603,7 @@ class B2BUA:
             return
         leg.state = LegState.ENDED
         self._stop_ring_timer(leg)
+        self.replaces.finder.leg_ended(leg)
         self.topology.remove(leg)
         self.legs.discard(leg)
         self._by_stream.pop(leg.stream, None)
@@ -643,7 +670,8 @@ class B2BUA:
         """Live objects, for tests that check nothing leaked."""
         return {"legs": len(self.legs), "streams": len(self._by_stream),
                 "server_txns": len(self._by_server_txn), "client_txns": len(self._by_client_txn),
-                "dialogs": len(self._by_dialog), "plays": len(self._plays)}
+                "dialogs": len(self._by_dialog), "plays": len(self._plays),
+                "refers": self.transfers.leak_report()}
 
 
 def _worse(a: int, b: int) -> int:

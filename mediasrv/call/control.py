@@ -37,10 +37,12 @@ class ServiceControl:
 
     def bridge(self, a: SipLeg, b: SipLeg) -> None:
         if not (a.ended or b.ended):
+            self._retarget(a, b)
             self.topology.bridge(a, b)
 
     def mix(self, legs: list[SipLeg]) -> None:
         live = [leg for leg in legs if not leg.ended]
+        self._retarget(*live)
         if len(live) >= 3:
             self.topology.mix(live)
         elif len(live) == 2:
@@ -48,18 +50,29 @@ class ServiceControl:
 
     def hold(self, leg: SipLeg, moh_class: str = "") -> None:
         if not leg.ended:
+            self._retarget(leg)
             self.b2bua.hold(leg, moh_class)
 
     def play_prompt(self, leg: SipLeg, name: str) -> int:
-        return -1 if leg.ended else self.b2bua.play_prompt(leg, name)
+        if leg.ended:
+            return -1
+        self._retarget(leg)
+        return self.b2bua.play_prompt(leg, name)
 
     def play_tone(self, leg: SipLeg, tone: str) -> None:
         if not leg.ended:
+            self._retarget(leg)
             self.topology.tone(leg, tone)
 
     def silence(self, leg: SipLeg) -> None:
         if not leg.ended:
+            self._retarget(leg)
             self.topology.silence(leg)
+
+    def _retarget(self, *legs: SipLeg) -> None:
+        """A leg given something new to hear stops being recorded to voicemail."""
+        for leg in legs:
+            self.b2bua.stop_recording(leg)
 
     def send_dtmf(self, leg: SipLeg, digits: str) -> None:
         if not leg.ended:

@@ -4,7 +4,10 @@ How this works (the `voicemail` failover action of the transfer spec): the calle
 `vm-greeting` prompt, then `beep`, then the engine records the caller's inbound audio to
 `<storage dir>/voicemail/<mailbox>/<time>-<caller>.wav` until the caller hangs up or the
 mailbox's `voicemail_max_seconds` pass. When the engine reports the recording finished, one
-index row is written to SQLite and, if the caller is still there, the leg is hung up.
+index row is written to SQLite and, if the caller is still there, the leg is hung up — unless
+the recording was interrupted by a new media action on the leg (a service reconnecting it, e.g.
+`*0` while the transferer talks to the addressee's voicemail): then the message is kept and the
+leg stays up.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Voicemail:
         ext = b2bua.config.extensions.get(mailbox)
         self.max_seconds = ext.voicemail_max_seconds if ext else 120.0
         self.log = call_logger(log, leg.call_id)
+        self.interrupted = False
 
     def start(self) -> None:
         self.b2bua.play_prompt(self.leg, "vm-greeting", then=self._beep)
@@ -44,14 +48,19 @@ class Voicemail:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.leg.number}.wav"
         self.b2bua.topology.silence(self.leg)
-        self.b2bua.recordings[self.leg.stream] = self._finished
+        self.b2bua.recordings[self.leg.stream] = self
         self.b2bua.engine.record_start(self.leg.stream, str(path), self.max_seconds)
         self.log.info("recording a message from %s for %s to %s", self.leg.number,
                       self.mailbox, path)
 
-    def _finished(self, event: RecordingFinished) -> None:
+    def interrupt(self) -> None:
+        """Stop recording because the leg is given something else to hear."""
+        self.interrupted = True
+        self.b2bua.engine.record_stop(self.leg.stream)
+
+    def finished(self, event: RecordingFinished) -> None:
         self.b2bua.store.add_voicemail(self.mailbox, self.leg.number, str(Path(event.path)),
                                        event.seconds, time.time())
         self.log.info("message for %s saved (%.1f s)", self.mailbox, event.seconds)
-        if not self.leg.ended:
+        if not self.leg.ended and not self.interrupted:
             self.b2bua.hangup(self.leg)
