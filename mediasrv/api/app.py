@@ -81,7 +81,7 @@ class ApiApp:
     def __init__(self, server: Server, hub: EventHub) -> None:
         self.server = server
         self.hub = hub
-        self._openapi = json.dumps(openapi.document()).encode()
+        self._document = json.dumps(openapi.document()).encode()
 
     async def __call__(self, request: HttpRequest) -> Answer:
         route, params = _route(request)
@@ -112,7 +112,7 @@ class ApiApp:
         return HttpResponse(200, body, content_type)
 
     async def _openapi(self, request: HttpRequest) -> Answer:
-        return HttpResponse(200, self._openapi)
+        return HttpResponse(200, self._document)
 
     async def _registrations(self, request: HttpRequest) -> Answer:
         return HttpResponse.json(200, views.registrations(self._b2bua()))
@@ -210,12 +210,12 @@ def _legs_of(b2bua: B2BUA, call_id: str) -> list[SipLeg]:
 def _check_transferable(b2bua: B2BUA, leg: SipLeg, name: str, code: str) -> None:
     """The conditions under which the leg's own dialling of `code` would start the service."""
     peer = b2bua.topology.peer_of(leg)
+    allowed = leg.extension is not None and leg.extension.may_use(name)
     problem = ("the service has no start code" if not code
                else "the leg is not answered" if not leg.answered
-               else f"extension may not use {name}" if not (leg.extension
-                                                            and leg.extension.may_use(name))
+               else f"extension may not use {name}" if not allowed
+               else "the call is already in a service" if leg.owner or (peer and peer.owner)
                else "the leg is not in a two-party call" if peer is None
-               else "the call is already in a service" if leg.owner or peer.owner
                else "")
     if problem:
         raise HttpError(409, problem)

@@ -240,8 +240,11 @@ class HttpServer:
             answer = await self.handler(request)
         except HttpError as exc:
             answer = exc.response()
+        except Exception:  # our bug: answered 500, logged, and the server goes on
+            log.exception("API handler failed on %s %s", request.method, request.path)
+            answer = HttpResponse.error(500, "internal error (see the server log)")
         if isinstance(answer, EventStream):
-            await _stream(answer, writer)
+            await _stream(answer, reader, writer)
             return False
         writer.write(answer.head(request.keep_alive) + answer.body)
         await writer.drain()
@@ -267,17 +270,29 @@ class HttpServer:
                            body, request.version)
 
 
-async def _stream(stream: EventStream, writer: asyncio.StreamWriter) -> None:
+async def _stream(stream: EventStream, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> None:
+    """Pumps the stream until it ends or the client closes its side (a client sends nothing
+    on an event stream, so any read completing means it is gone)."""
+    pump = asyncio.ensure_future(_pump(stream, writer))
+    gone = asyncio.ensure_future(reader.read(1))
     try:
-        writer.write(EventStream.HEAD)
-        await writer.drain()
-        event_id = 0
-        async for item in stream.events:
-            event_id += item is not None
-            writer.write(EventStream.frame(item, event_id))
-            await writer.drain()
+        await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in (pump, gone):
+            task.cancel()
+        await asyncio.gather(pump, gone, return_exceptions=True)
         stream.close()
+
+
+async def _pump(stream: EventStream, writer: asyncio.StreamWriter) -> None:
+    writer.write(EventStream.HEAD)
+    await writer.drain()
+    event_id = 0
+    async for item in stream.events:
+        event_id += item is not None
+        writer.write(EventStream.frame(item, event_id))
+        await writer.drain()
 
 
 def _error_bytes(exc: HttpError) -> bytes:

@@ -53,7 +53,8 @@ def call(b2bua: B2BUA, records: CallRecords | None, call_id: str,
     """One call: parties and times (from its record), legs, mixes and transfer state."""
     record = records.active.get(call_id) if records else None
     legs = sorted(legs, key=lambda leg: _leg_order(leg.id))
-    mixes = {tuple(m.id for m in b2bua.topology.group_of(leg)) for leg in legs}
+    mixes = {tuple(sorted((m.id for m in b2bua.topology.group_of(leg)), key=_leg_order))
+             for leg in legs}
     return {
         "id": call_id,
         "caller": record.caller if record else None,
