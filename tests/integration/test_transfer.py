@@ -426,3 +426,33 @@ async def test_ordinary_call_to_busy_extension_leaves_voicemail(harness: Harness
     assert caller == "101" and 0.5 < seconds < 3
     pcm, rate = sf.read(path, dtype="int16")
     assert rate == 8000 and "A" in audio.tones_in(pcm[-4000:])
+
+
+async def test_inband_dtmf_starts_and_completes_a_transfer(harness: Harness) -> None:
+    s = await scene(harness)
+    await s.b_call.send_dtmf("#4", mode="inband")
+    await s.on_moh(s.a)
+    await s.b_call.send_dtmf("103#", mode="inband")
+    await s.addressee_answers()
+    await hang_up_all(s.b_call)
+    await s.talking(s.a, s.c)
+    await hang_up_all(s.a_call)
+
+
+@pytest.mark.site('[extensions.102]\nlanguage = "it"\n')
+async def test_prompts_follow_the_extension_language(harness: Harness) -> None:
+    engine = harness.server.engine
+    played: list[str] = []
+    original = engine.play_prompt
+
+    def spy(sid: int, name: str) -> int:
+        played.append(name)
+        return original(sid, name)
+
+    engine.play_prompt = spy
+    s = await scene(harness)
+    await s.start_transfer()
+    assert played == ["it/transfer"]
+    await s.b_call.send_dtmf("*0")  # an invalid number while dialling
+    await wait_until(lambda: "it/invalid" in played, 4, "the Italian 'invalid' prompt")
+    await hang_up_all(s.a_call)
