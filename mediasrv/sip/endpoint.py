@@ -242,9 +242,12 @@ class SipEndpoint:
         out, self._events = self._events, []
         return out
 
-    def transaction_count(self) -> int:
-        """Live transactions (leak accounting: 0 once everything settled)."""
-        return len(self._servers) + len(self._clients)
+    def transaction_count(self, transport: str | None = None) -> int:
+        """Live transactions, or those over `transport` ("udp", "tcp") only (leak
+        accounting: 0 once everything settled)."""
+        if transport is None:
+            return len(self._servers) + len(self._clients)
+        return sum(t.transport == transport for t in self._all_transactions())
 
     def send_request(self, request: Request, destination: Destination, now: float, *,
                      conn_id: int | None = None) -> ClientTransaction:

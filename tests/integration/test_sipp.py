@@ -12,6 +12,7 @@ back. The harness ends every test with its leak check.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -36,8 +37,8 @@ def creds(ext: str, password: str | None = None) -> list[tuple[str, str]]:
     return [(ext, password or f"demo{ext}")]
 
 
-@pytest.fixture
-async def sipp(harness: Harness) -> AsyncIterator[SippFactory]:
+@contextlib.asynccontextmanager
+async def sipp_runs(harness: Harness) -> AsyncIterator[SippFactory]:
     """Make SIPp runs aimed at the harness's server; kill and clean them up afterwards."""
     made: list[Sipp] = []
     host, port = harness.sip_addr
@@ -51,16 +52,28 @@ async def sipp(harness: Harness) -> AsyncIterator[SippFactory]:
         made.append(run)
         return run
 
-    yield make
-    for run in made:
-        run.stop()
-        run.cleanup()
+    try:
+        yield make
+    finally:
+        for run in made:
+            run.stop()
+            run.cleanup()
 
 
-async def register_callee(make: SippFactory, ext: str, scenario: str, **kw) -> Sipp:
-    """Bind a SIPp port to extension ``ext``, then start UAS ``scenario`` on that port."""
-    reg = make("register_auth", ext)
+@pytest.fixture
+async def sipp(harness: Harness) -> AsyncIterator[SippFactory]:
+    """``sipp(scenario, ext, uas=False, **Sipp options)``: SIPp runs against the server."""
+    async with sipp_runs(harness) as make:
+        yield make
+
+
+async def register_callee(make: SippFactory, ext: str, scenario: str, *,
+                          transport: list[str] | None = None, **kw) -> Sipp:
+    """Bind a SIPp port to extension ``ext``, then start UAS ``scenario`` on that port.
+    ``transport`` are SIPp options for both runs (e.g. ``["-t", "t1"]`` for TCP)."""
+    reg = make("register_auth", ext, extra=list(transport or []))
     (await reg.run()).check()
+    kw["extra"] = [*(transport or []), *kw.get("extra", [])]
     return await make(scenario, ext, uas=True, port=reg.port, **kw).start()
 
 
