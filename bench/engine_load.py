@@ -50,6 +50,7 @@ class LoadResult:
     received: int
     p50_us: float
     p99_us: float
+    engine_out: int = 0        # packets the engine sent during the run (its own counters)
 
     @property
     def loss(self) -> float:
@@ -88,7 +89,12 @@ def _engine(streams: int) -> Iterator[tuple[MediaEngine, list[int]]]:
         loop.close()
 
 
-def _measure(eng: MediaEngine, lg, units: int, seconds: float, expected: Callable[[], int],
+def _sent_by_engine(eng: MediaEngine, sids: list[int]) -> int:
+    return sum(eng.stats(sid)["packets_out"] for sid in sids)
+
+
+def _measure(eng: MediaEngine, sids: list[int], lg, units: int, seconds: float,
+             expected: Callable[[], int],
              carried: Callable[[float], tuple[float, float]]) -> LoadResult:
     ids = eng.media_thread_ids()
     assert ids is not None
@@ -96,14 +102,16 @@ def _measure(eng: MediaEngine, lg, units: int, seconds: float, expected: Callabl
     if len(mask) > 1:
         os.sched_setaffinity(0, {LOADGEN_CPU})
     try:
+        out0 = _sent_by_engine(eng, sids)
         c0, t0 = _thread_cpu(ids[0]), time.monotonic()
         lg.run(seconds, slots=SLOTS)
         c1, t1 = _thread_cpu(ids[0]), time.monotonic()
+        out1 = _sent_by_engine(eng, sids)
     finally:
         os.sched_setaffinity(0, mask)
     load, busy = carried(t1 - t0)
     return LoadResult(units, load, busy, t1 - t0, c1 - c0, lg.sent, expected(), lg.received,
-                      lg.delay_percentile_us(0.5), lg.delay_percentile_us(0.99))
+                      lg.delay_percentile_us(0.5), lg.delay_percentile_us(0.99), out1 - out0)
 
 
 def _stream(eng: MediaEngine, sids: list[int], remote_port: int) -> int:
@@ -131,7 +139,7 @@ def bridge(calls: int, seconds: float) -> LoadResult:
             eng.connect(a, b)
             lg.add_flow(0, eng.local_port(a))
             lg.add_flow(1, eng.local_port(b))
-        return _measure(eng, lg, calls, seconds, lambda: lg.sent,
+        return _measure(eng, sids, lg, calls, seconds, lambda: lg.sent,
                         lambda wall: (lg.sent / 100 / seconds, seconds))
 
 
@@ -141,11 +149,11 @@ def conferences(count: int, seconds: float) -> LoadResult:
     lg.set_payload(voice_frame())
     with _engine(3 * count) as (eng, sids):
         for _ in range(count):
-            sids = [_stream(eng, sids, lg.port(k)) for k in range(3)]
-            eng.conference(sids)
-            for k, sid in enumerate(sids):
+            members = [_stream(eng, sids, lg.port(k)) for k in range(3)]
+            eng.conference(members)
+            for k, sid in enumerate(members):
                 lg.add_flow(k, eng.local_port(sid))
-        result = _measure(eng, lg, count, seconds, lambda: int(3 * count * 50 * seconds),
+        result = _measure(eng, sids, lg, count, seconds, lambda: int(3 * count * 50 * seconds),
                           lambda wall: (count, wall))
     # Mixed audio does not carry our send times (only a frame passed through alone does),
     # so a delay figure here would be biased: none is reported.
@@ -160,5 +168,5 @@ def moh_listeners(count: int, seconds: float) -> LoadResult:
         eng.define_moh_class("default", music)
         for _ in range(count):
             eng.play_moh(_stream(eng, sids, lg.port(0)), "default")
-        return _measure(eng, lg, count, seconds, lambda: int(count * 50 * seconds),
+        return _measure(eng, sids, lg, count, seconds, lambda: int(count * 50 * seconds),
                         lambda wall: (count, wall))
