@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import wave
 
 import numpy as np
@@ -220,3 +221,15 @@ async def test_random_datagrams_are_each_accounted_like_the_reference(engines, p
     assert st["packets_in"] + st["dropped"] == len(grams) - invalid
     assert eng.thread_alive()
     eng.close_stream(a)
+
+
+async def test_open_close_churn_leaks_no_descriptor(engines) -> None:
+    eng = engines(ports=8).engine
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(300):
+        sids = [eng.open_stream() for _ in range(4)]
+        eng.conference(sids[:3])
+        eng.connect(sids[2], sids[3])
+        for sid in sids:
+            eng.close_stream(sid)
+    assert len(os.listdir("/proc/self/fd")) == before
