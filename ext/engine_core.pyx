@@ -345,14 +345,23 @@ cdef void eng_tick(EngCore* c) noexcept nogil:
 
 # ---------------------------------------------------------------- the thread
 
+cdef void eng_reanchor_all(EngCore* c) noexcept nogil:
+    # Skipped ticks: every stream's next timestamp follows the wall clock (with a marker).
+    cdef int i
+    for i in range(c.nst):
+        if c.st[i].used:
+            c.st[i].anchor = 1
+
+
 cdef void eng_dispatch(EngCore* c, uint64_t tag) noexcept nogil:
     cdef uint64_t count = 0
     cdef int slot
     cdef int64_t sid
     if tag == ENG_TAG_TIMER:
         if read(c.tfd, &count, 8) == 8:
-            if count > 3:                   # we were starved: skip rather than burst
-                count = 3
+            if count > ENG_MAX_CATCHUP:     # starved: skip ticks rather than burst them all
+                eng_reanchor_all(c)
+                count = ENG_MAX_CATCHUP
             while count > 0:
                 eng_tick(c)
                 count -= 1

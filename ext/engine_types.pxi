@@ -42,6 +42,7 @@ cdef enum:
     ENG_TAG_TIMER = 1
     ENG_TAG_WAKE = 2
     ENG_SLOT_BITS = 16
+    ENG_MAX_CATCHUP = 3        # ticks run back to back after a stall; the rest are skipped
 
 
 cdef struct EngEvent:
