@@ -233,3 +233,15 @@ async def test_open_close_churn_leaks_no_descriptor(engines) -> None:
         for sid in sids:
             eng.close_stream(sid)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_ptime_30_frames_and_clock(engines, peers) -> None:
+    eng = engines(ptime_ms=30).engine
+    (pa,) = peers(1)
+    a = wire(eng, pa, "PCMA")
+    eng.play_silence(a)
+    got = pa.recv_for(0.25)
+    eng.close_stream(a)
+    assert 6 <= len(got) <= 10
+    assert {len(p.payload) for p in got} == {240}
+    assert {(q.ts - p.ts) % 2**32 for p, q in zip(got, got[1:], strict=False)} == {240}
