@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 
 from mediasrv import __version__
+from mediasrv.api.commands import CommandError
+from mediasrv.api.commands import add_parsers as add_ops_parsers
+from mediasrv.api.commands import calls as ops_calls
+from mediasrv.api.commands import show as ops_show
 from mediasrv.config import (
     Config,
     ConfigError,
@@ -34,7 +38,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             cmd.add_argument("--log-level", default="INFO",
                              choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_ops_parsers(sub, _config_options)
     return p
+
+
+def _config_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("-c", "--config", action="append", metavar="DIR",
+                     help="configuration directory (repeatable; later ones override)")
+    cmd.add_argument("--plugins", metavar="DIR", help="plugin directory")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -90,6 +101,18 @@ def _run(args: argparse.Namespace) -> int:
         return 1
 
 
+def _ops_command(args: argparse.Namespace) -> int:
+    """`show` and `calls` (mediasrv/api/commands.py): same configuration as `run`."""
+    try:
+        cfg = _load(args)
+        print((ops_show if args.command == "show" else ops_calls)(cfg, args))
+    except (ConfigError, CommandError) as exc:
+        print(f"mediasrv {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"run": _run, "check-config": _check_config}[args.command](args)
+    return {"run": _run, "check-config": _check_config, "show": _ops_command,
+            "calls": _ops_command}[args.command](args)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mediasrv.api import OperationsApi
+from mediasrv.api.app import OperationsApi
 from mediasrv.call.b2bua import B2BUA
 from mediasrv.call.control import ServiceControl
 from mediasrv.call.gatekeeper import Gatekeeper

@@ -1,5 +1,5 @@
-"""The operations API: state, control, event stream, OpenAPI description and /metrics."""
+"""The operations API: state, control, event stream, OpenAPI description and /metrics.
 
-from mediasrv.api.app import OperationsApi
-
-__all__ = ["OperationsApi"]
+`app.OperationsApi` is what the server starts; `commands` holds the CLI's `show` and `calls`
+(kept free of the server's imports, so the CLI starts fast and without the media core).
+"""
