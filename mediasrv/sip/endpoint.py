@@ -249,6 +249,11 @@ class SipEndpoint:
             return len(self._servers) + len(self._clients)
         return sum(t.transport == transport for t in self._all_transactions())
 
+    def transaction_states(self) -> Counter[str]:
+        """How many live transactions are in each state ("Proceeding", "Completed", ...):
+        after a load, only states that wait out a timer (§17.1.1.2, §17.2.1) may remain."""
+        return Counter(t.state.value for t in self._all_transactions())
+
     def send_request(self, request: Request, destination: Destination, now: float, *,
                      conn_id: int | None = None) -> ClientTransaction:
         """Send a request in a new client transaction; adds our Via with a new branch.
