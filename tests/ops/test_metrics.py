@@ -1,0 +1,87 @@
+"""/metrics in Prometheus text format while real calls run."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import wait_until
+from tests.ops.conftest import OpsHarness
+from tests.ops.test_api import talking
+from tests.ops.test_transfer_ops import metrics, sample
+
+
+async def test_names_follow_prometheus_conventions(ops: OpsHarness) -> None:
+    text = await metrics(ops)
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names))
+    for family in families:
+        assert family.name.startswith("mediasrv_"), family.name
+        assert family.documentation, family.name
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+    expected = {"mediasrv_calls", "mediasrv_calls_active", "mediasrv_registrations",
+                "mediasrv_transfers", "mediasrv_rtp_packets", "mediasrv_rtp_packets_lost",
+                "mediasrv_rtp_packets_late", "mediasrv_dtmf_digits"}
+    assert expected <= set(names)
+
+
+async def test_calls_registrations_and_rtp_while_calls_run(ops: OpsHarness) -> None:
+    assert sample(await metrics(ops), "mediasrv_registrations") == 0
+    a, b, a_call, b_call = await talking(ops)
+    text = await metrics(ops)
+    assert sample(text, "mediasrv_registrations") == 2
+    assert sample(text, "mediasrv_calls_active") == 1
+    assert sample(text, "mediasrv_legs_active") == 2
+    assert sample(text, "mediasrv_media_streams_open") == 2
+    assert sample(text, "mediasrv_calls_started_total") == 1
+    first = sample(text, "mediasrv_rtp_packets_total", direction="in")
+    await asyncio.sleep(0.3)
+    text = await metrics(ops)
+    during = sample(text, "mediasrv_rtp_packets_total", direction="in")
+    assert during - first >= 2 * 10  # two phones, 50 packets/s each, 0.3 s
+    assert sample(text, "mediasrv_rtp_packets_total", direction="out") > 0
+    assert sample(text, "mediasrv_rtp_bytes_total", direction="in") == 172 * during
+    assert sample(text, "mediasrv_rtp_packets_lost_total", direction="in") == 0
+    await a_call.hangup()
+    await ops.settle()
+    text = await metrics(ops)
+    assert sample(text, "mediasrv_calls_active") == 0
+    assert sample(text, "mediasrv_calls_total", result="answered") == 1
+    assert sample(text, "mediasrv_rtp_packets_total", direction="in") >= during  # kept
+
+
+async def test_results_of_unanswered_calls(ops: OpsHarness) -> None:
+    a = await ops.phone("A", "101")
+    await ops.phone("B", "102", answer=486)
+    await ops.phone("C", "103", answer=None)
+    busy = await a.call(ops.uri("102"))
+    assert await busy.wait_final() == 486
+    gone = await a.call(ops.uri("104"))
+    assert await gone.wait_final() == 480
+    ringing = await a.call(ops.uri("103"), wait=False)
+    await wait_until(lambda: 180 in ringing.provisional, 3, "ringing")
+    await ringing.hangup()
+    await ops.settle()
+    text = await metrics(ops)
+    results = {r: sample(text, "mediasrv_calls_total", result=r)
+               for r in ("answered", "busy", "not_registered", "cancelled", "no_answer")}
+    assert results == {"answered": 0, "busy": 1, "not_registered": 1, "cancelled": 1,
+                       "no_answer": 0}
+    assert sample(text, "mediasrv_calls_started_total") == 3
+
+
+async def test_dtmf_digits_by_source(ops: OpsHarness) -> None:
+    a, b, a_call, b_call = await talking(ops)
+    await a_call.send_dtmf("12", mode="rfc4733")
+    await a_call.send_dtmf("5", mode="inband")
+    for _ in range(60):  # the in-band digit is reported when its tone ends
+        text = await metrics(ops)
+        if sample(text, "mediasrv_dtmf_digits_total", source="inband"):
+            break
+        await asyncio.sleep(0.05)
+    assert sample(text, "mediasrv_dtmf_digits_total", source="rfc4733") == 2
+    assert sample(text, "mediasrv_dtmf_digits_total", source="inband") == 1
+    await a_call.hangup()
