@@ -14,17 +14,29 @@ Naming follows the Prometheus conventions: `mediasrv_` prefix, base units, `_tot
 counters, direction as a label (`in` = received from phones, `out` = sent to them; loss and
 lateness are measured on what is received).
 
-Not exported: the media engine's loop time per tick — the engine does not measure it.
+The media engine does not measure its loop time per tick, so that is not exported; in its
+place: the media thread's CPU seconds (from /proc, by the thread id the engine reports: its
+rate is the share of a core the packet loop uses) and the asyncio loop's lag (how late the
+sampler's one-second sleep wakes: signalling stalls show there). Process CPU and memory come
+from prometheus-client's process collector.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -68,8 +80,11 @@ class Metrics:
         self._open_transfers: dict[str, str] = {}  # call id -> service
         self._last: dict[str, Tally[str]] = {}  # leg id -> its stream's last reading
         self._ended = Tally[str]()  # the last readings of legs that ended
+        self.loop_lag = Gauge("mediasrv_event_loop_lag_seconds", "How late the asyncio loop "
+                              "ran a timer at the last sample", registry=reg)
         self._sampler: asyncio.Task | None = None
         reg.register(_LiveCollector(self))
+        ProcessCollector(registry=reg)
 
     # ------------------------------------------------------------------ hooks
 
@@ -135,8 +150,11 @@ class Metrics:
             self._sampler = None
 
     async def _sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + SAMPLE_INTERVAL
             await asyncio.sleep(SAMPLE_INTERVAL)
+            self.loop_lag.set(max(0.0, loop.time() - due))
             self.sample()
 
     def exposition(self) -> tuple[bytes, str]:
@@ -163,6 +181,21 @@ class _LiveCollector(Collector):
         yield _gauge("mediasrv_registered_extensions", "Extensions with at least one binding",
                      sum(1 for t in bindings.values() if t))
         yield from _rtp_families(self.metrics.rtp_totals())
+        ids = b2bua.engine.media_thread_ids()
+        cpu = _thread_cpu_seconds(ids[1]) if ids else None
+        if cpu is not None:
+            yield CounterMetricFamily("mediasrv_media_thread_cpu_seconds", "CPU time of the "
+                                      "media engine's packet thread", value=cpu)
+
+
+def _thread_cpu_seconds(tid: int) -> float | None:
+    """utime + stime of one thread of this process (proc(5), fields 14 and 15)."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # not Linux, or the thread is gone
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -19,7 +19,9 @@ Actions act through the same paths as a phone would:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ from mediasrv.call.leg import SipLeg
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
     from mediasrv.server import Server
+
+log = logging.getLogger("mediasrv.api")
 
 Answer = HttpResponse | EventStream
 HANGUP_ROUNDS = 3  # a session told of a hang-up may still dial; those legs go in a later round
@@ -203,6 +207,13 @@ def _route(request: HttpRequest) -> tuple[Route, dict[str, str]]:
     raise HttpError(404, f"no such resource {request.path[:100]!r}")
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _legs_of(b2bua: B2BUA, call_id: str) -> list[SipLeg]:
     return [leg for leg in b2bua.legs if leg.call_id == call_id]
 
@@ -225,13 +236,22 @@ class OperationsApi:
     """The API's lifecycle for the server: the HTTP listener plus the event hub."""
 
     def __init__(self, server: Server) -> None:
+        self.token = server.config.api.token
         self.hub = EventHub()
         self.http = HttpServer(ApiApp(server, self.hub))
 
     async def start(self, listen: str) -> None:
         """Binds `host:port` (`[v6]:port`); OSError when the address cannot be had."""
         host, _, port = listen.rpartition(":")
-        await self.http.start(host.strip("[]"), int(port))
+        host = host.strip("[]")
+        await self.http.start(host, int(port))
+        if not _loopback(host):
+            log.warning("the API listens on %s, not loopback: anyone who can reach it and "
+                        "has the token controls calls", host)
+        if not self.token:
+            log.warning("[api] token is empty: only /metrics and /openapi.json are served")
+        elif self.token == "change-me":
+            log.warning("[api] token is the shipped default: change it")
 
     @property
     def port(self) -> int:

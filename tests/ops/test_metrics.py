@@ -18,13 +18,15 @@ async def test_names_follow_prometheus_conventions(ops: OpsHarness) -> None:
     names = [f.name for f in families]
     assert len(names) == len(set(names))
     for family in families:
-        assert family.name.startswith("mediasrv_"), family.name
+        assert family.name.startswith(("mediasrv_", "process_")), family.name
         assert family.documentation, family.name
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
     expected = {"mediasrv_calls", "mediasrv_calls_active", "mediasrv_registrations",
                 "mediasrv_transfers", "mediasrv_rtp_packets", "mediasrv_rtp_packets_lost",
-                "mediasrv_rtp_packets_late", "mediasrv_dtmf_digits"}
+                "mediasrv_rtp_packets_late", "mediasrv_dtmf_digits",
+                "mediasrv_media_thread_cpu_seconds", "mediasrv_event_loop_lag_seconds",
+                "process_cpu_seconds"}
     assert expected <= set(names)
 
 
@@ -45,6 +47,9 @@ async def test_calls_registrations_and_rtp_while_calls_run(ops: OpsHarness) -> N
     assert sample(text, "mediasrv_rtp_packets_total", direction="out") > 0
     assert sample(text, "mediasrv_rtp_bytes_total", direction="in") == 172 * during
     assert sample(text, "mediasrv_rtp_packets_lost_total", direction="in") == 0
+    assert "\nmediasrv_media_thread_cpu_seconds_total " in text  # 10 ms ticks: may read 0
+    cpu = sample(text, "mediasrv_media_thread_cpu_seconds_total")
+    assert 0 <= cpu < sample(text, "process_cpu_seconds_total")
     await a_call.hangup()
     await ops.settle()
     text = await metrics(ops)
