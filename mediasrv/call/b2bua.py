@@ -19,6 +19,8 @@ How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
   NOTIFY get 200; REFER goes to `refer.py` (blind, attended and blond transfers).
 - An INVITE with Replaces goes to `replaces.py` (RFC 3891: the new leg takes the old one's
   place in its bridge).
+- Direct media (`direct_media.py`) watches the topology and re-INVITEs phones of eligible
+  two-party calls to each other, and back to us when a service needs the media.
 - Every call event is offered to `listener` (the service host) first; a leg a service took
   over (`leg.owner`) is left to it. Otherwise a leg that ends takes its peer down with it.
 """
@@ -41,6 +43,7 @@ from mediasrv.call.api import (
     LegRinging,
     PromptFinished,
 )
+from mediasrv.call.direct_media import DirectMedia, WatchedTopology
 from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import Call, Fork, LegState, SipLeg
@@ -48,7 +51,6 @@ from mediasrv.call.refer import ReferTransfers
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.replaces import ReplacesHandler
 from mediasrv.call.store import Store
-from mediasrv.call.topology import Topology
 from mediasrv.call.voicemail import Voicemail
 from mediasrv.config import Config, FailoverAction
 from mediasrv.logs import call_logger
@@ -96,7 +98,8 @@ class B2BUA:
         self.gatekeeper = gatekeeper
         self.store = store
         self.loop = loop
-        self.topology = Topology(engine)
+        self.direct = DirectMedia(self)  # direct media per extension: watches the topology
+        self.topology = WatchedTopology(engine, self.direct.changed)
         self.listener: Callable[[CallEvent], bool] = lambda _event: False
         self.legs: set[SipLeg] = set()
         self._by_stream: dict[int, SipLeg] = {}
@@ -123,6 +126,8 @@ class B2BUA:
             self._caller_gone(event.txn)  # its TCP connection closed while ringing (§17.2.4)
         elif isinstance(event, sip.TransactionTimedOut | sip.TransportFailed):
             self._on_client_failure(event.txn)
+        elif isinstance(event, sip.AckReceived) and event.dialog is not None:
+            self.direct.on_ack(self._by_dialog.get(event.dialog.id))
         elif isinstance(event, sip.AckTimedOut) and event.dialog is not None:
             leg = self._by_dialog.get(event.dialog.id)
             if leg is not None:
@@ -278,6 +283,7 @@ class B2BUA:
     def _on_response(self, event: sip.ResponseReceived) -> None:
         found = self._by_client_txn.get(event.txn)
         if found is None:
+            self.direct.on_response(event)  # our re-INVITEs moving media
             return
         leg, fork = found
         status = event.response.status
@@ -349,6 +355,7 @@ class B2BUA:
     def _on_client_failure(self, txn) -> None:
         found = self._by_client_txn.pop(txn, None)
         if found is None:
+            self.direct.on_failure(txn)
             return
         leg, fork = found
         fork.done = True
@@ -479,6 +486,7 @@ class B2BUA:
         leg.sdp_version += 1
         self._apply_remote(leg)
         hold = is_hold(offer)
+        self.direct.phone_reinvite(leg, request.method)  # our answer anchors it again
         sdp = build_answer(offer, media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
         response = make_response(request, 200, headers=[
@@ -671,7 +679,7 @@ class B2BUA:
         return {"legs": len(self.legs), "streams": len(self._by_stream),
                 "server_txns": len(self._by_server_txn), "client_txns": len(self._by_client_txn),
                 "dialogs": len(self._by_dialog), "plays": len(self._plays),
-                "refers": self.transfers.leak_report()}
+                "refers": self.transfers.leak_report(), "direct": self.direct.leak_report()}
 
 
 def _worse(a: int, b: int) -> int:

@@ -203,12 +203,12 @@ class ReferTransfers:
 
     def _blond(self, transferer: SipLeg, transferred: SipLeg, replaced: SipLeg,
                target: SipLeg, sub: Subscription) -> None:
+        failover = not self._direct(transferer)
         self._take(transferer, transferred)
         target.owner, target.purpose, target.caller = OWNER, OWNER, transferred
         replaced.dialing = None
         self.b2bua.hangup(replaced, 487)  # the transferer's own consultation call ends here
-        session = ReferSession(transferer, transferred, target, sub, S.BLOND,
-                               not self._direct(transferer))
+        session = ReferSession(transferer, transferred, target, sub, S.BLOND, failover)
         self._start(session)
 
     def _take(self, transferer: SipLeg, transferred: SipLeg) -> None:
@@ -358,8 +358,7 @@ class ReferTransfers:
     # ------------------------------------------------------------------ helpers
 
     def _direct(self, leg: SipLeg) -> bool:
-        direct = getattr(self.b2bua, "direct", None)
-        return bool(direct and direct.is_direct(leg))
+        return self.b2bua.direct.is_direct(leg)
 
     @staticmethod
     def _describe(session: ReferSession) -> dict[str, object]:
