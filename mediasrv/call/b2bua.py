@@ -283,7 +283,8 @@ class B2BUA:
     def _on_response(self, event: sip.ResponseReceived) -> None:
         found = self._by_client_txn.get(event.txn)
         if found is None:
-            self.direct.on_response(event)  # our re-INVITEs moving media
+            if not self.direct.on_response(event):  # our re-INVITEs moving media
+                self._stray_answer(event)
             return
         leg, fork = found
         status = event.response.status
@@ -298,6 +299,16 @@ class B2BUA:
             leg.last_status = _worse(leg.last_status, status)
             if not leg.answered and all(f.done for f in leg.forks):
                 self._failed(leg, condition_for_status(leg.last_status), leg.last_status)
+
+    def _stray_answer(self, event: sip.ResponseReceived) -> None:
+        """A 2xx to an INVITE whose leg is gone (its 200 crossed our CANCEL): ACK, then BYE."""
+        txn, dialog = event.txn, event.dialog
+        if (dialog is None or txn.peer is None or txn.request.method != "INVITE"
+                or not 200 <= event.response.status < 300):
+            return
+        destination = (txn.peer[0], txn.peer[1], txn.transport)
+        self.sip.send_ack_2xx(dialog.create_request("ACK"), destination)
+        self.sip.send_request(dialog.create_request("BYE"), destination)
 
     def _provisional(self, leg: SipLeg, fork: Fork, event: sip.ResponseReceived) -> None:
         fork.dialog = event.dialog or fork.dialog

@@ -146,3 +146,14 @@ async def test_malformed_input_does_not_disturb_a_call(harness: Harness) -> None
     await a.wait_hearing({"B"})
     await b.wait_hearing({"A"})
     await call.hangup()
+
+
+async def test_answer_crossing_the_callers_cancel_is_acked_and_ended(harness: Harness) -> None:
+    a = await harness.phone("A", "101")
+    b = await harness.phone("B", "102", answer=None)
+    call = await a.call(harness.uri("102"), wait=False)
+    incoming = await b.next_incoming()
+    await call.wait_state("early")
+    await asyncio.gather(call.hangup(), incoming.answer())
+    await incoming.wait_state("terminated", timeout=5)
+    assert call.state == "terminated"
