@@ -78,7 +78,7 @@ def summary(cfg: Config) -> str:
     for moh in cfg.moh.values():
         lines.append(f"MoH class {moh.name}: {len(moh.files())} file(s)")
     for ext in cfg.extensions.values():
-        if ext.direct_media and ext.services:
+        if ext.direct_media and any(ext.may_use(s.name) for s in cfg.enabled_services()):
             lines.append(f"warning: extension {ext.number} has direct_media on: "
                          "its in-call DTMF services will not work")
     return "\n".join(lines)
