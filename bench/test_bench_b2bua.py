@@ -35,8 +35,8 @@ from mediasrv.server import Server
 from tests.integration.conftest import site_config
 from tests.peers.sipp import Sipp, SippResult
 
-CALLS = int(os.environ.get("H7_BENCH_CALLS", "600"))
-RATE = int(os.environ.get("H7_BENCH_RATE", "300"))
+CALLS = int(os.environ.get("H7_BENCH_CALLS", "500"))
+RATE = int(os.environ.get("H7_BENCH_RATE", "250"))
 LIMIT = 100
 GOAL_PER_CORE = 500
 TRUSTED_HOST = "127.0.0.2"

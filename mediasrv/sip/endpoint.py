@@ -150,7 +150,7 @@ class SipEndpoint:
         self.config = config or EndpointConfig()
         self.timers = self.config.timers()
         self.local = {t.lower(): addr for t, addr in local.items()}
-        self._sent_by = {f"{h}:{p}".lower() for h, p in self.local.values()}
+        self._sent_by = {f"{_host_part(h)}:{p}".lower() for h, p in self.local.values()}
         self.dialogs = DialogSet()
         self.stats: Counter[str] = Counter()
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
@@ -654,7 +654,8 @@ class SipEndpoint:
         """Our Via on top (new branch, rport asked for, RFC 3581 §4), plus Max-Forwards and
         User-Agent when the caller left them out (§8.1.1)."""
         host, port = self.local.get(transport) or next(iter(self.local.values()))
-        via = f"SIP/2.0/{transport.upper()} {host}:{port};branch={generate_branch()};rport"
+        via = (f"SIP/2.0/{transport.upper()} {_host_part(host)}:{port};"
+               f"branch={generate_branch()};rport")
         request.headers.prepend("Via", via)
         if "Max-Forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
@@ -663,14 +664,16 @@ class SipEndpoint:
 
     @staticmethod
     def _stamp_via(request: Request, source: Address) -> None:
-        """§18.2.1 received, RFC 3581 §4 rport: note where the request really came from."""
+        """§18.2.1 received, RFC 3581 §4 rport: note where the request really came from.
+        A bracketed IPv6 sent-by always gets `received` too, so `received or host` is a
+        plain socket address for every reader of the Via."""
         vias = request.headers.get_all("Via")
         top = Via.parse(vias[0])
         host, port = source
         if "rport" in top.params:
             top.params["received"] = host
             top.params["rport"] = str(port)
-        elif top.host.strip("[]") != host:
+        elif top.host != host:
             top.params["received"] = host
         else:
             return
@@ -695,6 +698,11 @@ class SipEndpoint:
     def _merge_key(request: Request) -> tuple[str, str, int, str]:
         number, method = request.cseq
         return (request.call_id, request.from_tag or "", number, method)
+
+
+def _host_part(host: str) -> str:
+    """`host` as written in a Via sent-by or a URI: IPv6 references in brackets (§25.1)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _ack_key(request: Request) -> AckKey:

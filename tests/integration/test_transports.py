@@ -23,7 +23,8 @@ import pytest
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
 from tests.integration.conftest import Harness, site_config, wait_until
-from tests.integration.test_sipp import SippFactory, register_callee, sipp_runs
+from tests.integration.test_sipp import SippFactory, md5_only, register_callee, sipp_runs
+from tests.peers.sipp import Sipp
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
 
@@ -193,3 +194,55 @@ async def test_tcp_response_comes_back_on_the_same_connection(harness: Harness) 
 def _now() -> float:
     import time
     return time.time()
+
+
+# ---------------------------------------------------------------------------- IPv6
+
+def ipv6_only(port: int) -> str:
+    return f'[sip]\nlisten = ["udp:[::1]:{port}", "tcp:[::1]:{port}"]\n'
+
+
+@pytest.fixture
+def ipv6() -> None:
+    """Skip without ::1; under CI=true a machine that has ::1 must pass these tests."""
+    if not has_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback (::1)")
+
+
+async def test_ipv6_udp_and_tcp_listeners_answer(tmp_path: Path, ipv6: None) -> None:
+    async with overlay_harness(tmp_path, ipv6_only) as h:
+        host, port = h.sip_addr
+        assert host == "::1"
+        uri = f"sip:101@[::1]:{port}"
+        reply, mine = await udp_exchange(sip_request("OPTIONS", uri, "SIP/2.0/UDP [::1]:9;rport"),
+                                         (host, port), socket.AF_INET6, "::1")
+        assert reply.startswith(b"SIP/2.0 200 ") and f"rport={mine}" in top_via(reply)
+        assert "received=::1" in top_via(reply)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(sip_request("REGISTER", f"sip:[::1]:{port}", "SIP/2.0/TCP [::1]:9",
+                                 to=f"sip:101@[::1]:{port}"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        writer.close()
+        assert head.startswith(b"SIP/2.0 401 ")  # a digest challenge, over TCP on ::1
+
+
+async def test_ipv6_sipp_call_through_the_server(tmp_path: Path, ipv6: None) -> None:
+    async with overlay_harness(tmp_path, ipv6_only) as h:
+        md5_only(h)
+        port = h.sip_addr[1]
+        remote = f"[::1]:{port}"
+        v6 = ["-i", "::1"]
+        runs = [Sipp("register_auth", remote, users=[("102", "demo102")],
+                     extra=[*v6, "-auth_uri", remote])]  # SIPp would write sip:::1:P
+        try:
+            (await runs[0].run()).check()
+            runs.append(await Sipp("uas_answer", port=runs[0].port, users=[("102", "demo102")],
+                                   extra=v6).start())
+            runs.append(Sipp("uac_call_rtp", remote, users=[("101", "demo101")], service="102",
+                             duration=500, extra=[*v6, "-auth_uri", f"102@{remote}"]))
+            (await runs[2].run()).check()
+            (await runs[1].wait()).check()
+        finally:
+            for run in runs:
+                run.stop()
+                run.cleanup()
