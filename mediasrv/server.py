@@ -25,6 +25,7 @@ from mediasrv.call.records import CallRecords
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.store import Store
 from mediasrv.config import PACKAGE_ROOT, Config, ConfigError
+from mediasrv.console.phone import ConsoleError, ConsolePhone, open_console
 from mediasrv.media import sounds
 from mediasrv.media.engine import MediaEngine, MediaError
 from mediasrv.metrics import Metrics
@@ -54,6 +55,7 @@ class Server:
         self.records: CallRecords | None = None  # operations: call records, metrics, API
         self.metrics: Metrics | None = None
         self.api: OperationsApi | None = None
+        self.console: ConsolePhone | None = None
         self._housekeeping: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
@@ -101,12 +103,16 @@ class Server:
             self._watch_calls(self.b2bua, self.store)
             await self._bind_listeners()
             await self._start_api()
+            await self._start_console()
         except BaseException:
             await self.stop()
             raise
         self._housekeeping = loop.create_task(self._expire_bindings(registrar))
 
     async def stop(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
+            self.console = None
         await self._stop_api()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
@@ -215,6 +221,15 @@ class Server:
         assert self.b2bua is not None
         self.b2bua.observers.append(self.api.hub.observe)
         log.info("operations API on http://%s/ (/metrics needs no token)", listen)
+
+    async def _start_console(self) -> None:
+        """The sound card as an extension (optional extra), once SIP listens."""
+        if not self.config.console.extension:
+            return
+        try:
+            self.console = await open_console(self.config)
+        except ConsoleError as exc:
+            raise StartupError(f"console: {exc}") from exc
 
     async def _stop_api(self) -> None:
         if self.metrics is not None:

@@ -33,6 +33,7 @@ from mediasrv.api.events import EventHub
 from mediasrv.api.http import EventStream, HttpError, HttpRequest, HttpResponse, HttpServer
 from mediasrv.call.api import DigitReceived, LegHungUp
 from mediasrv.call.leg import SipLeg
+from mediasrv.console.phone import ConsolePhone
 
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
@@ -76,6 +77,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/legs/{leg_id}/transfer", "transfer"),
     Route("POST", "/v1/reload", "reload"),
     Route("GET", "/v1/events", "events"),
+    Route("GET", "/v1/console", "console"),
+    Route("POST", "/v1/console/dial", "console_dial"),
+    Route("POST", "/v1/console/hangup", "console_hangup"),
 )
 
 
@@ -186,6 +190,39 @@ class ApiApp:
             raise HttpError(422, "reload refused: the configuration could not be loaded "
                             "(the server log says why); the running one stays")
         return HttpResponse.json(200, {"reloaded": True, "detail": "new calls use it"})
+
+
+    # ------------------------------------------------------------------ the console
+
+    def _console_phone(self) -> ConsolePhone:
+        if self.server.console is None:
+            raise HttpError(404, "no console: [console] extension is not set")
+        return self.server.console
+
+    async def _console(self, request: HttpRequest) -> Answer:
+        phone = self._console_phone()
+        return HttpResponse.json(200, _console_view(phone))
+
+    async def _console_dial(self, request: HttpRequest) -> Answer:
+        phone, body = self._console_phone(), request.json()
+        number = str(body.get("number", "")) if isinstance(body, dict) else ""
+        if not _TARGET.fullmatch(number) or not number:
+            raise HttpError(422, f"number {number[:20]!r} is not a number to dial")
+        try:
+            phone.dial(number)
+        except ValueError as exc:
+            raise HttpError(409, str(exc)) from exc
+        return HttpResponse.json(202, _console_view(phone))
+
+    async def _console_hangup(self, request: HttpRequest) -> Answer:
+        phone = self._console_phone()
+        phone.hangup()
+        return HttpResponse.json(200, _console_view(phone))
+
+
+def _console_view(phone: ConsolePhone) -> dict[str, object]:
+    return {"extension": phone.number, "registered": phone.registered.is_set(),
+            "state": phone.state, "peer": phone.peer or None}
 
 
 def _unauthorised(detail: str, error: str) -> HttpError:

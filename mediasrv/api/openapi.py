@@ -59,6 +59,9 @@ SCHEMAS: dict[str, Schema] = {
                                                               "pattern": "^[0-9*]{0,15}$"}}),
     "TransferStarted": _obj({"call_id": STR, "leg": STR, "service": STR, "state": STR}),
     "ReloadResult": _obj({"reloaded": BOOL, "detail": STR}),
+    "Console": _obj({"extension": STR, "registered": BOOL,
+                     "state": {"enum": ["idle", "calling", "talking"]}, "peer": NSTR}),
+    "ConsoleDial": _obj({"number": {"type": "string", "pattern": "^[0-9*]{1,15}$"}}),
 }
 
 
@@ -67,8 +70,8 @@ def _json(description: str, schema: Schema) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {401: "No or wrong bearer token", 404: "No such call, leg or service",
-            409: "The call is not in a state that allows it",
+    text = {401: "No or wrong bearer token", 404: "No such call, leg, service or console",
+            409: "The call (or the console) is not in a state that allows it",
             422: "The request or the new configuration is not valid",
             503: "The server is stopping"}
     return {str(c): _json(text[c], _ref("Error")) for c in codes}
@@ -114,6 +117,13 @@ PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "text/event-stream of JSON events",
                               "content": {"text/event-stream": {"schema": STR}}},
                       **_errors(401)}}},
+    "/v1/console": {"get": _op("getConsole", "The console extension (the sound card)",
+                               (200, "Console", _ref("Console")), 404)},
+    "/v1/console/dial": {"post": _op("consoleDial", "The console calls a number",
+                                     (202, "Calling", _ref("Console")), 404, 409, 422,
+                                     body=_ref("ConsoleDial"))},
+    "/v1/console/hangup": {"post": _op("consoleHangup", "The console hangs up",
+                                       (200, "Idle", _ref("Console")), 404)},
     "/metrics": {"get": {
         "operationId": "metrics", "summary": "Prometheus metrics (no token needed)",
         "security": [],

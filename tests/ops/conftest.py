@@ -136,7 +136,10 @@ def ops_site(tmp_path: Path, extra: str = "") -> tuple[Path, int]:
 
 @pytest.fixture
 async def ops(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[OpsHarness]:
-    extra = moh_tone_site(tmp_path) if request.node.get_closest_marker("moh_tone") else ""
+    marker = request.node.get_closest_marker("site")
+    extra = marker.args[0] if marker else ""
+    if request.node.get_closest_marker("moh_tone"):
+        extra += moh_tone_site(tmp_path)
     site, _port = ops_site(tmp_path, extra)
     server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR),
                     reload=lambda: load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
