@@ -142,9 +142,11 @@ class Metrics:
         return total
 
     def start(self) -> None:
+        """Starts sampling RTP counters every `SAMPLE_INTERVAL` seconds on the running loop."""
         self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
 
     def stop(self) -> None:
+        """Stops the periodic sampler."""
         if self._sampler is not None:
             self._sampler.cancel()
             self._sampler = None

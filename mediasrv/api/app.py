@@ -54,6 +54,7 @@ class Route:
     auth: bool = True
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The path parameters (percent-decoded) when the segments fit the template."""
         parts = self.template.strip("/").split("/")
         if len(parts) != len(segments):
             return None

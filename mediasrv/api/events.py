@@ -32,6 +32,7 @@ class Subscription:
         return not self.kinds or any(kind.startswith(k) for k in self.kinds)
 
     def offer(self, event: dict[str, object]) -> None:
+        """Queues one event; a full queue cuts this subscriber off."""
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -48,6 +49,7 @@ class Subscription:
             self.queue.put_nowait(_END)
 
     async def events(self) -> AsyncIterator[tuple[str, str] | None]:
+        """(kind, JSON) pairs as they come; None after `keepalive` seconds of quiet."""
         while True:
             try:
                 item = await asyncio.wait_for(self.queue.get(), self.keepalive)
@@ -75,6 +77,7 @@ class EventHub:
                 sub.offer(event)
 
     def subscribe(self, kinds: tuple[str, ...] = ()) -> Subscription:
+        """A new stream of the events whose kind starts with one of `kinds` (all if none)."""
         sub = Subscription(self, kinds, self.keepalive)
         self.subscribers.add(sub)
         return sub

@@ -46,6 +46,7 @@ class HttpError(Exception):
         self.headers = headers  # e.g. WWW-Authenticate on 401, Allow on 405
 
     def response(self) -> HttpResponse:
+        """The error answer (JSON `error`/`detail`) with this error's headers."""
         answer = HttpResponse.error(self.status, self.detail)
         answer.headers.extend(self.headers)
         return answer
@@ -74,6 +75,7 @@ class HttpRequest:
 
     @property
     def keep_alive(self) -> bool:
+        """Whether the connection persists after the answer (RFC 9112 §9.3)."""
         tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
         if self.version == "HTTP/1.0":
             return "keep-alive" in tokens
@@ -96,6 +98,7 @@ class HttpResponse:
         return cls.json(status, {"error": HTTPStatus(status).phrase, "detail": detail})
 
     def head(self, keep_alive: bool) -> bytes:
+        """Status line and header fields, ending with the empty line."""
         lines = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
                  f"Content-Type: {self.content_type}", f"Content-Length: {len(self.body)}",
                  "Connection: keep-alive" if keep_alive else "Connection: close",
@@ -200,6 +203,7 @@ class HttpServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stops listening and ends every open connection, event streams included."""
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):

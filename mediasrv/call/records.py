@@ -68,6 +68,7 @@ class CallRecord:
     failure: str = ""
 
     def row(self) -> tuple[object, ...]:
+        """The column values, in `_COLUMNS` order."""
         return (self.call_id, self.caller, self.callee, self.answered_by, self.started_at,
                 self.answered_at, self.ended_at, self.result, self.status,
                 json.dumps(self.transfers))

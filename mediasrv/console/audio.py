@@ -13,10 +13,14 @@ so a stalled consumer costs audio, never memory.
 from __future__ import annotations
 
 import importlib
+import logging
 import queue
 import threading
 import time
 from types import ModuleType
+from typing import Any
+
+log = logging.getLogger("mediasrv.console")
 
 SAMPLE_RATE = 8000
 FRAME = 160  # samples per 20 ms
@@ -55,7 +59,6 @@ class SoundCard:
         self.playback: queue.Queue[bytes] = queue.Queue(QUEUE_FRAMES)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.frames = 0  # ticks run, for tests and metrics
 
     def start(self) -> None:
         """Opens both streams (errors raise here, in the caller) and starts the clock."""
@@ -74,6 +77,7 @@ class SoundCard:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stops the clock and closes both streams; idempotent."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
@@ -92,19 +96,21 @@ class SoundCard:
             while not q.empty():
                 q.get_nowait()
 
-    def _run(self, rec, play) -> None:  # noqa: ANN001 - sounddevice streams
+    def _run(self, rec: Any, play: Any) -> None:  # sounddevice Raw*Streams
         next_tick = time.monotonic()
         try:
             while not self._stop.is_set():
                 next_tick += FRAME / SAMPLE_RATE
                 self._stop.wait(max(0.0, next_tick - time.monotonic()))
                 self._tick(rec, play)
+        except Exception:  # the device went away: calls go on, silent
+            log.exception("console sound card failed; the console is silent from now on")
         finally:
             for stream in (rec, play):
                 stream.stop()
                 stream.close()
 
-    def _tick(self, rec, play) -> None:  # noqa: ANN001
+    def _tick(self, rec: Any, play: Any) -> None:
         data, _overflow = rec.read(FRAME)
         try:
             self.captured.put_nowait(bytes(data))
@@ -115,4 +121,3 @@ class SoundCard:
         except queue.Empty:
             out = SILENCE
         play.write(out)
-        self.frames += 1

@@ -53,17 +53,20 @@ class RtpPeer(asyncio.DatagramProtocol):
             self._clock = asyncio.get_running_loop().create_task(self._send_every_frame())
 
     def end(self) -> None:
+        """Stops sending (the call ended); the socket stays for the next call."""
         if self._clock is not None:
             self._clock.cancel()
             self._clock = None
         self.remote = None
 
     def close(self) -> None:
+        """Stops sending and closes the socket."""
         self.end()
         if self.transport is not None:
             self.transport.close()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Audio of the negotiated payload type goes to the card; the rest is ignored."""
         if self.remote is None or len(data) < 12 or data[0] >> 6 != 2:
             return
         if data[1] & 0x7F != self.pt:
