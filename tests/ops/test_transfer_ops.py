@@ -153,3 +153,15 @@ async def test_api_hangup_during_a_transfer_ends_every_leg(ops: OpsHarness) -> N
         await call.wait_state("terminated")
     assert ops.server.services.pending_timers == 0
     assert not any(s.busy for s in ops.server.services.services.values())
+
+
+@pytest.mark.site('[extensions.102]\nservices = []\n')
+async def test_api_transfer_follows_the_extensions_permissions(ops: OpsHarness) -> None:
+    a, b, a_call, b_call = await talking(ops)
+    b_leg = (await call_view(ops))["legs"][1]["id"]
+    reply = await ops.api.request("POST", f"/v1/legs/{b_leg}/transfer", {"target": "103"})
+    assert reply.status == 409
+    assert reply.json()["detail"] == "extension may not use attended_transfer"
+    assert (await call_view(ops))["transfer"] is None
+    await a.wait_hearing({"B"})  # nothing reached the call: A still talks to B
+    await a_call.hangup()
