@@ -67,6 +67,15 @@ async def scene(harness: Harness, c_answer=None, **c_kw) -> Scene:
     return s
 
 
+async def consulting(harness: Harness) -> Scene:
+    """A talks to B; B dialled #4 and 103; C answered: B and C talk, A hears MoH."""
+    s = await scene(harness)
+    await s.start_transfer()
+    await s.dial("103")
+    await s.addressee_answers()
+    return s
+
+
 async def hang_up_all(*calls) -> None:
     for call in calls:
         if call is not None and call.state in ("early", "confirmed"):
@@ -142,10 +151,7 @@ async def test_cancel_while_ringing(harness: Harness) -> None:
 
 
 async def test_cancel_after_answer(harness: Harness) -> None:
-    s = await scene(harness)
-    await s.start_transfer()
-    await s.dial("103")
-    await s.addressee_answers()
+    s = await consulting(harness)
     await s.b_call.send_dtmf("*0")
     await s.c_call.wait_state("terminated")
     await s.talking(s.a, s.b)
@@ -185,10 +191,7 @@ async def test_swap_while_ringing_and_back(harness: Harness) -> None:
 
 
 async def test_swap_after_answer(harness: Harness) -> None:
-    s = await scene(harness)
-    await s.start_transfer()
-    await s.dial("103")
-    await s.addressee_answers()
+    s = await consulting(harness)
     await s.b_call.send_dtmf("*9")  # DOUBLECHECKING: C is held
     await s.talking(s.a, s.b)
     await s.on_moh(s.c)
@@ -203,10 +206,7 @@ async def test_swap_after_answer(harness: Harness) -> None:
 
 @pytest.mark.parametrize("leaver", ["A", "B", "C"])
 async def test_three_way_then_one_leaves(harness: Harness, leaver: str) -> None:
-    s = await scene(harness)
-    await s.start_transfer()
-    await s.dial("103")
-    await s.addressee_answers()
+    s = await consulting(harness)
     await s.b_call.send_dtmf("*3")
     await s.talking(s.a, s.b, s.c)
     calls = {"A": s.a_call, "B": s.b_call, "C": s.c_call}
@@ -218,10 +218,7 @@ async def test_three_way_then_one_leaves(harness: Harness, leaver: str) -> None:
 
 
 async def test_cancel_in_three_way_drops_the_addressee(harness: Harness) -> None:
-    s = await scene(harness)
-    await s.start_transfer()
-    await s.dial("103")
-    await s.addressee_answers()
+    s = await consulting(harness)
     await s.b_call.send_dtmf("*3")
     await s.talking(s.a, s.b, s.c)
     await s.b_call.send_dtmf("*0")
@@ -234,20 +231,14 @@ async def test_cancel_in_three_way_drops_the_addressee(harness: Harness) -> None
 
 
 async def test_addressee_hangs_up_restores_the_call(harness: Harness) -> None:
-    s = await scene(harness)
-    await s.start_transfer()
-    await s.dial("103")
-    await s.addressee_answers()
+    s = await consulting(harness)
     await s.c_call.hangup()
     await s.talking(s.a, s.b)
     await hang_up_all(s.a_call)
 
 
 async def test_transferred_hangs_up_during_consultation(harness: Harness) -> None:
-    s = await scene(harness)
-    await s.start_transfer()
-    await s.dial("103")
-    await s.addressee_answers()
+    s = await consulting(harness)
     await s.a_call.hangup()
     await asyncio.sleep(0.5)
     await s.talking(s.b, s.c)
