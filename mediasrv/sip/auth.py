@@ -1,8 +1,11 @@
 """Digest authentication for SIP, server side (RFC 3261 §22, RFC 7616, RFC 8760, RFC 2617).
 
 How this works:
-- `DigestAuthenticator.challenge` returns one WWW-Authenticate value per algorithm,
-  SHA-256 first (RFC 8760 §2.4: the client uses the first it supports), all with qop=auth.
+- `DigestAuthenticator.challenge` returns one WWW-Authenticate value per algorithm of
+  `algorithms`, SHA-256 first by default (RFC 8760 §2.4: the client uses the first it
+  supports), all with qop=auth. Some real clients stop at the first challenge instead
+  (SIPp 3.6 aborts on it, baresip 1.0 / libre gives up with ENOSYS), so a deployment with
+  such phones can offer `("MD5",)` alone.
 - A nonce is `base64(timestamp || random || HMAC-SHA256(secret, timestamp || random ||
   realm))`: the server keeps no state per challenge, yet cannot be handed a forged nonce,
   and knows its age (RFC 7616 §3.3, §5.5).
@@ -98,9 +101,14 @@ class AuthResult:
 class DigestAuthenticator:
     """Issues digest challenges and checks answers for one realm (server side)."""
 
-    def __init__(self, secret: bytes, realm: str, nonce_ttl: float = 300) -> None:
+    def __init__(self, secret: bytes, realm: str, nonce_ttl: float = 300,
+                 algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> None:
         if len(secret) < 16:
             raise ValueError("the nonce secret must be at least 16 bytes")
+        unknown = [a for a in algorithms if a.upper() not in HASHES]
+        if not algorithms or unknown:
+            raise ValueError(f"digest algorithms must be some of {sorted(HASHES)}: {unknown}")
+        self.algorithms = algorithms
         self._secret = secret
         self.realm = realm
         self.nonce_ttl = nonce_ttl
@@ -109,15 +117,16 @@ class DigestAuthenticator:
         self._evicted_up_to = float("-inf")
 
     def challenge(
-        self, now: float, *, stale: bool = False, algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+        self, now: float, *, stale: bool = False, algorithms: tuple[str, ...] | None = None
     ) -> list[str]:
-        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm, same nonce."""
+        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm (default:
+        `self.algorithms`, in order of preference), all with the same nonce."""
         nonce = self._make_nonce(now)
         tail = ", stale=true" if stale else ""
         return [
             f"Digest realm={quote(self.realm)}, nonce={quote(nonce)}, "
             f"opaque={quote(self._opaque)}, algorithm={alg}, qop=\"auth\"{tail}"
-            for alg in algorithms
+            for alg in algorithms or self.algorithms
         ]
 
     def _mac(self, stamp_and_random: bytes) -> bytes:
