@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from tests.integration.conftest import Harness, wait_until
+from tests.integration.test_refer import Tape, transfer_events
 from tests.peers.call import Call
 from tests.peers.phone import TestPhone
 from tests.peers.sipp import Sipp, SippResult
@@ -92,16 +94,27 @@ async def incoming_from(phone: TestPhone, run: Sipp) -> Call:
             from None
 
 
-def received_statuses(result: SippResult, method: str) -> list[int]:
-    """Status codes of the responses to `method` SIPp received, in order."""
-    statuses = []
+def received(result: SippResult) -> list[tuple[str, str]]:
+    """(start line, CSeq method) of every message SIPp received, in order."""
+    found = []
     for block in result.messages.split("message received")[1:]:
-        text = block.split("\n\n", 1)[-1]
-        status = re.match(r"\s*SIP/2\.0 (\d{3})", text)
+        text = block.split("\n\n", 1)[-1].lstrip()
         cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", text, re.MULTILINE | re.IGNORECASE)
-        if status and cseq and cseq.group(1) == method:
-            statuses.append(int(status.group(1)))
-    return statuses
+        found.append((text.split("\n", 1)[0].strip(), cseq.group(1) if cseq else ""))
+    return found
+
+
+def received_statuses(result: SippResult, method: str) -> list[int]:
+    """The distinct final statuses SIPp received for `method`, in order (a retransmitted
+    response counts once)."""
+    codes = [int(line.split()[1]) for line, cseq in received(result)
+             if cseq == method and line.startswith("SIP/2.0 ")]
+    return list(dict.fromkeys(c for c in codes if c >= 200))
+
+
+def received_requests(result: SippResult) -> list[str]:
+    """Methods of the requests SIPp received, in order."""
+    return [line.split()[0] for line, _ in received(result) if not line.startswith("SIP/")]
 
 
 # ------------------------------------------------------------------------------ SIPp REFER
@@ -121,3 +134,115 @@ async def test_sipp_blind_refer_notifies_and_connects_transferred_to_target(
     assert incoming.state == "confirmed"  # B's own dialog went on; only its party changed
     await incoming.hangup()
     await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
+
+
+async def test_sipp_refer_sub_false_gets_202_and_no_notify(
+        harness: Harness, sipp: SippFactory) -> None:
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103")
+    uac = await transferer(sipp, "refer_nosub")
+    incoming = await incoming_from(b, uac)
+    await b.wait_hearing({SIPP_TONE})
+    result = (await uac.wait()).check()  # 202 echoing Refer-Sub: false, then only the BYE
+    assert received_statuses(result, "REFER") == [202]
+    assert set(received_requests(result)) == {"BYE"}  # no NOTIFY, only the release
+    await b.wait_hearing({"C"})
+    await c.wait_hearing({"B"})
+    await incoming.hangup()
+    await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
+
+
+def refer_to(harness: Harness, ext: str) -> str:
+    return f"Refer-To: <{harness.uri(ext)}>"
+
+
+REJECTED = {
+    "no Refer-To": (None, None, 400),
+    "two Refer-To": ("103", "104", 400),
+    "unknown extension": ("999", None, 404),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+async def test_sipp_refer_rejected_on_the_refer_and_the_call_goes_on(
+        harness: Harness, sipp: SippFactory, case: str) -> None:
+    first, second, status = REJECTED[case]
+    events = transfer_events(harness)
+    b = await harness.phone("B", "102")
+    await harness.phone("C", "103")
+    await harness.phone("D", "104")
+    keys = {f"refer_to_{i}": refer_to(harness, ext) if ext else f"X-Refer-Test: {case}"
+            for i, ext in ((1, first), (2, second))}
+    uac = await transferer(sipp, "refer_reject", keys=keys)
+    incoming = await incoming_from(b, uac)
+    tape = Tape(incoming)
+    await b.wait_hearing({SIPP_TONE})
+    since = time.monotonic()
+    result = (await uac.wait()).check()  # the refusal, no NOTIFY, talk 2 s, BYE
+    assert received_statuses(result, "REFER") == [status]
+    assert received_requests(result) == [] and events == []
+    await incoming.wait_state("terminated")
+    bye = b.event_times("BYE")[-1]
+    assert tape.longest_gap({SIPP_TONE}, since, bye - 0.1) <= 0.1  # the call went on
+
+
+async def test_sipp_blind_refer_to_busy_target_notifies_486_and_reconnects(
+        harness: Harness, sipp: SippFactory) -> None:
+    events = transfer_events(harness)
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103", answer=486)
+    uac = await transferer(sipp, "refer_busy")
+    incoming = await incoming_from(b, uac)
+    await b.wait_hearing({SIPP_TONE})
+    await wait_until(lambda: any(e["phase"] == "result" for e in events), 5, "the transfer result")
+    assert (events[-1]["state"], events[-1]["status"]) == ("FAIL", 486)
+    await b.wait_hearing({SIPP_TONE})  # given back to the transferer, which talks on 2 s
+    assert not c.active_calls()
+    result = (await uac.wait()).check()  # NOTIFY 100 active, NOTIFY 486 terminated, own BYE
+    assert received_statuses(result, "REFER") == [202]
+    assert set(received_requests(result)) == {"NOTIFY"}  # and no BYE: SIPp hung up itself
+    await incoming.wait_state("terminated")
+
+
+# ------------------------------------------------------------------------------ SIPp INVITE/Replaces
+
+
+def replaces_line(call: Call, early_only: bool = False) -> str:
+    """A Replaces header naming `call`'s dialog as the server holds it (RFC 3891 §6.1: the
+    to-tag is the server's, the from-tag the phone's)."""
+    flag = ";early-only" if early_only else ""
+    return f"Replaces: {call.call_id};to-tag={call.remote_tag};from-tag={call.local_tag}{flag}"
+
+
+REPLACES = {  # case: (the A->B call is answered, status RFC 3891 §3 asks for)
+    "unknown dialog": (True, 481),
+    "early dialog the server did not start": (False, 481),
+    "early-only on a confirmed dialog": (True, 486),
+    "terminated dialog": (True, 603),
+    "two Replaces": (True, 400),
+}
+
+
+@pytest.mark.parametrize("case", list(REPLACES))
+async def test_sipp_invite_with_bad_replaces_gets_the_rfc3891_answer(
+        harness: Harness, sipp: SippFactory, case: str) -> None:
+    answered, status = REPLACES[case]
+    a = await harness.phone("A", "101")
+    b = await harness.phone("B", "102", answer=200 if answered else None)
+    call = await a.call(harness.uri("102"), wait=answered)
+    await call.wait_state("confirmed" if answered else "early")
+    lines = {"unknown dialog": [f"Replaces: nosuchcall;to-tag=1;from-tag={call.local_tag}"],
+             "early-only on a confirmed dialog": [replaces_line(call, early_only=True)],
+             "two Replaces": [replaces_line(call)] * 2}.get(case, [replaces_line(call)])
+    if case == "terminated dialog":
+        await call.hangup()
+    invites_at_b = len(b.event_times("INVITE"))
+    keys = {f"replaces_{i}": line for i, line in enumerate(lines, 1)}
+    keys.setdefault("replaces_2", f"X-Replaces-Test: {case}")
+    result = (await sipp("invite_replaces_reject", ext="104", keys=keys).run()).check()
+    assert received_statuses(result, "INVITE") == [401, status]
+    assert len(b.event_times("INVITE")) == invites_at_b  # nothing went on to B
+    if answered and case != "terminated dialog":
+        await a.wait_hearing({"B"})  # the named call was not touched
+        await b.wait_hearing({"A"})
+    await call.hangup()
