@@ -37,6 +37,7 @@ DEFAULT_PLUGIN_DIR = PACKAGE_ROOT / "plugins"
 
 TRANSPORTS = ("udp", "tcp")
 CODECS = ("PCMU", "PCMA")
+DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 LANGUAGES = ("en", "it")
 DTMF_MODES = ("rfc4733", "inband", "auto")
 FAILOVER_CONDITIONS = ("busy", "no_answer", "not_registered")
@@ -89,6 +90,7 @@ class SipConfig:
     realm: str
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     timer_t1: float = 0.5
+    digest_algorithms: tuple[str, ...] = ("MD5",)
 
     def is_trusted(self, host: str) -> bool:
         try:
@@ -390,8 +392,16 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
         except ValueError:
             r.error(f"trusted[{i}]", f"{cidr!r} is not an address or CIDR network")
     t1 = float(r.number("timer_t1", 0.5, 0.01, 5.0))
+    algorithms = r.strings("digest_algorithms", ["MD5"]) or []
+    for i, alg in enumerate(algorithms):
+        if alg not in DIGEST_ALGORITHMS:
+            r.error(f"digest_algorithms[{i}]",
+                    f"unknown algorithm {alg!r} (supported: {', '.join(DIGEST_ALGORITHMS)})")
+    if algorithms == []:
+        r.error("digest_algorithms", "must name at least one algorithm")
     r.finish()
-    return SipConfig(listen, realm, tuple(trusted), t1)
+    valid = tuple(a for a in algorithms if a in DIGEST_ALGORITHMS) or ("MD5",)
+    return SipConfig(listen, realm, tuple(trusted), t1, valid)
 
 
 def _read_rtp(tree: _Tree, problems: list[Problem]) -> RtpConfig:

@@ -3,7 +3,9 @@
 How this works (RFC 3261 §22.1, RFC 7616, RFC 8760): `Gatekeeper.check(request, now)` looks
 at the request's source (its top Via `received`/`rport`, stamped by the endpoint). A source in
 `sip.trusted` passes as an external party. Anyone else must answer a digest challenge for an
-extension: without credentials they get 401 with SHA-256 and MD5 challenges; with a stale
+extension: without credentials they get 401 with one challenge per `sip.digest_algorithms`
+(MD5 by default: SIPp 3.6 and baresip 1.0, like many phones, give up on any SHA-256
+challenge; `["SHA-256", "MD5"]` offers both, preferred first); with a stale
 nonce, a fresh challenge with `stale=true`; with wrong ones, 403 "Forbidden" and nothing more.
 A REGISTER may only bind the extension it authenticated as. Repeated failures from one source
 block it for a while (`FailureLimiter`): its requests are dropped unanswered and the block is
@@ -38,7 +40,8 @@ class Verdict:
 class Gatekeeper:
     def __init__(self, config: Config, secret: bytes | None = None) -> None:
         self.config = config
-        self.digest = DigestAuthenticator(secret or secrets.token_bytes(32), config.sip.realm)
+        self.digest = DigestAuthenticator(secret or secrets.token_bytes(32), config.sip.realm,
+                                          algorithms=config.sip.digest_algorithms)
         self.limiter = FailureLimiter()
 
     def check(self, request: Request, now: float) -> Verdict:

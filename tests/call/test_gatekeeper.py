@@ -13,7 +13,9 @@ from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.sip.auth import build_authorization
 from mediasrv.sip.message import parse_message
 
-CONFIG = load_config([DEFAULT_CONFIG_DIR], DEFAULT_PLUGIN_DIR)
+SHIPPED = load_config([DEFAULT_CONFIG_DIR], DEFAULT_PLUGIN_DIR)
+CONFIG = dataclasses.replace(SHIPPED, sip=dataclasses.replace(
+    SHIPPED.sip, digest_algorithms=("SHA-256", "MD5")))
 
 
 def request(method: str = "REGISTER", user: str = "101", source: str = "127.0.0.9",
@@ -36,11 +38,16 @@ def answer(gk: Gatekeeper, password: str, user: str = "101", method: str = "REGI
     return gk.check(request(method, user, auth=auth), 1.0)
 
 
-def test_challenge_offers_sha256_then_md5() -> None:
-    resp = Gatekeeper(CONFIG).check(request(), 0.0).response
+def offered(config) -> list[str]:
+    resp = Gatekeeper(config).check(request(), 0.0).response
     assert resp is not None and resp.status == 401
     values = resp.headers.get_all("WWW-Authenticate")
-    assert [v.split("algorithm=")[1].split(",")[0] for v in values] == ["SHA-256", "MD5"]
+    return [v.split("algorithm=")[1].split(",")[0] for v in values]
+
+
+def test_challenge_follows_digest_algorithms() -> None:
+    assert offered(SHIPPED) == ["MD5"]
+    assert offered(CONFIG) == ["SHA-256", "MD5"]
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["SHA-256", "MD5"])

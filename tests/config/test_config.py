@@ -129,6 +129,8 @@ ERROR_CASES = [
      "busy = { action = \"explode\" }\n",
      "{f}: extensions.101.failover.busy.action: must be one of return, announce, forward, "
      "hangup, voicemail, not 'explode'"),
+    ("digest algorithm", "[sip]\ndigest_algorithms = [\"SHA-1\"]\n",
+     "{f}: sip.digest_algorithms[0]: unknown algorithm 'SHA-1' (supported: SHA-256, MD5)"),
     ("bad trusted", "[sip]\ntrusted = [\"10.0.0.0/33\"]\n",
      "{f}: sip.trusted[0]: '10.0.0.0/33' is not an address or CIDR network"),
     ("not toml", "[rtp\n", None),

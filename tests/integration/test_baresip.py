@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tests.integration.conftest import Harness, wait_until
-from tests.integration.test_sipp import md5_only
 from tests.peers.baresip import Baresip
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
@@ -27,7 +26,6 @@ Make = Callable[..., Awaitable[Baresip]]
 @pytest.fixture
 async def baresip(harness: Harness) -> AsyncIterator[Make]:
     """Start baresips registered as extensions of the harness's server; quit them afterwards."""
-    md5_only(harness)
     started: list[Baresip] = []
 
     async def make(ext: str, tone: str, **kw) -> Baresip:

@@ -26,12 +26,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
 SippFactory = Callable[..., Sipp]
 
 
-def md5_only(harness: Harness) -> None:
-    """Challenge with MD5 alone: SIPp 3.6 and baresip 1.0 read only the first challenge and
-    give up on SHA-256 (see ``mediasrv.sip.auth``); the server offers SHA-256 first."""
-    harness.server.b2bua.gatekeeper.digest.algorithms = ("MD5",)
-
-
 def creds(ext: str, password: str | None = None) -> list[tuple[str, str]]:
     """The injection-CSV user list for extension ``ext`` (its demo password by default)."""
     return [(ext, password or f"demo{ext}")]
@@ -42,7 +36,6 @@ async def sipp_runs(harness: Harness) -> AsyncIterator[SippFactory]:
     """Make SIPp runs aimed at the harness's server; kill and clean them up afterwards."""
     made: list[Sipp] = []
     host, port = harness.sip_addr
-    md5_only(harness)
 
     def make(scenario: str, ext: str = "101", *, uas: bool = False, **kw) -> Sipp:
         kw.setdefault("users", creds(ext))

@@ -23,7 +23,7 @@ import pytest
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
 from tests.integration.conftest import Harness, site_config, wait_until
-from tests.integration.test_sipp import SippFactory, md5_only, register_callee, sipp_runs
+from tests.integration.test_sipp import SippFactory, register_callee, sipp_runs
 from tests.peers.sipp import Sipp
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
@@ -228,7 +228,6 @@ async def test_ipv6_udp_and_tcp_listeners_answer(tmp_path: Path, ipv6: None) -> 
 
 async def test_ipv6_sipp_call_through_the_server(tmp_path: Path, ipv6: None) -> None:
     async with overlay_harness(tmp_path, ipv6_only) as h:
-        md5_only(h)
         port = h.sip_addr[1]
         remote = f"[::1]:{port}"
         v6 = ["-i", "::1"]
