@@ -204,7 +204,7 @@ async def test_sipp_blind_refer_to_busy_target_notifies_486_and_reconnects(
     await incoming.wait_state("terminated")
 
 
-# ------------------------------------------------------------------------------ SIPp INVITE/Replaces
+# ----------------------------------------------------------------------- SIPp INVITE/Replaces
 
 
 def replaces_line(call: Call, early_only: bool = False) -> str:
