@@ -253,7 +253,8 @@ class B2BUA:
         offer = self._offer(leg)
         for binding in contacts:
             dest = (binding.source_host, binding.source_port, binding.transport)
-            request = self._initial_invite(leg, binding.contact, call_id, tag, offer)
+            request = self._initial_invite(leg, binding.contact, call_id, tag, offer,
+                                           binding.transport)
             fork = Fork(self.sip.send_request(request, dest), request, dest)
             leg.forks.append(fork)
             self._by_client_txn[fork.txn] = (leg, fork)
@@ -264,7 +265,7 @@ class B2BUA:
                             leg.purpose)
 
     def _initial_invite(self, leg: SipLeg, contact: str, call_id: str, tag: str,
-                        offer: bytes) -> Request:
+                        offer: bytes, transport: str) -> Request:
         caller = leg.caller
         host = self._sip_host()
         display = caller.extension.name if caller and caller.extension else ""
@@ -275,7 +276,7 @@ class B2BUA:
              else f"<sip:{from_user}@{host}>;tag={tag}"),
             ("To", f"<sip:{leg.number}@{host}>"),
             ("Call-ID", call_id), ("CSeq", "1 INVITE"),
-            ("Contact", f"<sip:mediasrv@{host}>"), ("Allow", ALLOW),
+            ("Contact", self.contact(transport)), ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
         ])
         return Request("INVITE", contact, headers, offer)
@@ -439,7 +440,7 @@ class B2BUA:
         if caller.invite is None or caller.invite_txn is None:
             return
         response = make_response(caller.invite, status, to_tag=caller.tag,
-                                 headers=[("Contact", f"<sip:mediasrv@{self._sip_host()}>")])
+                                 headers=[("Contact", self.contact(caller.destination[2]))])
         if with_sdp:
             self._attach_answer(caller, response)
         caller.state = LegState.RINGING
@@ -450,7 +451,7 @@ class B2BUA:
         if not leg.inbound or leg.answered or leg.ended or leg.invite is None:
             return
         response = make_response(leg.invite, 200, to_tag=leg.tag, headers=[
-            ("Contact", f"<sip:mediasrv@{self._sip_host()}>"), ("Allow", ALLOW)])
+            ("Contact", self.contact(leg.destination[2])), ("Allow", ALLOW)])
         self._attach_answer(leg, response)
         dialog = self._respond(leg.invite_txn, response)
         leg.state = LegState.ANSWERED
@@ -478,7 +479,7 @@ class B2BUA:
         elif method in ("INVITE", "UPDATE", "INFO", "OPTIONS", "NOTIFY"):
             response = make_response(request, 200)
             if method == "INVITE":
-                response.headers.set("Contact", f"<sip:mediasrv@{self._sip_host()}>")
+                response.headers.set("Contact", self.contact(leg.destination[2]))
                 self._attach_current_sdp(leg, response)
             self._respond(txn, response)
         elif method == "REFER":
@@ -501,7 +502,7 @@ class B2BUA:
         sdp = build_answer(offer, media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
         response = make_response(request, 200, headers=[
-            ("Contact", f"<sip:mediasrv@{self._sip_host()}>"), ("Content-Type", "application/sdp")])
+            ("Contact", self.contact(leg.destination[2])), ("Content-Type", "application/sdp")])
         response.body = sdp.to_bytes()
         self._respond(txn, response)
         if hold != leg.remote_hold:
@@ -667,10 +668,16 @@ class B2BUA:
         self._sdp_ids += 1
         return self._sdp_ids
 
-    def _sip_host(self) -> str:
-        lst = self.config.sip.listen[0]
+    def _sip_host(self, transport: str = "udp") -> str:
+        listeners = self.config.sip.listen
+        lst = next((x for x in listeners if x.transport == transport), listeners[0])
         host = f"[{lst.host}]" if ":" in lst.host else lst.host
         return f"{host}:{lst.port}"
+
+    def contact(self, transport: str = "udp") -> str:
+        """Our Contact for a leg: the listener of the leg's transport (RFC 3261 §8.1.1.8)."""
+        suffix = ";transport=tcp" if transport == "tcp" else ""
+        return f"<sip:mediasrv@{self._sip_host(transport)}{suffix}>"
 
     def _log(self, leg: SipLeg) -> logging.LoggerAdapter:
         return call_logger(log, leg.call_id)
