@@ -8,8 +8,11 @@ scenario itself the 202 and each NOTIFY's ``message/sipfrag`` status and subscri
 Those scenarios run without ``-aa``: SIPp's auto-answer would take the NOTIFYs away from the
 scenario. ``tests/sipp/invite_replaces_reject.xml`` sends an INVITE with Replaces naming a
 dialog of two ``TestPhone``s and is answered per RFC 3891 §3. baresip (a softphone no one here
-wrote) does its own blind transfer with its ``transfer`` command. Who hears whom is proved by
-identity tones; the harness ends every test with its leak check.
+wrote) does its own blind transfer with its ``transfer`` command; when a transfer fails (a 404
+on the REFER, or NOTIFY 486) baresip 1.0's menu module destroys its own call, so the server's
+"give the call back" cannot be heard with baresip, only that the failure reached it and that
+everything is released. Who hears whom is proved by identity tones; the harness ends every
+test with its leak check.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from tests.integration.conftest import Harness, wait_until
 from tests.integration.test_refer import Tape, transfer_events
+from tests.peers.baresip import Baresip
 from tests.peers.call import Call
 from tests.peers.phone import TestPhone
 from tests.peers.sipp import Sipp, SippResult
@@ -153,6 +157,7 @@ async def test_sipp_refer_sub_false_gets_202_and_no_notify(
 
 
 def refer_to(harness: Harness, ext: str) -> str:
+    """A whole Refer-To header line naming extension `ext` at the server."""
     return f"Refer-To: <{harness.uri(ext)}>"
 
 
@@ -246,3 +251,79 @@ async def test_sipp_invite_with_bad_replaces_gets_the_rfc3891_answer(
         await a.wait_hearing({"B"})  # the named call was not touched
         await b.wait_hearing({"A"})
     await call.hangup()
+
+
+# ------------------------------------------------------------------------------ baresip
+
+
+@pytest.fixture
+async def baresip(harness: Harness) -> AsyncIterator[Callable[..., Awaitable[Baresip]]]:
+    """Start baresips registered as extensions of the harness's server; quit them afterwards."""
+    md5_only(harness)
+    started: list[Baresip] = []
+
+    async def make(ext: str, tone: str) -> Baresip:
+        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr)
+        started.append(phone)
+        await phone.start()
+        await phone.wait_registered()
+        return phone
+
+    yield make
+    for phone in started:
+        await phone.close()
+
+
+async def test_baresip_transfer_command_connects_its_caller_to_the_target(
+        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+    events = transfer_events(harness)
+    bob = await baresip("107", "E")
+    a = await harness.phone("A", "101")
+    c = await harness.phone("C", "103")
+    call = await a.call(harness.uri("107"))
+    assert call.final_status == 200
+    await a.wait_hearing({"E"})
+    await bob.wait_hearing({"A"})
+    since = len(bob.events)
+    assert (await bob.transfer(harness.uri("103"))).get("ok"), bob.log[-2000:]
+    await a.wait_hearing({"C"}, timeout=5)
+    await c.wait_hearing({"A"})
+    await bob.wait_event("CALL_CLOSED", since=since)
+    assert call.state == "confirmed"  # A's own dialog went on; only its party changed
+    assert [(e["phase"], e["state"]) for e in events][-1] == ("result", "COMPLETE")
+    await call.hangup()
+    await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
+
+
+async def refused_transfer(harness: Harness, bob: Baresip, target: str) -> None:
+    """A calls baresip, baresip transfers it to `target` and the transfer fails: baresip's
+    menu module (1.0) then destroys its own call (TRANSFER_FAILED, a BYE, and no
+    CALL_CLOSED event), so the server ends A's call too."""
+    a = await harness.phone("A", "101")
+    call = await a.call(harness.uri("107"))
+    await a.wait_hearing({"E"})
+    since = len(bob.events)
+    await bob.transfer(harness.uri(target))
+    await bob.wait_event("TRANSFER_FAILED", since=since)
+    await call.wait_state("terminated")  # baresip's BYE ended the call on both sides
+
+
+async def test_baresip_transfer_to_a_busy_target_learns_486_from_the_notify(
+        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+    events = transfer_events(harness)
+    bob = await baresip("107", "E")
+    c = await harness.phone("C", "103", answer=486)
+    await refused_transfer(harness, bob, "103")
+    assert "transfer failed: 486 Busy Here" in bob.log, bob.log[-1500:]  # from NOTIFY sipfrag
+    assert (events[-1]["phase"], events[-1]["state"], events[-1]["status"]) == (
+        "result", "FAIL", 486)
+    assert len(c.event_times("INVITE")) == 1 and not c.active_calls()
+
+
+async def test_baresip_transfer_to_an_unknown_extension_is_refused_with_404(
+        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+    events = transfer_events(harness)
+    bob = await baresip("107", "E")
+    await refused_transfer(harness, bob, "999")
+    assert "transfer failed: 404" in bob.log, bob.log[-1500:]
+    assert events == []  # refused on the REFER itself: no transfer started
