@@ -156,6 +156,26 @@ async def test_sipp_refer_sub_false_gets_202_and_no_notify(
     await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
 
 
+async def test_sipp_transferer_bye_right_after_the_202_does_not_stop_the_transfer(
+        harness: Harness, sipp: SippFactory) -> None:
+    seen: list[tuple[str, object, object]] = []
+    harness.server.b2bua.observers.append(
+        lambda e: seen.append((e["kind"], e.get("number"), e.get("phase"))))
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103", answer_after=0.7)
+    uac = await transferer(sipp, "refer_then_bye")
+    incoming = await incoming_from(b, uac)
+    await b.wait_hearing({SIPP_TONE})
+    result = (await uac.wait()).check()  # 202, NOTIFY 100, own BYE, 1.5 s with no NOTIFY
+    assert set(received_requests(result)) == {"NOTIFY"}
+    await b.wait_hearing({"C"})
+    await c.wait_hearing({"B"})
+    gone = seen.index(("leg.ended", TRANSFERER, None))
+    assert gone < seen.index(("transfer", None, "result"))  # it left while C still rang
+    await incoming.hangup()
+    await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
+
+
 def refer_to(harness: Harness, ext: str) -> str:
     """A whole Refer-To header line naming extension `ext` at the server."""
     return f"Refer-To: <{harness.uri(ext)}>"
