@@ -347,3 +347,42 @@ async def test_baresip_transfer_to_an_unknown_extension_is_refused_with_404(
     await refused_transfer(harness, bob, "999")
     assert "transfer failed: 404" in bob.log, bob.log[-1500:]
     assert events == []  # refused on the REFER itself: no transfer started
+
+
+async def test_sipp_invite_with_replaces_takes_over_a_confirmed_call(
+        harness: Harness, sipp: SippFactory) -> None:
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103")
+    call = await b.call(harness.uri("103"))
+    at_c = await c.next_incoming()
+    await c.wait_hearing({"B"})
+    tape = Tape(at_c)
+    keys = {"replaces_1": replaces_line(call), "replaces_2": "X-Replaces-Test: takeover"}
+    run = await sipp("invite_replaces_accept", ext="104", service="103", keys=keys,
+                     duration=2000).start()
+    since = time.monotonic()
+    await call.wait_state("terminated")  # B's leg was released with a BYE
+    await c.wait_hearing({SIPP_TONE})
+    assert tape.longest_gap({"B", SIPP_TONE}, since, time.monotonic()) <= 0.1  # no gap
+    assert at_c.state == "confirmed" and len(c.event_times("INVITE")) == 1  # C saw no new call
+    result = (await run.wait()).check()
+    assert received_statuses(result, "INVITE") == [401, 200]
+    await at_c.wait_state("terminated")  # SIPp's BYE ends the call it took over
+
+
+async def test_sipp_invite_with_replaces_picks_up_a_ringing_call(
+        harness: Harness, sipp: SippFactory) -> None:
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103", answer=None)
+    call = await b.call(harness.uri("103"), wait=False)
+    ringing = await c.next_incoming()
+    await call.wait_state("early")
+    keys = {"replaces_1": replaces_line(ringing), "replaces_2": "X-Replaces-Test: pickup"}
+    run = await sipp("invite_replaces_accept", ext="104", service="103", keys=keys,
+                     duration=2000).start()
+    assert await call.wait_final() == 200  # B is answered by the one who picked up
+    await ringing.wait_state("terminated")  # C stops ringing (CANCEL)
+    await b.wait_hearing({SIPP_TONE})
+    result = (await run.wait()).check()
+    assert received_statuses(result, "INVITE") == [401, 200]
+    await call.wait_state("terminated")
