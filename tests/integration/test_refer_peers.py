@@ -47,17 +47,19 @@ def md5_only(harness: Harness) -> None:
 
 @contextlib.asynccontextmanager
 async def sipp_runs(harness: Harness) -> AsyncIterator[SippFactory]:
-    """Make SIPp runs (extension 101, every message traced) aimed at the harness's server."""
+    """Make SIPp runs (extension `ext`, default 101; every message traced) aimed at the
+    harness's server (or, with `uas=True`, waiting for it)."""
     made: list[Sipp] = []
     host, port = harness.sip_addr
     md5_only(harness)
 
     def make(scenario: str, *, service: str = "102", **kw) -> Sipp:
-        ext = kw.pop("ext", TRANSFERER)
+        ext, uas = kw.pop("ext", TRANSFERER), kw.pop("uas", False)
         extra = kw.pop("extra", [])
         if not scenario.startswith("register"):  # SIPp's digest uri defaults to host:port,
             extra = ["-auth_uri", f"{service}@{host}:{port}", *extra]  # not the Request-URI
-        run = Sipp(scenario, f"{host}:{port}", users=[(ext, f"demo{ext}")], service=service,
+        run = Sipp(scenario, None if uas else f"{host}:{port}", users=[(ext, f"demo{ext}")],
+                   service=service,
                    tone=SIPP_TONE, trace_msg=True, extra=extra, **kw)
         made.append(run)
         return run
@@ -174,6 +176,25 @@ async def test_sipp_transferer_bye_right_after_the_202_does_not_stop_the_transfe
     assert gone < seen.index(("transfer", None, "result"))  # it left while C still rang
     await incoming.hangup()
     await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
+
+
+async def test_sipp_callee_is_transferred_and_talks_to_the_target(
+        harness: Harness, sipp: SippFactory) -> None:
+    reg = sipp("register_auth", ext="102")
+    (await reg.run()).check()
+    uas = await sipp("uas_echo", ext="102", uas=True, port=reg.port, auto_answer=False,
+                     extra=["-rtp_echo"]).start()  # without -aa any stray request fails it
+    b = await harness.phone("B", TRANSFERER)
+    c = await harness.phone("C", "103")
+    call = await b.call(harness.uri("102"))
+    await b.wait_hearing({"B"})  # B -> server -> SIPp (echo) -> server -> B
+    assert await call.refer(harness.uri("103")) == 202
+    await call.wait_notify("SIP/2.0 200")
+    await call.wait_state("terminated")
+    await c.wait_hearing({"C"})  # the transferred SIPp now echoes C: media both ways
+    await c.active_calls()[0].hangup()
+    result = (await uas.wait()).check()  # INVITE, ACK, then only the server's BYE
+    assert set(received_requests(result)) == {"INVITE", "ACK", "BYE"}
 
 
 def refer_to(harness: Harness, ext: str) -> str:
