@@ -407,3 +407,48 @@ async def test_sipp_invite_with_replaces_picks_up_a_ringing_call(
     result = (await run.wait()).check()
     assert received_statuses(result, "INVITE") == [401, 200]
     await call.wait_state("terminated")
+
+
+async def test_baresip_is_transferred_by_a_phone_and_hears_the_target(
+        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+    bob = await baresip("107", "E")
+    b = await harness.phone("B", TRANSFERER)
+    c = await harness.phone("C", "103")
+    call = await b.call(harness.uri("107"))
+    await bob.wait_hearing({"B"})
+    since = len(bob.events)
+    assert await call.refer(harness.uri("103")) == 202
+    await call.wait_notify("SIP/2.0 200")
+    await bob.wait_hearing({"C"})  # a new RTP source behind the same stream, no re-INVITE
+    await c.wait_hearing({"E"})
+    assert "CALL_REMOTE_SDP" not in [e.get("type") for e in bob.events[since:]]  # no re-INVITE
+    await c.active_calls()[0].hangup()
+    await bob.wait_event("CALL_CLOSED", since=since)
+
+
+DIRECT = "[extensions.101]\ndirect_media = true\n[extensions.107]\ndirect_media = true\n"
+
+
+@pytest.mark.site(DIRECT)
+async def test_baresip_transfer_of_a_direct_media_call_takes_the_media_back(
+        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+    events = transfer_events(harness)
+    bob = await baresip("107", "E")
+    a = await harness.phone("A", "101")
+    c = await harness.phone("C", "103")
+    call = await a.call(harness.uri("107"))
+    rtp = harness.server.config.rtp
+    await wait_until(lambda: call.rtp.remote is not None
+                     and not rtp.port_min <= call.rtp.remote[1] <= rtp.port_max, 3,
+                     "A's media to go straight to baresip")
+    await a.wait_hearing({"E"})
+    await bob.wait_hearing({"A"})
+    since = len(bob.events)
+    assert (await bob.transfer(harness.uri("103"))).get("ok"), bob.log[-2000:]
+    await a.wait_hearing({"C"}, timeout=5)
+    await c.wait_hearing({"A"})
+    assert rtp.port_min <= call.rtp.remote[1] <= rtp.port_max  # anchored again
+    await bob.wait_event("CALL_CLOSED", since=since)
+    assert events[-1]["state"] == "COMPLETE" and events[-1]["failover"] is False
+    await call.hangup()
+    await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
