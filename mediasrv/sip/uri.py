@@ -12,14 +12,22 @@ Conventions:
 - An IPv6 host is kept in its bracketed form (`[2001:db8::1]`) in `host`, as it is written
   in a URI or Via; `host_port()` returns the bare address for socket use.
 - A `tel:` URI (RFC 3966) keeps the number in `user` and an empty `host`.
+
+Parsing is memoised by text (`_memo`): one call's From, To, Contact and Via values are read
+again and again by the transaction, dialog and call layers, so each distinct value is parsed
+once. A `SipUri` is frozen and shared (its dicts must not be mutated); a `NameAddr` or `Via`
+is mutable, so each `parse` returns a fresh copy with its own `params`.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mediasrv.sip.errors import SipParseError
 
@@ -36,6 +44,19 @@ _VIA_PROTO_RE = re.compile(
 )
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7
+# Values longer than this are parsed every time, so hostile giant headers cannot fill the memo.
+_MEMO_MAX_TEXT = 512
+_T = TypeVar("_T")
+
+
+def _memo(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """`parse` memoised by its text for texts up to `_MEMO_MAX_TEXT` characters; errors
+    are not memoised (a bad value raises every time)."""
+    cached = functools.lru_cache(maxsize=4096)(parse)
+
+    def lookup(text: str) -> _T:
+        return cached(text) if len(text) <= _MEMO_MAX_TEXT else parse(text)
+    return lookup
 
 
 def is_token(text: str) -> bool:
@@ -169,9 +190,14 @@ class SipUri:
     params: Params = field(default_factory=dict, hash=False)
     headers: dict[str, str] = field(default_factory=dict, hash=False)
 
+    @staticmethod
+    def parse(text: str) -> SipUri:
+        """Parse a URI; raises `SipParseError` (status 416 for an unknown scheme).
+        The result is shared between equal texts: treat it as immutable."""
+        return _parse_uri(text)
+
     @classmethod
-    def parse(cls, text: str) -> SipUri:
-        """Parse a URI; raises `SipParseError` (status 416 for an unknown scheme)."""
+    def _parse(cls, text: str) -> SipUri:
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
         if not colon or not is_token(scheme):
@@ -250,9 +276,14 @@ class NameAddr:
     display_name: str | None = None
     params: Params = field(default_factory=dict)
 
-    @classmethod
-    def parse(cls, text: str) -> NameAddr:
+    @staticmethod
+    def parse(text: str) -> NameAddr:
         """Parse a name-addr or addr-spec with header parameters."""
+        shared = _parse_name_addr(text)
+        return NameAddr(shared.uri, shared.display_name, dict(shared.params))
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         display: str | None = None
         rest = text
@@ -295,9 +326,14 @@ class Via:
     port: int | None = None
     params: Params = field(default_factory=dict)
 
-    @classmethod
-    def parse(cls, text: str) -> Via:
+    @staticmethod
+    def parse(text: str) -> Via:
         """Parse one Via value (not a comma-separated list)."""
+        shared = _parse_via(text)
+        return Via(shared.transport, shared.host, shared.port, dict(shared.params))
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         m = _VIA_PROTO_RE.fullmatch(text)
         if m is None:
             raise SipParseError(f"bad Via {text[:60]!r}")
@@ -324,6 +360,11 @@ class Via:
         """The `rport` value filled in by a server (RFC 3581 §4), or None when absent/empty."""
         value = self.params.get("rport")
         return int(value) if value and value.isdigit() else None
+
+
+_parse_uri = _memo(SipUri._parse)
+_parse_name_addr = _memo(NameAddr._parse)
+_parse_via = _memo(Via._parse)
 
 
 def generate_tag() -> str:
