@@ -126,11 +126,21 @@ def received_requests(result: SippResult) -> list[str]:
 # ------------------------------------------------------------------------------ SIPp REFER
 
 
+REFER_TO_FORMS = {  # the Refer-To shapes of RFC 3515 §2.1 (name-addr / addr-spec, compact r)
+    "name-addr": "Refer-To: <{uri}>",
+    "addr-spec": "Refer-To: {uri}",
+    "display name and uri parameter": 'Refer-To: "Carol" <{uri};user=phone>',
+    "compact form": "r: <{uri}>",
+}
+
+
+@pytest.mark.parametrize("form", list(REFER_TO_FORMS))
 async def test_sipp_blind_refer_notifies_and_connects_transferred_to_target(
-        harness: Harness, sipp: SippFactory) -> None:
+        harness: Harness, sipp: SippFactory, form: str) -> None:
     b = await harness.phone("B", "102")
     c = await harness.phone("C", "103")
-    uac = await transferer(sipp, "refer_blind")
+    line = REFER_TO_FORMS[form].format(uri=harness.uri("103"))
+    uac = await transferer(sipp, "refer_blind", keys={"refer_to": line})
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     result = (await uac.wait()).check()  # 202, NOTIFY 100 active, NOTIFY 200 terminated, BYE
