@@ -37,6 +37,7 @@ TRANSFERER = "101"
 SIPP_TONE = "A"  # SIPp's identity tone; the TestPhones are B (102), C (103), D (104)
 
 SippFactory = Callable[..., Sipp]
+TRANSPORTS = {"udp": [], "tcp": ["-t", "t1"]}  # SIPp options: one UDP socket / one TCP link
 
 
 def md5_only(harness: Harness) -> None:
@@ -80,13 +81,16 @@ async def sipp(harness: Harness) -> AsyncIterator[SippFactory]:
 
 
 async def transferer(make: SippFactory, scenario: str, target: str = "103", *,
-                     keys: dict[str, str] | None = None, duration: int = 1500) -> Sipp:
+                     keys: dict[str, str] | None = None, duration: int = 1500,
+                     transport: list[str] | None = None) -> Sipp:
     """Register SIPp as extension 101, then start `scenario` calling 102 from that port: it
-    talks `duration` ms, then REFERs (to `target`)."""
-    reg = make("register_auth")
+    talks `duration` ms, then REFERs (to `target`). `transport`: SIPp options for both runs
+    (``["-t", "t1"]`` for TCP)."""
+    reg = make("register_auth", extra=list(transport or []))
     (await reg.run()).check()
     return await make(scenario, port=reg.port, duration=duration, auto_answer=False,
-                      keys={"target": target, **(keys or {})}).start()
+                      keys={"target": target, **(keys or {})},
+                      extra=list(transport or [])).start()
 
 
 async def incoming_from(phone: TestPhone, run: Sipp) -> Call:
@@ -168,14 +172,15 @@ async def test_sipp_refer_sub_false_gets_202_and_no_notify(
     await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_sipp_transferer_bye_right_after_the_202_does_not_stop_the_transfer(
-        harness: Harness, sipp: SippFactory) -> None:
+        harness: Harness, sipp: SippFactory, transport: str) -> None:
     seen: list[tuple[str, object, object]] = []
     harness.server.b2bua.observers.append(
         lambda e: seen.append((e["kind"], e.get("number"), e.get("phase"))))
     b = await harness.phone("B", "102")
     c = await harness.phone("C", "103", answer_after=0.7)
-    uac = await transferer(sipp, "refer_then_bye")
+    uac = await transferer(sipp, "refer_then_bye", transport=TRANSPORTS[transport])
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     result = (await uac.wait()).check()  # 202, NOTIFY 100, own BYE, 1.5 s with no NOTIFY
@@ -242,12 +247,13 @@ async def test_sipp_refer_rejected_on_the_refer_and_the_call_goes_on(
     assert tape.longest_gap({SIPP_TONE}, since, bye - 0.1) <= 0.1  # the call went on
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_sipp_blind_refer_to_busy_target_notifies_486_and_reconnects(
-        harness: Harness, sipp: SippFactory) -> None:
+        harness: Harness, sipp: SippFactory, transport: str) -> None:
     events = transfer_events(harness)
     b = await harness.phone("B", "102")
     c = await harness.phone("C", "103", answer=486)
-    uac = await transferer(sipp, "refer_busy")
+    uac = await transferer(sipp, "refer_busy", transport=TRANSPORTS[transport])
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     await wait_until(lambda: any(e["phase"] == "result" for e in events), 5, "the transfer result")
