@@ -21,11 +21,13 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote
 
 import pytest
 
 from tests.integration.conftest import Harness, wait_until
 from tests.integration.test_refer import Tape, transfer_events
+from tests.peers import audio
 from tests.peers.baresip import Baresip
 from tests.peers.call import Call
 from tests.peers.phone import TestPhone
@@ -210,6 +212,37 @@ async def test_sipp_callee_is_transferred_and_talks_to_the_target(
     await c.active_calls()[0].hangup()
     result = (await uas.wait()).check()  # INVITE, ACK, then only the server's BYE
     assert set(received_requests(result)) == {"INVITE", "ACK", "BYE"}
+
+
+@pytest.mark.parametrize("consultation", ["answered", "ringing"])
+async def test_sipp_attended_refer_with_replaces_joins_the_parties_locally(
+        harness: Harness, sipp: SippFactory, consultation: str) -> None:
+    """SIPp's REFER names, in Refer-To ``?Replaces=``, the dialog D holds with the server
+    while D talks to (or rings) C: B and C are joined here, no INVITE goes on (RFC 5589 §7);
+    naming a ringing call is the spec's blond transfer."""
+    events = transfer_events(harness)
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103", answer=200 if consultation == "answered" else None)
+    d = await harness.phone("D", "104")
+    consult = await d.call(harness.uri("103"), wait=consultation == "answered")
+    at_c = await c.next_incoming()
+    await consult.wait_state("confirmed" if consultation == "answered" else "early")
+    rep = quote(replaces_line(consult).removeprefix("Replaces: "), safe="")
+    keys = {"refer_to": f"Refer-To: <{harness.uri('103')}?Replaces={rep}>"}
+    uac = await transferer(sipp, "refer_blind", keys=keys)
+    incoming = await incoming_from(b, uac)
+    await b.wait_hearing({SIPP_TONE})
+    await consult.wait_state("terminated", timeout=4)  # D's leg is released
+    if consultation == "ringing":
+        await wait_until(lambda: b.hears_freqs(audio.RINGBACK_HZ), 3, "B to hear ringback")
+        await at_c.answer()
+    result = (await uac.wait()).check()  # 202, NOTIFY 100, NOTIFY 200, BYE
+    await b.wait_hearing({"C"})
+    await c.wait_hearing({"B"})
+    assert len(c.event_times("INVITE")) == 1  # joined locally: nothing new went to C
+    assert events[-1]["state"] == "COMPLETE" and received_statuses(result, "REFER") == [202]
+    await incoming.hangup()
+    await at_c.wait_state("terminated")
 
 
 def refer_to(harness: Harness, ext: str) -> str:
