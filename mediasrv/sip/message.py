@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mediasrv.sip.errors import SipParseError
-from mediasrv.sip.uri import NameAddr, SipUri, Via, is_token, split_outside
+from mediasrv.sip.uri import NameAddr, SipUri, Via, is_token, memoise_by_text, split_outside
 
 MAX_MESSAGE_SIZE = 64 * 1024
 MAX_HEADER_LINES = 100
@@ -116,7 +116,7 @@ class Headers:
         key = _key(name)
         for k, _n, v in self._items:
             if k == key:
-                return (_split_list(v) or [v])[0] if key in LIST_HEADERS else v
+                return (_split_list(v) or (v,))[0] if key in LIST_HEADERS else v
         return None
 
     def get_all(self, name: str) -> list[str]:
@@ -180,14 +180,16 @@ class Headers:
         return f"Headers({self.items()!r})"
 
 
-def _split_list(value: str) -> list[str]:
+@memoise_by_text
+def _split_list(value: str) -> tuple[str, ...]:
     """Elements of a comma-separated header value; an unbalanced quote leaves it whole, so
-    the error surfaces where the element is parsed, not in a lookup."""
+    the error surfaces where the element is parsed, not in a lookup. Memoised: a message's
+    Via and Contact values are looked up many times while it is handled."""
     try:
         parts = split_outside(value, ",")
     except SipParseError:
-        return [value]
-    return [p.strip() for p in parts if p.strip()]
+        return (value,)
+    return tuple(p.strip() for p in parts if p.strip())
 
 
 @functools.lru_cache(maxsize=512)

@@ -13,10 +13,11 @@ Conventions:
   in a URI or Via; `host_port()` returns the bare address for socket use.
 - A `tel:` URI (RFC 3966) keeps the number in `user` and an empty `host`.
 
-Parsing is memoised by text (`_memo`): one call's From, To, Contact and Via values are read
-again and again by the transaction, dialog and call layers, so each distinct value is parsed
-once. A `SipUri` is frozen and shared (its dicts must not be mutated); a `NameAddr` or `Via`
-is mutable, so each `parse` returns a fresh copy with its own `params`.
+Parsing is memoised by text (`memoise_by_text`): one call's From, To, Contact and Via
+values are read again and again by the transaction, dialog and call layers, so each
+distinct value is parsed once. A `SipUri` is frozen and shared (its dicts must not be
+mutated); a `NameAddr` or `Via` is mutable, so each `parse` returns a fresh copy with its
+own `params`.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ _MEMO_MAX_TEXT = 512
 _T = TypeVar("_T")
 
 
-def _memo(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+def memoise_by_text(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     """`parse` memoised by its text for texts up to `_MEMO_MAX_TEXT` characters; errors
-    are not memoised (a bad value raises every time)."""
+    are not memoised (a bad value raises every time). Results are shared: return values
+    that are immutable, or copy them."""
     cached = functools.lru_cache(maxsize=4096)(parse)
 
     def lookup(text: str) -> _T:
@@ -362,9 +364,9 @@ class Via:
         return int(value) if value and value.isdigit() else None
 
 
-_parse_uri = _memo(SipUri._parse)
-_parse_name_addr = _memo(NameAddr._parse)
-_parse_via = _memo(Via._parse)
+_parse_uri = memoise_by_text(SipUri._parse)
+_parse_name_addr = memoise_by_text(NameAddr._parse)
+_parse_via = memoise_by_text(Via._parse)
 
 
 def generate_tag() -> str:
