@@ -23,7 +23,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mediasrv.sip.errors import SipParseError
-from mediasrv.sip.uri import NameAddr, SipUri, Via, is_token, memoise_by_text, split_outside
+from mediasrv.sip.uri import (
+    NameAddr,
+    SipUri,
+    Via,
+    branch_of,
+    is_token,
+    memoise_by_text,
+    split_outside,
+    tag_of,
+)
 
 MAX_MESSAGE_SIZE = 64 * 1024
 MAX_HEADER_LINES = 100
@@ -239,12 +248,12 @@ class _MessageBase:
     @property
     def from_tag(self) -> str | None:
         """The From tag (§19.3)."""
-        return self.from_addr.tag
+        return tag_of(self.headers.get("From") or "")
 
     @property
     def to_tag(self) -> str | None:
         """The To tag (§19.3); None outside a dialog."""
-        return self.to_addr.tag
+        return tag_of(self.headers.get("To") or "")
 
     @property
     def top_via(self) -> Via:
@@ -257,7 +266,10 @@ class _MessageBase:
     @property
     def via_branch(self) -> str | None:
         """The branch parameter of the topmost Via (§17.2.3)."""
-        return self.top_via.branch
+        via = self.headers.get("Via")
+        if via is None:
+            raise SipParseError("missing Via")
+        return branch_of(via)
 
 
 @dataclass(eq=True)

@@ -369,6 +369,16 @@ _parse_name_addr = memoise_by_text(NameAddr._parse)
 _parse_via = memoise_by_text(Via._parse)
 
 
+def tag_of(text: str) -> str | None:
+    """The `tag` parameter of a From/To value (§19.3), read without copying its parse."""
+    return _parse_name_addr(text).params.get("tag")
+
+
+def branch_of(text: str) -> str | None:
+    """The `branch` parameter of one Via value (§8.1.1.7), read without copying its parse."""
+    return _parse_via(text).params.get("branch")
+
+
 def generate_tag() -> str:
     """A random From/To tag with 64 bits of randomness (§19.3)."""
     return secrets.token_hex(8)
