@@ -1,18 +1,22 @@
 """REFER and Replaces against real peers: SIPp scenarios and baresip's own transfer (issue 6).
 
-How this works: the harness runs a real server on free ports. SIPp, registered as extension
-101 (``register_auth.xml``, digest through the runner's injection CSV) and calling a
-``TestPhone`` through the server, plays the *transferer*: it sends the REFERs of
-``tests/sipp/refer_*.xml`` (RFC 3515, RFC 4488 ``Refer-Sub``, RFC 5589 §6) and checks in the
-scenario itself the 202 and each NOTIFY's ``message/sipfrag`` status and subscription state.
-Those scenarios run without ``-aa``: SIPp's auto-answer would take the NOTIFYs away from the
-scenario. ``tests/sipp/invite_replaces_reject.xml`` sends an INVITE with Replaces naming a
-dialog of two ``TestPhone``s and is answered per RFC 3891 §3. baresip (a softphone no one here
-wrote) does its own blind transfer with its ``transfer`` command; when a transfer fails (a 404
-on the REFER, or NOTIFY 486) baresip 1.0's menu module destroys its own call, so the server's
-"give the call back" cannot be heard with baresip, only that the failure reached it and that
-everything is released. Who hears whom is proved by identity tones; the harness ends every
-test with its leak check.
+How this works: the harness runs a real server on free ports.
+- SIPp, registered as extension 101 (``register_auth.xml``, digest through the runner's
+  injection CSV) and calling a ``TestPhone`` through the server, plays the *transferer*: it
+  sends the REFERs of ``tests/sipp/refer_*.xml`` (RFC 3515, RFC 4488 ``Refer-Sub``, RFC 5589
+  §6/§7, over UDP and TCP) and checks in the scenario itself the 202 and each NOTIFY's
+  ``message/sipfrag`` status and subscription state. Those scenarios run without ``-aa``, so
+  a NOTIFY the scenario does not expect fails the run instead of being answered 200 by SIPp's
+  auto-answer. What SIPp received is also read back from its message trace.
+- ``tests/sipp/invite_replaces_*.xml`` send an INVITE with Replaces naming a dialog of two
+  ``TestPhone``s: RFC 3891 §3 refusals (400, 481, 486, 603) and acceptances (take over a
+  confirmed call; pick up a ringing one by naming the server's early dialog).
+- baresip (a softphone no one here wrote) does its own blind transfer with its ``transfer``
+  command, is transferred by a phone, and transfers a direct-media call. When a transfer
+  fails (404 on the REFER, or NOTIFY 486) baresip 1.0's menu module destroys its own call,
+  so the server's "give the call back" cannot be heard with baresip: those tests check that
+  the failure reached it and that everything is released.
+Who hears whom is proved by identity tones; the harness ends every test with its leak check.
 """
 
 from __future__ import annotations
@@ -158,11 +162,12 @@ async def test_sipp_blind_refer_notifies_and_connects_transferred_to_target(
     await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_sipp_refer_sub_false_gets_202_and_no_notify(
-        harness: Harness, sipp: SippFactory) -> None:
+        harness: Harness, sipp: SippFactory, transport: str) -> None:
     b = await harness.phone("B", "102")
     c = await harness.phone("C", "103")
-    uac = await transferer(sipp, "refer_nosub")
+    uac = await transferer(sipp, "refer_nosub", transport=TRANSPORTS[transport])
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     result = (await uac.wait()).check()  # 202 echoing Refer-Sub: false, then only the BYE
