@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -370,20 +371,22 @@ def _check_request_uri(uri: str) -> None:
 def _check_mandatory(msg: Request | Response) -> None:
     """Check the headers every message needs (§8.1.1) and their syntax."""
     h = msg.headers
+    counts = Counter(key for key, _name, _value in h._items)  # one pass, not one per name
     for name in _SINGLE_HEADERS:
-        if h.count(name) != 1:
-            raise SipParseError(f"{'missing' if not h.count(name) else 'repeated'} {name}")
+        if (n := counts[_key(name)]) != 1:
+            raise SipParseError(f"{'missing' if not n else 'repeated'} {name}")
     if not h.get("Call-ID") or " " in (h.get("Call-ID") or ""):
         raise SipParseError("bad Call-ID")
-    NameAddr.parse(h.get("From") or "")  # for its syntax errors
-    NameAddr.parse(h.get("To") or "")
+    tag_of(h.get("From") or "")  # parsed (and memoised) for its syntax errors
+    tag_of(h.get("To") or "")
     _number, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
         raise SipParseError("CSeq method does not match the request line")
-    if not h.get_all("Via"):
+    vias = h.get_all("Via")
+    if not vias:
         raise SipParseError("missing Via")
-    for via in h.get_all("Via"):
-        Via.parse(via)
+    for via in vias:
+        branch_of(via)
 
 
 def _apply_content_length(msg: Request | Response, body: bytes) -> None:
