@@ -110,27 +110,34 @@ async def incoming_from(phone: TestPhone, run: Sipp) -> Call:
             from None
 
 
-def received(result: SippResult) -> list[tuple[str, str]]:
-    """(start line, CSeq method) of every message SIPp received, in order."""
+def received(result: SippResult) -> list[tuple[str, str, str]]:
+    """(start line, CSeq method, body) of every message SIPp received, in order."""
     found = []
     for block in result.messages.split("message received")[1:]:
         text = block.split("\n\n", 1)[-1].lstrip()
-        cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", text, re.MULTILINE | re.IGNORECASE)
-        found.append((text.split("\n", 1)[0].strip(), cseq.group(1) if cseq else ""))
+        head, _, body = text.replace("\r\n", "\n").partition("\n\n")
+        cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", head, re.MULTILINE | re.IGNORECASE)
+        found.append((head.split("\n", 1)[0].strip(), cseq.group(1) if cseq else "", body))
     return found
+
+
+def sipfrags(result: SippResult) -> list[int]:
+    """The distinct statuses the NOTIFYs SIPp received carried (RFC 3420 sipfrag), in order."""
+    return list(dict.fromkeys(int(body.split()[1]) for line, _, body in received(result)
+                              if line.startswith("NOTIFY ") and body.startswith("SIP/2.0 ")))
 
 
 def received_statuses(result: SippResult, method: str) -> list[int]:
     """The distinct final statuses SIPp received for `method`, in order (a retransmitted
     response counts once)."""
-    codes = [int(line.split()[1]) for line, cseq in received(result)
+    codes = [int(line.split()[1]) for line, cseq, _ in received(result)
              if cseq == method and line.startswith("SIP/2.0 ")]
     return list(dict.fromkeys(c for c in codes if c >= 200))
 
 
 def received_requests(result: SippResult) -> list[str]:
     """Methods of the requests SIPp received, in order."""
-    return [line.split()[0] for line, _ in received(result) if not line.startswith("SIP/")]
+    return [line.split()[0] for line, _, _ in received(result) if not line.startswith("SIP/")]
 
 
 # ------------------------------------------------------------------------------ SIPp REFER
@@ -154,7 +161,7 @@ async def test_sipp_blind_refer_notifies_and_connects_transferred_to_target(
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     result = (await uac.wait()).check()  # 202, NOTIFY 100 active, NOTIFY 200 terminated, BYE
-    assert received_statuses(result, "REFER") == [202]
+    assert received_statuses(result, "REFER") == [202] and sipfrags(result) == [100, 200]
     await b.wait_hearing({"C"})
     await c.wait_hearing({"B"})
     assert incoming.state == "confirmed"  # B's own dialog went on; only its party changed
@@ -191,7 +198,7 @@ async def test_sipp_transferer_bye_right_after_the_202_does_not_stop_the_transfe
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     result = (await uac.wait()).check()  # 202, NOTIFY 100, own BYE, 1.5 s with no NOTIFY
-    assert set(received_requests(result)) == {"NOTIFY"}
+    assert set(received_requests(result)) == {"NOTIFY"} and sipfrags(result) == [100]
     await b.wait_hearing({"C"})
     await c.wait_hearing({"B"})
     gone = seen.index(("leg.ended", TRANSFERER, None))
@@ -285,21 +292,31 @@ async def test_sipp_refer_rejected_on_the_refer_and_the_call_goes_on(
     assert tape.longest_gap({SIPP_TONE}, since, bye - 0.1) <= 0.1  # the call went on
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_sipp_blind_refer_to_busy_target_notifies_486_and_reconnects(
-        harness: Harness, sipp: SippFactory, transport: str) -> None:
+FAILS = {  # case: (how 103 is reached, site config, the final sipfrag)
+    "busy": ("486", "", 486),
+    "not registered": (None, "", 480),
+    "no answer": ("ring", "[extensions.103]\nring_timeout = 1\n", 480),
+}
+
+
+@pytest.mark.parametrize("case, transport", [
+    *(pytest.param(case, "udp", marks=[pytest.mark.site(site)] if site else [])
+      for case, (_, site, _) in FAILS.items()), ("busy", "tcp")])
+async def test_sipp_blind_refer_that_fails_notifies_and_gives_the_call_back(
+        harness: Harness, sipp: SippFactory, case: str, transport: str) -> None:
+    reach, _, status = FAILS[case]
     events = transfer_events(harness)
     b = await harness.phone("B", "102")
-    c = await harness.phone("C", "103", answer=486)
-    uac = await transferer(sipp, "refer_busy", transport=TRANSPORTS[transport])
+    if reach is not None:
+        await harness.phone("C", "103", answer=486 if reach == "486" else None)
+    uac = await transferer(sipp, "refer_fails", transport=TRANSPORTS[transport])
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
     await wait_until(lambda: any(e["phase"] == "result" for e in events), 5, "the transfer result")
-    assert (events[-1]["state"], events[-1]["status"]) == ("FAIL", 486)
+    assert (events[-1]["state"], events[-1]["status"]) == ("FAIL", status)
     await b.wait_hearing({SIPP_TONE})  # given back to the transferer, which talks on 2 s
-    assert not c.active_calls()
-    result = (await uac.wait()).check()  # NOTIFY 100 active, NOTIFY 486 terminated, own BYE
-    assert received_statuses(result, "REFER") == [202]
+    result = (await uac.wait()).check()  # NOTIFY 100 active, NOTIFY 4xx terminated, own BYE
+    assert received_statuses(result, "REFER") == [202] and sipfrags(result) == [100, status]
     assert set(received_requests(result)) == {"NOTIFY"}  # and no BYE: SIPp hung up itself
     await incoming.wait_state("terminated")
 
