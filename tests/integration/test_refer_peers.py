@@ -368,14 +368,25 @@ async def test_sipp_invite_with_bad_replaces_gets_the_rfc3891_answer(
 # ------------------------------------------------------------------------------ baresip
 
 
+class TcpBaresip(Baresip):
+    """A baresip whose account reaches the server over TCP (``;transport=tcp`` outbound)."""
+
+    def _account(self) -> str:
+        assert self.registrar is not None
+        plain = 'outbound="sip:{}:{}"'.format(*self.registrar)
+        return super()._account().replace(plain, plain[:-1] + ';transport=tcp"')
+
+
 @pytest.fixture
 async def baresip(harness: Harness) -> AsyncIterator[Callable[..., Awaitable[Baresip]]]:
-    """Start baresips registered as extensions of the harness's server; quit them afterwards."""
+    """``baresip(ext, tone, transport="udp")``: baresips registered as extensions of the
+    harness's server; quit them afterwards."""
     md5_only(harness)
     started: list[Baresip] = []
 
-    async def make(ext: str, tone: str) -> Baresip:
-        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr)
+    async def make(ext: str, tone: str, transport: str = "udp") -> Baresip:
+        kind = TcpBaresip if transport == "tcp" else Baresip
+        phone = kind(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr)
         started.append(phone)
         await phone.start()
         await phone.wait_registered()
@@ -386,10 +397,13 @@ async def baresip(harness: Harness) -> AsyncIterator[Callable[..., Awaitable[Bar
         await phone.close()
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_baresip_transfer_command_connects_its_caller_to_the_target(
-        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+        harness: Harness, baresip: Callable[..., Awaitable[Baresip]], transport: str) -> None:
     events = transfer_events(harness)
-    bob = await baresip("107", "E")
+    bob = await baresip("107", "E", transport)
+    flows = harness.server.b2bua.registrar.contacts("107", time.time())
+    assert [f.transport for f in flows] == [transport], flows
     a = await harness.phone("A", "101")
     c = await harness.phone("C", "103")
     call = await a.call(harness.uri("107"))
