@@ -151,14 +151,17 @@ class Server:
     # ------------------------------------------------------------------ parts
 
     def _endpoint(self) -> SipEndpoint:
-        local = {}
+        local: dict[str, tuple[str, int]] = {}
+        local_v6: dict[str, tuple[str, int]] = {}
         for lst in self.config.sip.listen:
-            local.setdefault(lst.transport, (lst.host, lst.port))
+            family = local_v6 if ":" in lst.host else local
+            family.setdefault(lst.transport, (lst.host, lst.port))
         t1 = self.config.sip.timer_t1
         if t1 >= 0.5:
-            return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1))
+            return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1), local_v6=local_v6)
         # A T1 below RFC 3261's default is only for loopback tests: every wait scales with it.
-        return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1, t4=10 * t1, min_d=64 * t1))
+        return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1, t4=10 * t1, min_d=64 * t1),
+                           local_v6=local_v6)
 
     def _start_engine(self, loop: asyncio.AbstractEventLoop) -> MediaEngine:
         rtp = self.config.rtp

@@ -253,21 +253,21 @@ class B2BUA:
         offer = self._offer(leg)
         for binding in contacts:
             dest = (binding.source_host, binding.source_port, binding.transport)
-            request = self._initial_invite(leg, binding.contact, call_id, tag, offer,
-                                           binding.transport)
+            request = self._initial_invite(leg, binding.contact, call_id, tag, offer, dest)
             fork = Fork(self.sip.send_request(request, dest), request, dest)
             leg.forks.append(fork)
             self._by_client_txn[fork.txn] = (leg, fork)
         leg.invite = leg.forks[0].request
         timeout = leg.extension.ring_timeout if leg.extension else 20.0
         leg.ring_timer = self.loop.call_later(timeout, self._ring_timeout, leg)
-        self._log(leg).info("dialling %s (%d contact(s), %s)", leg.number, len(contacts),
-                            leg.purpose)
+        # per-leg detail: DEBUG, so INFO keeps one line per call event (start, answer, end)
+        self._log(leg).debug("dialling %s (%d contact(s), %s)", leg.number, len(contacts),
+                             leg.purpose)
 
     def _initial_invite(self, leg: SipLeg, contact: str, call_id: str, tag: str,
-                        offer: bytes, transport: str) -> Request:
+                        offer: bytes, destination: Destination) -> Request:
         caller = leg.caller
-        host = self._sip_host()
+        host = self._sip_host(destination[2], ":" in destination[0])
         display = caller.extension.name if caller and caller.extension else ""
         from_user = caller.number if caller else "mediasrv"
         headers = Headers([
@@ -276,7 +276,7 @@ class B2BUA:
              else f"<sip:{from_user}@{host}>;tag={tag}"),
             ("To", f"<sip:{leg.number}@{host}>"),
             ("Call-ID", call_id), ("CSeq", "1 INVITE"),
-            ("Contact", self.contact(transport)), ("Allow", ALLOW),
+            ("Contact", self.contact(destination)), ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
         ])
         return Request("INVITE", contact, headers, offer)
@@ -440,7 +440,7 @@ class B2BUA:
         if caller.invite is None or caller.invite_txn is None:
             return
         response = make_response(caller.invite, status, to_tag=caller.tag,
-                                 headers=[("Contact", self.contact(caller.destination[2]))])
+                                 headers=[("Contact", self.contact(caller.destination))])
         if with_sdp:
             self._attach_answer(caller, response)
         caller.state = LegState.RINGING
@@ -451,7 +451,7 @@ class B2BUA:
         if not leg.inbound or leg.answered or leg.ended or leg.invite is None:
             return
         response = make_response(leg.invite, 200, to_tag=leg.tag, headers=[
-            ("Contact", self.contact(leg.destination[2])), ("Allow", ALLOW)])
+            ("Contact", self.contact(leg.destination)), ("Allow", ALLOW)])
         self._attach_answer(leg, response)
         dialog = self._respond(leg.invite_txn, response)
         leg.state = LegState.ANSWERED
@@ -479,7 +479,7 @@ class B2BUA:
         elif method in ("INVITE", "UPDATE", "INFO", "OPTIONS", "NOTIFY"):
             response = make_response(request, 200)
             if method == "INVITE":
-                response.headers.set("Contact", self.contact(leg.destination[2]))
+                response.headers.set("Contact", self.contact(leg.destination))
                 self._attach_current_sdp(leg, response)
             self._respond(txn, response)
         elif method == "REFER":
@@ -502,7 +502,7 @@ class B2BUA:
         sdp = build_answer(offer, media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
         response = make_response(request, 200, headers=[
-            ("Contact", self.contact(leg.destination[2])), ("Content-Type", "application/sdp")])
+            ("Contact", self.contact(leg.destination)), ("Content-Type", "application/sdp")])
         response.body = sdp.to_bytes()
         self._respond(txn, response)
         if hold != leg.remote_hold:
@@ -638,7 +638,7 @@ class B2BUA:
             self.engine.close_stream(leg.stream)
         except MediaError:
             pass
-        self._log(leg).info("leg %s (%s) ended", leg.id, leg.number)
+        self._log(leg).debug("leg %s (%s) ended", leg.id, leg.number)
         self.publish(leg, "leg.ended", number=leg.number)
 
     def _add_leg(self, leg: SipLeg) -> None:
@@ -668,16 +668,19 @@ class B2BUA:
         self._sdp_ids += 1
         return self._sdp_ids
 
-    def _sip_host(self, transport: str = "udp") -> str:
+    def _sip_host(self, transport: str = "udp", v6: bool = False) -> str:
         listeners = self.config.sip.listen
-        lst = next((x for x in listeners if x.transport == transport), listeners[0])
+        lst = next((x for x in listeners if x.transport == transport and (":" in x.host) == v6),
+                   next((x for x in listeners if x.transport == transport), listeners[0]))
         host = f"[{lst.host}]" if ":" in lst.host else lst.host
         return f"{host}:{lst.port}"
 
-    def contact(self, transport: str = "udp") -> str:
-        """Our Contact for a leg: the listener of the leg's transport (RFC 3261 §8.1.1.8)."""
+    def contact(self, destination: Destination) -> str:
+        """Our Contact towards a phone: the listener of its transport and address family
+        (RFC 3261 §8.1.1.8)."""
+        transport = destination[2]
         suffix = ";transport=tcp" if transport == "tcp" else ""
-        return f"<sip:mediasrv@{self._sip_host(transport)}{suffix}>"
+        return f"<sip:mediasrv@{self._sip_host(transport, ':' in destination[0])}{suffix}>"
 
     def _log(self, leg: SipLeg) -> logging.LoggerAdapter:
         return call_logger(log, leg.call_id)

@@ -147,7 +147,7 @@ class ReferTransfers:
             self.b2bua._respond(txn, make_response(request, status, uri_or_reason or None))
             return
         enabled = (request.headers.get("Refer-Sub") or "").strip().lower() != "false"
-        headers = [("Contact", self.b2bua.contact(leg.destination[2]))]
+        headers = [("Contact", self.b2bua.contact(leg.destination))]
         if not enabled:
             headers.append(("Refer-Sub", "false"))
         self.b2bua._respond(txn, make_response(request, 202, headers=headers))

@@ -140,17 +140,20 @@ class SipEndpoint:
     """One SIP user agent (the B2BUA's both sides): transactions, dialogs and addressing.
 
     `local` maps each transport ("udp", "tcp") to the (host, port) written in our Via
-    sent-by; responses whose top Via is not one of these are discarded (§18.1.2).
+    sent-by; `local_v6` does the same for requests sent to IPv6 destinations when the server
+    also listens on IPv6. Responses whose top Via is not one of these are discarded (§18.1.2).
     """
 
     def __init__(self, local: Mapping[str, Address], config: EndpointConfig | None = None,
-                 ) -> None:
-        if not local:
+                 *, local_v6: Mapping[str, Address] | None = None) -> None:
+        if not local and not local_v6:
             raise ValueError("an endpoint needs at least one local transport address")
         self.config = config or EndpointConfig()
         self.timers = self.config.timers()
-        self.local = {t.lower(): addr for t, addr in local.items()}
-        self._sent_by = {f"{_host_part(h)}:{p}".lower() for h, p in self.local.values()}
+        self.local = {t.lower(): addr for t, addr in (local or local_v6 or {}).items()}
+        self.local_v6 = {t.lower(): addr for t, addr in (local_v6 or {}).items()}
+        self._sent_by = {f"{_host_part(h)}:{p}".lower()
+                         for h, p in [*self.local.values(), *self.local_v6.values()]}
         self.dialogs = DialogSet()
         self.stats: Counter[str] = Counter()
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
@@ -264,7 +267,7 @@ class SipEndpoint:
         if request.method in ("ACK", "CANCEL"):
             raise ValueError(f"send {request.method} with send_ack_2xx() or cancel()")
         self._now = now
-        self._prepare_request(request, destination[2].lower())
+        self._prepare_request(request, destination)
         return self._start_client(request, destination, conn_id, now)
 
     def cancel(self, invite_txn: ClientTransaction, now: float) -> ClientTransaction | None:
@@ -310,7 +313,7 @@ class SipEndpoint:
         if ack.method != "ACK":
             raise ValueError("send_ack_2xx sends ACK requests only")
         transport = destination[2].lower()
-        self._prepare_request(ack, transport)
+        self._prepare_request(ack, destination)
         out = self._queue(ack.to_bytes(), destination[:2], transport, conn_id)
         acks = self._acks.get((ack.call_id, ack.from_tag or "", ack.cseq[0]))
         if acks is not None:
@@ -322,7 +325,7 @@ class SipEndpoint:
         OPTIONS nobody retransmits); requests get a Via like any other."""
         transport = destination[2].lower()
         if isinstance(message, Request):
-            self._prepare_request(message, transport)
+            self._prepare_request(message, destination)
         self._queue(message.to_bytes(), destination[:2], transport, conn_id)
 
     # == receiving =================================================================================
@@ -650,10 +653,13 @@ class SipEndpoint:
             self._events.append(DialogTerminated(dialog))
 
     # == addressing ================================================================================
-    def _prepare_request(self, request: Request, transport: str) -> None:
+    def _prepare_request(self, request: Request, destination: Destination) -> None:
         """Our Via on top (new branch, rport asked for, RFC 3581 §4), plus Max-Forwards and
-        User-Agent when the caller left them out (§8.1.1)."""
-        host, port = self.local.get(transport) or next(iter(self.local.values()))
+        User-Agent when the caller left them out (§8.1.1). The sent-by is the listener of the
+        destination's transport and address family."""
+        transport = destination[2].lower()
+        local = self.local_v6 if self.local_v6 and ":" in destination[0] else self.local
+        host, port = local.get(transport) or next(iter(local.values()))
         via = (f"SIP/2.0/{transport.upper()} {_host_part(host)}:{port};"
                f"branch={generate_branch()};rport")
         request.headers.prepend("Via", via)

@@ -245,3 +245,33 @@ async def test_ipv6_sipp_call_through_the_server(tmp_path: Path, ipv6: None) -> 
             for run in runs:
                 run.stop()
                 run.cleanup()
+
+
+def dual_stack(port: int) -> str:
+    return (f'[sip]\nlisten = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}", '
+            f'"udp:[::1]:{port}", "tcp:[::1]:{port}"]\n')
+
+
+async def test_ipv4_caller_reaches_an_ipv6_callee_on_a_dual_stack_server(
+        tmp_path: Path, ipv6: None) -> None:
+    """A call between an IPv4 and an IPv6 phone on a server listening on both families (the
+    Via and Contact each side gets are checked in tests/sip/test_endpoint_dual_stack.py)."""
+    async with overlay_harness(tmp_path, dual_stack) as h:
+        port = h.sip_addr[1]
+        v6_remote, v4_remote = f"[::1]:{port}", f"127.0.0.1:{port}"
+        v6 = ["-i", "::1"]
+        runs = [Sipp("register_auth", v6_remote, users=[("102", "demo102")],
+                     extra=[*v6, "-auth_uri", v6_remote])]
+        try:
+            (await runs[0].run()).check()
+            runs.append(await Sipp("uas_answer", port=runs[0].port, users=[("102", "demo102")],
+                                   extra=v6).start())
+            runs.append(Sipp("uac_call_rtp", v4_remote, users=[("101", "demo101")],
+                             service="102", duration=500,
+                             extra=["-auth_uri", f"102@{v4_remote}"]))
+            (await runs[2].run()).check()
+            (await runs[1].wait()).check()
+        finally:
+            for run in runs:
+                run.stop()
+                run.cleanup()
