@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.conftest import Harness, wait_until
+from tests.integration.conftest import MOH_HZ, Harness, wait_until
 from tests.integration.test_refer import Tape, transfer_events
 from tests.peers import audio
 from tests.peers.baresip import Baresip
@@ -141,6 +141,26 @@ def received_requests(result: SippResult) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ SIPp REFER
+
+
+@pytest.mark.moh_tone
+async def test_sipp_blind_refer_from_a_held_call_connects_without_hold_music(
+        harness: Harness, sipp: SippFactory) -> None:
+    """Desk phones hold the call (re-INVITE sendonly) before their REFER."""
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103")
+    uac = await transferer(sipp, "refer_held")
+    incoming = await incoming_from(b, uac)
+    await b.wait_hearing({SIPP_TONE})
+    await wait_until(lambda: b.hears_freqs(MOH_HZ), 3, "B to hear hold music")
+    result = (await uac.wait()).check()  # hold, REFER 202, NOTIFY 100 and 200, BYE
+    assert sipfrags(result) == [100, 200]
+    await b.wait_hearing({"C"})
+    await c.wait_hearing({"B"})
+    await wait_until(lambda: not b.hears_freqs(MOH_HZ), 2, "B's hold music to stop")
+    assert b.hears() == {"C"} and not c.hears_freqs(MOH_HZ)
+    await incoming.hangup()
+    await wait_until(lambda: not c.active_calls(), 3, "C's call to end")
 
 
 REFER_TO_FORMS = {  # the Refer-To shapes of RFC 3515 §2.1 (name-addr / addr-spec, compact r)
