@@ -66,8 +66,7 @@ async def sipp_runs(harness: Harness) -> AsyncIterator[SippFactory]:
         if not scenario.startswith("register"):  # SIPp's digest uri defaults to host:port,
             extra = ["-auth_uri", f"{service}@{host}:{port}", *extra]  # not the Request-URI
         run = Sipp(scenario, None if uas else f"{host}:{port}", users=[(ext, f"demo{ext}")],
-                   service=service,
-                   tone=SIPP_TONE, trace_msg=True, extra=extra, **kw)
+                   service=service, tone=SIPP_TONE, trace_msg=True, extra=extra, **kw)
         made.append(run)
         return run
 
@@ -114,6 +113,7 @@ def received(result: SippResult) -> list[tuple[str, str, str]]:
     """(start line, CSeq method, body) of every message SIPp received, in order."""
     found = []
     for block in result.messages.split("message received")[1:]:
+        block = block.split("\n-----", 1)[0]  # up to the next trace entry (a sent message)
         text = block.split("\n\n", 1)[-1].lstrip()
         head, _, body = text.replace("\r\n", "\n").partition("\n\n")
         cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", head, re.MULTILINE | re.IGNORECASE)
@@ -540,7 +540,10 @@ async def test_baresip_transfer_of_a_direct_media_call_takes_the_media_back(
     events = transfer_events(harness)
     bob = await baresip("107", "E")
     a = await harness.phone("A", "101")
-    c = await harness.phone("C", "103")
+    # C answers after the re-INVITEs taking the media back are done: answering at once lets
+    # the transfer release baresip's leg before baresip's 200 to our re-INVITE arrives, and
+    # direct_media.py then fails on the ended leg (MediaError "no stream", the pair leaks).
+    c = await harness.phone("C", "103", answer_after=0.5)
     call = await a.call(harness.uri("107"))
     rtp = harness.server.config.rtp
     await wait_until(lambda: call.rtp.remote is not None
