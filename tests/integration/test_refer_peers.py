@@ -496,6 +496,33 @@ async def test_sipp_invite_with_replaces_takes_over_a_confirmed_call(
     await at_c.wait_state("terminated")  # SIPp's BYE ends the call it took over
 
 
+@pytest.mark.site("[extensions.101]\ndirect_media = true\n[extensions.102]\ndirect_media = true\n")
+async def test_sipp_invite_with_replaces_takes_over_a_direct_media_call_without_a_gap(
+        harness: Harness, sipp: SippFactory) -> None:
+    """The replaced phone talked straight to B: B is re-INVITEd back to the server's media
+    and hears SIPp (which does not allow direct media) with no gap."""
+    a = await harness.phone("A", "101")
+    b = await harness.phone("B", "102")
+    call = await a.call(harness.uri("102"))
+    at_b = await b.next_incoming()
+    rtp = harness.server.config.rtp
+    await wait_until(lambda: call.rtp.remote is not None
+                     and not rtp.port_min <= call.rtp.remote[1] <= rtp.port_max, 3,
+                     "A's media to go straight to B")
+    await b.wait_hearing({"A"})
+    tape = Tape(at_b)
+    keys = {"replaces_1": replaces_line(call), "replaces_2": "X-Replaces-Test: direct"}
+    run = await sipp("invite_replaces_accept", ext="104", service="102", keys=keys,
+                     duration=2500).start()
+    since = time.monotonic()
+    await call.wait_state("terminated")
+    await b.wait_hearing({SIPP_TONE}, timeout=4)
+    assert tape.longest_gap({"A", SIPP_TONE}, since, time.monotonic()) <= 0.1
+    assert rtp.port_min <= at_b.rtp.remote[1] <= rtp.port_max  # anchored again
+    (await run.wait()).check()
+    await at_b.wait_state("terminated")
+
+
 async def test_sipp_invite_with_replaces_picks_up_a_ringing_call(
         harness: Harness, sipp: SippFactory) -> None:
     b = await harness.phone("B", "102")
