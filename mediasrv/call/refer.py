@@ -4,9 +4,11 @@ How this works:
 - A REFER inside an answered call (the *transferer*'s leg) is checked first: exactly one
   Refer-To (RFC 3515 §2.4.1, else 400), a SIP URI (else 400/416), a call to transfer (the
   leg and its party answered and not in a service, else 603), a known extension for a blind
-  transfer (else 404). Accepted, it gets 202 and an implicit subscription (RFC 3515 §2.4.4):
-  NOTIFY `message/sipfrag` "100 Trying", then one final status (200 / 486 / 480 / 503, or
-  the RFC 3891 answer for a bad Replaces), the last NOTIFY terminating the subscription.
+  transfer (else 404) other than the transferred party's own (else 403, as the transfer
+  spec treats that addressee as invalid). Accepted, it gets 202 and an implicit
+  subscription (RFC 3515 §2.4.4): NOTIFY `message/sipfrag` "100 Trying", then one final
+  status (200 / 486 / 480 / 503, or the RFC 3891 answer for a bad Replaces), the last
+  NOTIFY terminating the subscription.
   `Refer-Sub: false` (RFC 4488 §4) is echoed in the 202 and no NOTIFY is sent.
 - Blind (no Replaces, RFC 5589 §6): the *transferred* party hears ringback while the
   Refer-To extension is dialled on its behalf (its failover applies, unless the call had
@@ -179,6 +181,9 @@ class ReferTransfers:
             return 603, "Nothing to transfer now"
         if replaces is None and uri.user not in self.b2bua.config.extensions:
             return 404, ""
+        if replaces is None and transferred.extension is not None \
+                and uri.user == transferred.extension.number:
+            return 403, "Cannot transfer a party to itself"  # it would ring the same phone
         return 0, str(uri)
 
     # ------------------------------------------------------------------ blind / blond

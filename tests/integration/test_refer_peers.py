@@ -286,6 +286,7 @@ REJECTED = {
     "no Refer-To": (None, None, 400),
     "two Refer-To": ("103", "104", 400),
     "unknown extension": ("999", None, 404),
+    "the transferred party itself": ("102", None, 403),  # it would ring B with its own call
 }
 
 
