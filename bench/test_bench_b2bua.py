@@ -12,9 +12,10 @@ Measured: calls/s of wall time (against the reference's), calls per CPU-second o
 process (both its threads: "calls/s on one core"), failed calls, and retransmissions seen by
 either SIPp and absorbed by the server. The CI gates are fractions of the goal (500 calls/s
 per core, no failed call, no retransmission) because the machine is shared: the server must
-keep up with the offered rate as well as half the reference does, carry a quarter of the
-goal per CPU-second, fail no call, and retransmit (almost) nothing. ``H7_BENCH_CALLS`` and
-``H7_BENCH_RATE`` make the long run for the report.
+keep up with the offered rate as well as half the reference does, carry half the goal per
+CPU-second (it carries 640-800 calls per CPU-second on the shared 2-core dev box since the
+issue 3 work: a 2.5x margin for noise), fail no call, and retransmit (almost) nothing.
+``H7_BENCH_CALLS`` and ``H7_BENCH_RATE`` make the long run for the report.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def test_calls_per_second_through_the_b2bua(benchmark, server: ServerThread) -> 
     assert run.result.successful == CALLS and run.result.failed == 0
     assert retrans <= CALLS // 200, f"{retrans} retransmissions"  # goal 0; noise allowance
     assert ratio >= 0.5, f"kept up with only {ratio:.2f} of the reference's rate"
-    assert per_core >= GOAL_PER_CORE / 4
+    assert per_core >= GOAL_PER_CORE / 2, f"{per_core:.0f} calls per server CPU-second"
     assert not b2bua.legs and all(v == 0 for v in b2bua.leak_report().values())
     waiting = endpoint.transaction_states()  # Timers D, I, J, K run up to 32 s: not leaks
     assert set(waiting) <= {"Completed", "Confirmed", "Accepted", "Terminated"}, waiting
