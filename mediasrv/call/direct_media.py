@@ -242,7 +242,7 @@ class DirectMedia:
             self._fire(pair, E.ANSWERED if media is not None else E.REJECTED)
 
     def _anchor_answered(self, pair: Pair | None, leg: SipLeg, media: Negotiated | None) -> None:
-        if media is not None:
+        if media is not None and not leg.ended:  # a transfer may have BYEd it meanwhile
             leg.media = media
             self.b2bua._apply_remote(leg)
         if pair is not None:
