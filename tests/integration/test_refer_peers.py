@@ -21,7 +21,6 @@ Who hears whom is proved by identity tones; the harness ends every test with its
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +30,7 @@ import pytest
 
 from tests.integration.conftest import MOH_HZ, Harness, wait_until
 from tests.integration.test_refer import Tape, transfer_events
+from tests.integration.test_sipp import sipp_runs
 from tests.peers import audio
 from tests.peers.baresip import Baresip
 from tests.peers.call import Call
@@ -46,42 +46,18 @@ SippFactory = Callable[..., Sipp]
 TRANSPORTS = {"udp": [], "tcp": ["-t", "t1"]}  # SIPp options: one UDP socket / one TCP link
 
 
-def md5_only(harness: Harness) -> None:
-    """Challenge with MD5 alone: SIPp 3.6 and baresip 1.0 answer only the first challenge and
-    cannot do SHA-256, which the server offers first."""
-    harness.server.b2bua.gatekeeper.digest.algorithms = ("MD5",)
-
-
-@contextlib.asynccontextmanager
-async def sipp_runs(harness: Harness) -> AsyncIterator[SippFactory]:
-    """Make SIPp runs (extension `ext`, default 101; every message traced) aimed at the
-    harness's server (or, with `uas=True`, waiting for it)."""
-    made: list[Sipp] = []
-    host, port = harness.sip_addr
-    md5_only(harness)
-
-    def make(scenario: str, *, service: str = "102", **kw) -> Sipp:
-        ext, uas = kw.pop("ext", TRANSFERER), kw.pop("uas", False)
-        extra = kw.pop("extra", [])
-        if not scenario.startswith("register"):  # SIPp's digest uri defaults to host:port,
-            extra = ["-auth_uri", f"{service}@{host}:{port}", *extra]  # not the Request-URI
-        run = Sipp(scenario, None if uas else f"{host}:{port}", users=[(ext, f"demo{ext}")],
-                   service=service, tone=SIPP_TONE, trace_msg=True, extra=extra, **kw)
-        made.append(run)
-        return run
-
-    try:
-        yield make
-    finally:
-        for run in made:
-            run.stop()
-            run.cleanup()
-
-
 @pytest.fixture
 async def sipp(harness: Harness) -> AsyncIterator[SippFactory]:
-    """``sipp(scenario, service=..., **Sipp options)``: SIPp runs against the server."""
-    async with sipp_runs(harness) as make:
+    """``sipp(scenario, service="102", ext="101", uas=False, **Sipp options)``: SIPp runs
+    against the server, every message traced (test_sipp's factory, transferer defaults)."""
+    async with sipp_runs(harness) as base:
+        def make(scenario: str, *, service: str = "102", **kw) -> Sipp:
+            kw.setdefault("tone", SIPP_TONE)
+            kw.setdefault("trace_msg", True)
+            if not scenario.startswith("register"):  # REGISTER signs its own Request-URI
+                kw["service"] = service
+            return base(scenario, kw.pop("ext", TRANSFERER), **kw)
+
         yield make
 
 
@@ -402,7 +378,6 @@ class TcpBaresip(Baresip):
 async def baresip(harness: Harness) -> AsyncIterator[Callable[..., Awaitable[Baresip]]]:
     """``baresip(ext, tone, transport="udp")``: baresips registered as extensions of the
     harness's server; quit them afterwards."""
-    md5_only(harness)
     started: list[Baresip] = []
 
     async def make(ext: str, tone: str, transport: str = "udp") -> Baresip:
