@@ -104,6 +104,14 @@ class Harness:
                          "SIP transactions to finish")
 
 
+async def assert_nothing_leaked(h: Harness) -> None:
+    """Every call, transaction, leg and engine stream of the test is gone."""
+    await h.settle()
+    report = h.server.b2bua.leak_report()
+    assert all(v == 0 for v in report.values()), report
+    assert h.server.engine.open_stream_count() == 0
+
+
 @pytest.fixture
 async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     marker = request.node.get_closest_marker("site")
@@ -117,10 +125,7 @@ async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     h = Harness(server, tmp_path)
     try:
         yield h
-        await h.settle()
-        report = server.b2bua.leak_report()
-        assert all(v == 0 for v in report.values()), report
-        assert server.engine.open_stream_count() == 0
+        await assert_nothing_leaked(h)
     finally:
         for phone in h.phones:
             await phone.close()

@@ -199,3 +199,11 @@ def rtp_valid(data: bytes) -> bool:
     if data[0] & 0x20 and (data[-1] == 0 or off + data[-1] > len(data)):
         return False
     return not 72 <= data[1] & 0x7F <= 76
+
+
+def wire(eng: MediaEngine, peer: RtpPeer, codec: str = "PCMU", event_pt: int | None = 101) -> int:
+    """Open a stream whose remote is peer; returns the stream id."""
+    sid = eng.open_stream()
+    pt = 0 if codec == "PCMU" else 8
+    eng.set_remote(sid, "127.0.0.1", peer.port, codec=codec, pt=pt, event_pt=event_pt)
+    return sid

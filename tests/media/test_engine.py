@@ -10,7 +10,7 @@ import wave
 
 import numpy as np
 import pytest
-from rtp_peer import RtpPeer, build, engine_factory, goertzel_power
+from rtp_peer import RtpPeer, build, goertzel_power, wire
 
 from mediasrv import _media
 from mediasrv.media.engine import MediaEngine, MediaError
@@ -23,34 +23,6 @@ from mediasrv.media.events import (
 )
 
 ULAW_FRAME = bytes(range(0, 160))
-
-
-def wire(eng: MediaEngine, peer: RtpPeer, codec: str = "PCMU", event_pt: int | None = 101) -> int:
-    """Open a stream whose remote is peer; returns the stream id."""
-    sid = eng.open_stream()
-    pt = 0 if codec == "PCMU" else 8
-    eng.set_remote(sid, "127.0.0.1", peer.port, codec=codec, pt=pt, event_pt=event_pt)
-    return sid
-
-
-@pytest.fixture
-async def engines(request: pytest.FixtureRequest):
-    async with engine_factory(request.node.name) as make:
-        yield make
-
-
-@pytest.fixture
-def peers():
-    made: list[RtpPeer] = []
-
-    def make(n: int) -> list[RtpPeer]:
-        new = [RtpPeer() for _ in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for p in made:
-        p.close()
 
 
 async def test_open_close_port_reuse_and_exhaustion(engines) -> None:

@@ -9,43 +9,16 @@ import wave
 import numpy as np
 import pytest
 from rtp_peer import (
-    RtpPeer,
     assert_ports_free,
     build,
-    engine_factory,
     goertzel_power,
     rtp_valid,
+    wire,
 )
 
 from mediasrv import _media
 from mediasrv.media.engine import MediaEngine, MediaError
 from mediasrv.media.events import RecordingFinished, RtpTimedOut
-
-
-@pytest.fixture
-async def engines(request: pytest.FixtureRequest):
-    async with engine_factory(request.node.name) as make:
-        yield make
-
-
-@pytest.fixture
-def peers():
-    made: list[RtpPeer] = []
-
-    def make(n: int) -> list[RtpPeer]:
-        made.extend(RtpPeer() for _ in range(n))
-        return made[-n:]
-
-    yield make
-    for p in made:
-        p.close()
-
-
-def wire(eng: MediaEngine, peer: RtpPeer, codec: str = "PCMU") -> int:
-    sid = eng.open_stream()
-    eng.set_remote(sid, "127.0.0.1", peer.port, codec=codec, pt=0 if codec == "PCMU" else 8,
-                   event_pt=101)
-    return sid
 
 
 async def test_mute_replaces_audio_toward_the_peer(engines, peers) -> None:

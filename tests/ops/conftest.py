@@ -17,7 +17,13 @@ import pytest
 
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
-from tests.integration.conftest import Harness, free_port, moh_tone_site, site_config
+from tests.integration.conftest import (
+    Harness,
+    assert_nothing_leaked,
+    free_port,
+    moh_tone_site,
+    site_config,
+)
 
 TOKEN = "s3cret-token"
 
@@ -147,10 +153,7 @@ async def ops(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[O
     h = OpsHarness(server, tmp_path)
     try:
         yield h
-        await h.settle()
-        report = server.b2bua.leak_report()
-        assert all(v == 0 for v in report.values()), report
-        assert server.engine.open_stream_count() == 0
+        await assert_nothing_leaked(h)
         assert not server.api.hub.subscribers, "an event stream outlived its client"
     finally:
         for phone in h.phones:
