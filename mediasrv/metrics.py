@@ -89,7 +89,7 @@ class Metrics:
     # ------------------------------------------------------------------ hooks
 
     def observe(self, event: dict[str, object]) -> None:
-        """B2BUA observer: call starts, transfer transitions, ended legs' RTP totals."""
+        """B2BUA observer: call starts, transfer transitions, ended legs' final RTP counters."""
         kind = event.get("kind")
         if kind == "call.started":
             self.calls_started.inc()
@@ -97,7 +97,11 @@ class Metrics:
             self._transfer(str(event["call_id"]), str(event.get("service", "")),
                            str(event.get("state", "")), event.get("event") == "start")
         elif kind == "leg.ended":
-            self._ended.update(self._last.pop(str(event["leg"]), Tally()))
+            last = self._last.pop(str(event["leg"]), Tally())
+            final = event.get("rtp")
+            if isinstance(final, dict) and final:
+                last = Tally({k: final[k] for k in _RTP_KEYS})
+            self._ended.update(last)
 
     def call_finished(self, record: CallRecord) -> None:
         """Call-records hook: one call ended with `record.result`."""

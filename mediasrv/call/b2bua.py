@@ -634,12 +634,14 @@ class B2BUA:
                 self._by_client_txn.pop(fork.txn, None)
         if leg.dialog is not None:
             self._by_dialog.pop(leg.dialog.id, None)
+        rtp: dict[str, int] = {}
         try:
+            rtp = self.engine.stats(leg.stream)     # the final counters, read before closing
             self.engine.close_stream(leg.stream)
         except MediaError:
             pass
         self._log(leg).debug("leg %s (%s) ended", leg.id, leg.number)
-        self.publish(leg, "leg.ended", number=leg.number)
+        self.publish(leg, "leg.ended", number=leg.number, rtp=rtp)
 
     def _add_leg(self, leg: SipLeg) -> None:
         leg.call.legs.append(leg)

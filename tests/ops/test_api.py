@@ -193,6 +193,9 @@ async def test_event_stream_carries_a_calls_life(ops: OpsHarness) -> None:
     ended = [await stream.next(), await stream.next()]
     assert [k for k, _ in ended] == ["leg.ended", "leg.ended"]
     assert {e["number"] for _, e in ended} == {"101", "102"}
+    for _, e in ended:  # each leg's final RTP counters, read as its stream closed
+        assert e["rtp"]["packets_in"] > 0 and e["rtp"]["packets_out"] > 0
+        assert e["rtp"]["bytes_in"] == 172 * e["rtp"]["packets_in"]
     stream.close()
     await wait_until(lambda: not ops.server.api.hub.subscribers, 3, "the stream to close")
 

@@ -31,6 +31,9 @@ async def test_names_follow_prometheus_conventions(ops: OpsHarness) -> None:
 
 
 async def test_calls_registrations_and_rtp_while_calls_run(ops: OpsHarness) -> None:
+    ended: list[dict] = []
+    ops.server.b2bua.observers.append(
+        lambda e: ended.append(e) if e["kind"] == "leg.ended" else None)
     assert sample(await metrics(ops), "mediasrv_registrations") == 0
     a, b, a_call, b_call = await talking(ops)
     text = await metrics(ops)
@@ -55,7 +58,9 @@ async def test_calls_registrations_and_rtp_while_calls_run(ops: OpsHarness) -> N
     text = await metrics(ops)
     assert sample(text, "mediasrv_calls_active") == 0
     assert sample(text, "mediasrv_calls_total", result="answered") == 1
-    assert sample(text, "mediasrv_rtp_packets_total", direction="in") >= during  # kept
+    total_in = sample(text, "mediasrv_rtp_packets_total", direction="in")
+    assert total_in >= during  # kept
+    assert total_in == sum(e["rtp"]["packets_in"] for e in ended)  # up to the last packet
 
 
 async def test_results_of_unanswered_calls(ops: OpsHarness) -> None:
