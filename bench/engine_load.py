@@ -104,7 +104,7 @@ def _measure(eng: MediaEngine, sids: list[int], lg, units: int, seconds: float,
     try:
         out0 = _sent_by_engine(eng, sids)
         c0, t0 = _thread_cpu(ids[0]), time.monotonic()
-        lg.run(seconds, slots=SLOTS)
+        lg.run(seconds, slots=SLOTS, spin=len(mask) > 1)
         c1, t1 = _thread_cpu(ids[0]), time.monotonic()
         out1 = _sent_by_engine(eng, sids)
     finally:

@@ -31,7 +31,6 @@ cdef enum EngEventKind:
 cdef enum:
     ENG_PCMU = 0
     ENG_PCMA = 1
-    ENG_BATCH = 16
     ENG_BUF = 2048
     ENG_MAX_SOUNDS = 1024
     ENG_MAX_MOH = 64
@@ -158,9 +157,6 @@ cdef struct EngCore:
     uint8_t tx[ENG_BUF]
     EngConf* conf
     int nconf
-    mmsghdr mm[ENG_BATCH]
-    iovec iov[ENG_BATCH]
-    sockaddr_in from_[ENG_BATCH]
-    uint8_t rxbuf[ENG_BATCH][ENG_BUF]
+    uint8_t rxbuf[ENG_BUF]
 
 
