@@ -167,3 +167,25 @@ def test_kernel_and_reference_agree_event_for_event() -> None:
     got = kernel.feed(pcm) + kernel.flush()
     assert got == ref.feed(pcm) + ref.flush()
     assert "".join(e[0] for e in got) == "0918*#ABCD"
+
+
+@pytest.mark.parametrize("rate", [11025, 12000])
+def test_other_rates_agree_with_reference_in_any_chunking(rate: int) -> None:
+    """M = 71 or 78 (odd, or not a multiple of 4); silences between the digits."""
+    rng = np.random.default_rng(rate)
+    t = np.arange(rate // 10) / rate
+    parts = [np.zeros(rate // 20)]
+    for d in "1A*D":
+        k = C.KEYS.index(d)
+        parts += [C.amplitude(-20) * (np.sin(2 * np.pi * C.ROWS[k // 4] * t)
+                                      + np.sin(2 * np.pi * C.COLS[k % 4] * t)),
+                  np.zeros(rate // 15)]
+    x = np.concatenate(parts)
+    pcm = np.round(x + rng.normal(0, 3, len(x))).astype(np.int16)
+    ref = DtmfReference(rate)
+    want = ref.feed(pcm) + ref.flush()
+    assert "".join(e[0] for e in want) == "1A*D"
+    for chunk in (1, 13, 71, 160, len(pcm)):
+        det = _media.DtmfDetector(rate)
+        got = [e for i in range(0, len(pcm), chunk) for e in det.feed(pcm[i:i + chunk])]
+        assert got + det.flush() == want
