@@ -240,25 +240,55 @@ cdef void eng_rx_audio(EngCore* c, EngStream* s, EngRtpView* v,
         eng_rec_write(&c.rec[s.rec], c.pcm, n)
 
 
-cdef void eng_rx_socket(EngCore* c, int slot) noexcept nogil:
-    """Read one datagram from a ready RTP socket.
+cdef void eng_rx_socket(EngCore* c, int slot, int behind) noexcept nogil:
+    """Read a ready RTP socket: one datagram, or all it holds when the thread is behind.
 
-    One recvfrom per readiness event: a stream gets a packet every ptime, so a ready socket
-    nearly always holds exactly one, and recvmmsg pays for a second, failing attempt on each
-    call (1.4 us against recvfrom's 1.0 us per datagram on loopback). A socket holding more
-    stays ready (level-triggered epoll) and is read again in the next round.
+    A stream gets one packet per ptime, so a ready socket nearly always holds exactly one,
+    and recvmmsg pays for a second, failing attempt inside the kernel on each call (1.4 us
+    against recvfrom's 1.0 us per datagram on loopback): recvfrom reads it, and a socket
+    holding more stays ready (level-triggered epoll) for the next round. When a round
+    comes back full the thread is behind and sockets hold several: recvmmsg drains each
+    in one call, which is what lets a saturated thread catch up.
     """
     cdef sockaddr_in a
     cdef socklen_t alen = sizeof(sockaddr_in)
-    cdef ssize_t n = recvfrom(c.st[slot].fd, c.rxbuf, ENG_BUF, MSG_DONTWAIT,
-                              <sockaddr*>&a, &alen)
+    cdef ssize_t n
+    if behind:
+        eng_rx_drain(c, slot)
+        return
+    n = recvfrom(c.st[slot].fd, c.rxbuf[0], ENG_BUF, MSG_DONTWAIT, <sockaddr*>&a, &alen)
     if n >= 0:
-        eng_rx_packet(c, slot, c.rxbuf, <int>n, &a)
+        eng_rx_packet(c, slot, c.rxbuf[0], <int>n, &a)
+
+
+cdef void eng_rx_drain(EngCore* c, int slot) noexcept nogil:
+    """Drain one RTP socket with recvmmsg, ENG_BATCH datagrams per call."""
+    cdef int i, n
+    cdef EngStream* s = &c.st[slot]
+    while True:
+        for i in range(ENG_BATCH):
+            c.iov[i].iov_base = c.rxbuf[i]
+            c.iov[i].iov_len = ENG_BUF
+            c.mm[i].msg_hdr.msg_name = &c.from_[i]
+            c.mm[i].msg_hdr.msg_namelen = sizeof(sockaddr_in)
+            c.mm[i].msg_hdr.msg_iov = &c.iov[i]
+            c.mm[i].msg_hdr.msg_iovlen = 1
+            c.mm[i].msg_hdr.msg_control = NULL
+            c.mm[i].msg_hdr.msg_controllen = 0
+            c.mm[i].msg_hdr.msg_flags = 0
+        n = recvmmsg(s.fd, c.mm, ENG_BATCH, MSG_DONTWAIT, NULL)
+        if n <= 0:
+            return
+        for i in range(n):
+            if s.used:
+                eng_rx_packet(c, slot, c.rxbuf[i], c.mm[i].msg_len, &c.from_[i])
+        if n < ENG_BATCH:
+            return
 
 
 cdef void eng_drain_rtcp(EngCore* c, int slot) noexcept nogil:
     # RTCP reports are optional (RFC 3550 §6 SHOULD); we read and discard them.
-    while recv(c.st[slot].fd_rtcp, c.rxbuf, ENG_BUF, MSG_DONTWAIT) > 0:
+    while recv(c.st[slot].fd_rtcp, c.rxbuf[0], ENG_BUF, MSG_DONTWAIT) > 0:
         pass
 
 
@@ -344,7 +374,7 @@ cdef void eng_reanchor_all(EngCore* c) noexcept nogil:
             c.st[i].anchor = 1
 
 
-cdef void eng_dispatch(EngCore* c, uint64_t tag) noexcept nogil:
+cdef void eng_dispatch(EngCore* c, uint64_t tag, int behind) noexcept nogil:
     cdef uint64_t count = 0
     cdef int slot
     cdef int64_t sid
@@ -367,22 +397,22 @@ cdef void eng_dispatch(EngCore* c, uint64_t tag) noexcept nogil:
     if tag & 1:
         eng_drain_rtcp(c, slot)
     else:
-        eng_rx_socket(c, slot)
+        eng_rx_socket(c, slot, behind)
 
 
 cdef void eng_run(EngCore* c) noexcept nogil:
     """The media thread: wait, then handle a batch of readiness events under the mutex."""
-    cdef epoll_event evs[256]
+    cdef epoll_event evs[ENG_EVENTS]
     cdef int i, n
     while True:
-        n = epoll_wait(c.epfd, evs, 256, 1000)
+        n = epoll_wait(c.epfd, evs, ENG_EVENTS, 1000)
         pthread_mutex_lock(&c.mu)
         if c.stopping:
             pthread_mutex_unlock(&c.mu)
             return
         c.now = eng_now_ns()
         for i in range(n):
-            eng_dispatch(c, evs[i].data.u64)
+            eng_dispatch(c, evs[i].data.u64, n == ENG_EVENTS)
         eng_signal_events(c)
         pthread_mutex_unlock(&c.mu)
 

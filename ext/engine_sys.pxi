@@ -1,5 +1,5 @@
-# System declarations for the engine: epoll, timerfd, eventfd, UDP sockets, pthread
-# mutexes. Linux only.
+# System declarations for the engine: epoll, timerfd, eventfd, UDP sockets with
+# recvmmsg, pthread mutexes. Linux only.
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, itimerspec, timespec
@@ -39,16 +39,34 @@ cdef extern from "<sys/eventfd.h>" nogil:
         EFD_CLOEXEC
 
 
+cdef extern from "<sys/uio.h>" nogil:
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+
+
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
     cdef struct sockaddr:
         unsigned short sa_family
+    cdef struct msghdr:
+        void* msg_name
+        socklen_t msg_namelen
+        iovec* msg_iov
+        size_t msg_iovlen
+        void* msg_control
+        size_t msg_controllen
+        int msg_flags
+    cdef struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
     int socket(int domain, int type, int protocol)
     int bind(int fd, const sockaddr* addr, socklen_t len)
     ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* addr,
                    socklen_t len)
     ssize_t recv(int fd, void* buf, size_t n, int flags)
     ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr, socklen_t* len)
+    int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* timeout)
     enum:
         AF_INET
         SOCK_DGRAM

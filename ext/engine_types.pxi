@@ -31,6 +31,8 @@ cdef enum EngEventKind:
 cdef enum:
     ENG_PCMU = 0
     ENG_PCMA = 1
+    ENG_BATCH = 16             # datagrams per recvmmsg when draining
+    ENG_EVENTS = 256           # readiness events per epoll_wait; a full round = behind
     ENG_BUF = 2048
     ENG_MAX_SOUNDS = 1024
     ENG_MAX_MOH = 64
@@ -157,6 +159,9 @@ cdef struct EngCore:
     uint8_t tx[ENG_BUF]
     EngConf* conf
     int nconf
-    uint8_t rxbuf[ENG_BUF]
+    mmsghdr mm[ENG_BATCH]
+    iovec iov[ENG_BATCH]
+    sockaddr_in from_[ENG_BATCH]
+    uint8_t rxbuf[ENG_BATCH][ENG_BUF]
 
 
