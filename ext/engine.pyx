@@ -366,6 +366,7 @@ cdef class Engine:
         self._lock()
         s = &self.c.st[slot]
         if not s.has_remote or not eng_same_addr(&sa, &s.remote):
+            eng_unsettle(s)
             s.remote = sa
             s.seen = s.accepted = 0
             s.cand_count = 0

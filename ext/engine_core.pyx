@@ -80,7 +80,12 @@ cdef uint32_t eng_next_ts(EngCore* c, EngStream* s) noexcept nogil:
 
 
 cdef void eng_sendto(EngCore* c, EngStream* s, const uint8_t* pkt, int n) noexcept nogil:
-    if sendto(s.fd, pkt, n, MSG_DONTWAIT, <sockaddr*>&s.remote, sizeof(sockaddr_in)) == n:
+    cdef ssize_t r
+    if s.connected:                 # the route is cached in the socket: ~0.3 us less a packet
+        r = send(s.fd, pkt, n, MSG_DONTWAIT)
+    else:
+        r = sendto(s.fd, pkt, n, MSG_DONTWAIT, <sockaddr*>&s.remote, sizeof(sockaddr_in))
+    if r == n:
         s.pkts_out += 1
         s.bytes_out += n
     else:
@@ -178,6 +183,26 @@ cdef int eng_source_ok(EngCore* c, EngStream* s, const sockaddr_in* a,
     return 1
 
 
+cdef void eng_settle(EngStream* s) noexcept nogil:
+    """The stream's first accepted packet settles its source: connect the socket to it.
+
+    From here on eng_source_ok refuses every other source anyway; connected, the kernel
+    drops them before they reach us (so they no longer count as `dropped`, and it answers
+    them with ICMP port unreachable, rate-limited), and sends use the socket's cached
+    route instead of a route lookup per packet. set_remote to a new address disconnects.
+    """
+    s.connected = sock_connect(s.fd, <sockaddr*>&s.remote, sizeof(sockaddr_in)) == 0
+
+
+cdef void eng_unsettle(EngStream* s) noexcept nogil:
+    cdef sockaddr none
+    if s.connected:
+        memset(&none, 0, sizeof(none))
+        none.sa_family = AF_UNSPEC
+        sock_connect(s.fd, &none, sizeof(none))
+        s.connected = 0
+
+
 cdef EngStream* eng_subscriber(EngCore* c, int slot) noexcept nogil:
     """The stream whose feed is a peer bridge from slot, or NULL."""
     cdef EngStream* s = &c.st[slot]
@@ -210,6 +235,7 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
     if s.accepted == 0:
         eng_event(c, ENG_EV_FIRST_PACKET, s.sid, 0, 0, 0, ntohl(a.sin_addr.s_addr),
                   ntohs(a.sin_port))
+        eng_settle(s)
     s.accepted += 1
     s.pkts_in += 1
     s.bytes_in += n

@@ -62,6 +62,8 @@ cdef extern from "<sys/socket.h>" nogil:
         unsigned int msg_len
     int socket(int domain, int type, int protocol)
     int bind(int fd, const sockaddr* addr, socklen_t len)
+    int sock_connect "connect"(int fd, const sockaddr* addr, socklen_t len)
+    ssize_t send(int fd, const void* buf, size_t n, int flags)
     ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* addr,
                    socklen_t len)
     ssize_t recv(int fd, void* buf, size_t n, int flags)
@@ -69,6 +71,7 @@ cdef extern from "<sys/socket.h>" nogil:
     int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* timeout)
     enum:
         AF_INET
+        AF_UNSPEC
         SOCK_DGRAM
         SOCK_NONBLOCK
         SOCK_CLOEXEC

@@ -65,6 +65,7 @@ cdef struct EngStream:
     int port
     sockaddr_in remote
     int has_remote
+    int connected              # fd is connected to remote (see eng_settle)
     int codec
     int pt
     int event_pt

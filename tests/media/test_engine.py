@@ -127,12 +127,36 @@ async def test_latching_only_early_and_for_a_stable_ssrc(engines, peers) -> None
     assert far.recv() is not None and far.recv(0.1) is None
     (first,) = await eut.wait_for(FirstPacketReceived)
     assert (first.stream, first.host, first.port) == (a, "127.0.0.1", other.port)
-    for _ in range(3):                 # after media flows, another source is an injection
-        intruder.send(port, ULAW_FRAME, ssrc=0x555)
-    other.send(port, ULAW_FRAME, ssrc=0x555)
+    for _ in range(3):                 # after media flows, another source is an injection:
+        intruder.send(port, ULAW_FRAME, ssrc=0x555)   # the socket is connected to `other`
+    other.send(port, ULAW_FRAME, ssrc=0x555)          # now, so the kernel drops them
     assert len(far.recv_for(0.2)) == 1
     st = eng.stats(a)
-    assert st["dropped"] == 4 + 2 + 3 and st["packets_in"] == 2
+    assert st["dropped"] == 4 + 2 and st["packets_in"] == 2
+    eng.send_dtmf(a, "1")              # and what a sends goes to the latched source
+    assert other.recv() is not None and nat.recv(0.1) is None
+    for sid in (a, b):
+        eng.close_stream(sid)
+
+
+async def test_a_new_remote_unsettles_the_source(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    first, second, far = peers(3)
+    a, b = wire(eng, first), wire(eng, far)
+    eng.connect(a, b)
+    port = eng.local_port(a)
+    first.send(port, ULAW_FRAME)
+    assert far.recv() is not None      # settled on `first`: only it gets through
+    second.send(port, ULAW_FRAME)
+    assert far.recv(0.2) is None
+    eng.set_remote(a, "127.0.0.1", second.port, codec="PCMU", pt=0, event_pt=101)
+    second.send(port, ULAW_FRAME)      # a re-INVITE moved the remote: `second` is accepted,
+    first.send(port, ULAW_FRAME)       # `first` no longer is
+    assert len(far.recv_for(0.2)) == 1
+    far.send(eng.local_port(b), ULAW_FRAME)
+    assert second.recv() is not None and first.recv(0.1) is None
+    assert eng.stats(a)["packets_in"] == 2
     for sid in (a, b):
         eng.close_stream(sid)
 
