@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import loadgen
 import numpy as np
+from asyncio_relay import AsyncioRelay
 
 from mediasrv import _media
 from mediasrv.media.engine import MediaEngine
@@ -98,15 +99,23 @@ def _measure(eng: MediaEngine, sids: list[int], lg, units: int, seconds: float,
              carried: Callable[[float], tuple[float, float]]) -> LoadResult:
     ids = eng.media_thread_ids()
     assert ids is not None
+    return _measure_thread(ids[0], lambda: _sent_by_engine(eng, sids), lg, units, seconds,
+                           expected, carried)
+
+
+def _measure_thread(ident: int, sent_out: Callable[[], int], lg, units: int, seconds: float,
+                    expected: Callable[[], int],
+                    carried: Callable[[float], tuple[float, float]]) -> LoadResult:
+    """Run the load generator (pinned to its CPU) and measure thread `ident` meanwhile."""
     mask = os.sched_getaffinity(0)
     if len(mask) > 1:
         os.sched_setaffinity(0, {LOADGEN_CPU})
     try:
-        out0 = _sent_by_engine(eng, sids)
-        c0, t0 = _thread_cpu(ids[0]), time.monotonic()
+        out0 = sent_out()
+        c0, t0 = _thread_cpu(ident), time.monotonic()
         lg.run(seconds, slots=SLOTS, spin=len(mask) > 1)
-        c1, t1 = _thread_cpu(ids[0]), time.monotonic()
-        out1 = _sent_by_engine(eng, sids)
+        c1, t1 = _thread_cpu(ident), time.monotonic()
+        out1 = sent_out()
     finally:
         os.sched_setaffinity(0, mask)
     load, busy = carried(t1 - t0)
@@ -141,6 +150,21 @@ def bridge(calls: int, seconds: float) -> LoadResult:
             lg.add_flow(1, eng.local_port(b))
         return _measure(eng, sids, lg, calls, seconds, lambda: lg.sent,
                         lambda wall: (lg.sent / 100 / seconds, seconds))
+
+
+def asyncio_bridge(calls: int, seconds: float, warm: bool = True) -> LoadResult:
+    """The reference for `bridge`: the same calls through a plain asyncio UDP forwarder
+    (`warm`: with glibc's mmap threshold above asyncio's read buffer, see asyncio_relay)."""
+    lg = loadgen.build().LoadGen(2, 2 * calls)
+    lg.set_payload(voice_frame())
+    with AsyncioRelay(calls, lg.port(0), lg.port(1), warm) as relay:
+        if len(os.sched_getaffinity(0)) > 1:
+            os.sched_setaffinity(relay.native_id, {ENGINE_CPU})
+        for port_a, port_b in relay.ports:
+            lg.add_flow(0, port_a)
+            lg.add_flow(1, port_b)
+        return _measure_thread(relay.ident, lambda: relay.sent, lg, calls, seconds,
+                               lambda: lg.sent, lambda wall: (lg.sent / 100 / seconds, seconds))
 
 
 def conferences(count: int, seconds: float) -> LoadResult:

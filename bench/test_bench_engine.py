@@ -3,8 +3,10 @@
 Each scenario loads the engine for 2 s from our sendmmsg load generator and measures the
 media thread's CPU time: capacity per core = units x wall / engine CPU. The gates are a
 quarter of the goals (2,000 calls, 600 three-party conferences, 3,000 MoH listeners per
-core) because the machine is shared and noisy; `bench/engine_sweep.py` runs the long
-version at full size for the report. Loss gates are absolute ratios (< 0.1 % for calls).
+core) because the machine is shared and noisy, and relayed calls are also measured against
+a plain asyncio forwarder (bench/asyncio_relay.py) in the same run. `bench/engine_sweep.py`
+runs the long version at full size for the report. Loss gates are absolute ratios (< 0.1 %
+for calls).
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ def test_bridge_calls_per_core(benchmark) -> None:
     assert result.sent == 200 * 2 * 50 * 2
     assert result.loss < 0.001
     assert result.per_core >= 2000 / 4
+    # The plain asyncio forwarder of DESIGN.md, in both of glibc's regimes (asyncio_relay.py).
+    warm = engine_load.asyncio_bridge(200, 2.0, warm=True)
+    cold = engine_load.asyncio_bridge(100, 2.0, warm=False)
+    for name, ref in (("warm", warm), ("cold", cold)):
+        ratio = result.per_core / ref.per_core
+        print(f"asyncio forwarder ({name} malloc): {ref.per_core:.0f}/core, load {ref.load:.2f}, "
+              f"loss {ref.loss:.2%}; engine/asyncio = {ratio:.1f}x")
+        benchmark.extra_info[f"vs_asyncio_{name}"] = round(ratio, 2)
+        assert ref.received > 0
+    assert result.per_core >= 1.1 * warm.per_core       # measured 1.4-1.8x
+    assert result.per_core >= 4 * cold.per_core         # measured 7.8-8.5x
 
 
 def test_conferences_per_core(benchmark) -> None:
