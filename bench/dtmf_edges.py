@@ -66,6 +66,19 @@ def pause_split(pause_ms: float) -> float:
     return ok / TRIALS
 
 
+def dropout_bridged(gap_ms: float) -> float:
+    """Fraction of trials where a 60 ms digit, a gap_ms dropout and 60 ms more give one event."""
+    rng = np.random.default_rng(4)
+    ok = 0
+    for _ in range(TRIALS):
+        d = C.KEYS[int(rng.integers(16))]
+        x = np.concatenate([C.silence(rng.uniform(40, 60)), C.dtmf(d, 60), C.silence(gap_ms),
+                            C.dtmf(d, 60), C.silence(60)])
+        det = DtmfDetector()
+        ok += len(det.feed(C.g711(x)) + det.flush()) == 1
+    return ok / TRIALS
+
+
 def talk_off(seconds: float = 120.0) -> None:
     rng = np.random.default_rng(11)
     for name, gen in (("speech", C.speech_like), ("music", C.music_like)):
@@ -88,6 +101,8 @@ def main() -> None:
           noisy)
     print("pause between two equal 50 ms digits, ms -> both reported:")
     print("  " + "  ".join(f"{p}:{pause_split(p):.2f}" for p in (10, 15, 20, 25, 30, 35, 40)))
+    print("dropout inside one digit, ms -> one digit reported:")
+    print("  " + "  ".join(f"{g}:{dropout_bridged(g):.2f}" for g in (5, 10, 12, 15, 20, 25)))
     print("talk-off:")
     talk_off()
 

@@ -25,8 +25,11 @@ samples, 13 ms, bins 77 Hz wide), so windows overlap by half:
     the window energy); balance (both halves carry each tone, which rejects a window only
     partly covered by a short burst); second harmonics well below the fundamentals
     (talk-off: voices and instruments have them, DTMF does not).
-A digit starts after 3 consecutive hit windows (2 full blocks) and ends after 3 consecutive
-misses; it is reported once, at its end, with start and duration (in samples). A 40 ms tone
+A digit starts after 3 consecutive hit windows (2 full blocks) and ends after 5 consecutive
+misses; it is reported once, at its end, with start and duration (in samples). A window
+(13 ms) that overlaps a gap in the tone misses, so a gap of g ms costs about (g + 13) / 6.5
+windows: a dropout of 10 ms inside a digit (Q.24 asks receivers to bridge it) costs at
+most 4 and is bridged, a 40 ms pause between two digits costs 7 or more and separates them. A 40 ms tone
 always spans 4 full windows; a 23 ms one spans at most 2 and its partly covered neighbours
 fail the balance check, so it never makes 3 in a row.
 Levels: 0 dBm0 is a sine of amplitude 22 702 (3.17 dB below 16-bit full scale, G.711 μ-law).
@@ -39,7 +42,7 @@ from libc.string cimport memcpy, memset
 cdef enum:
     DTMF_NTONES = 8
     DTMF_HITS_ON = 3               # 3 overlapping windows = 4 half-blocks = 2 full blocks
-    DTMF_MISSES_OFF = 3
+    DTMF_MISSES_OFF = 5            # a 10 ms dropout spoils <= 4 windows, a 40 ms pause >= 7
     DTMF_MAX_HALF = 104
 
 ctypedef struct DtmfEvent:

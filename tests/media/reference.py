@@ -171,7 +171,7 @@ class DtmfReference:
     Half-blocks of 52 samples; each window is the last two. Per window: dominance (6 dB),
     2x2 unmixing of the row/column pair, balance (0.7), deviation (2.5 %) from the phase
     advance, off-bin correction, level (-40 dBm0), twist (9/5 dB), purity (0.8), second
-    harmonics (0.2), then 3 hits on / 3 misses off.
+    harmonics (0.2), then 3 hits on / 5 misses off.
     """
 
     FREQS = np.array([697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0])
@@ -266,7 +266,7 @@ class DtmfReference:
                 self.misses, self.last_end = 0, self.pos
             else:
                 self.misses += 1
-                if self.misses >= 3:
+                if self.misses >= 5:
                     out.append((self.digit, self.start, self.last_end - self.start))
                     self.digit = ""
         if not self.digit and self.cand and self.hits >= 3:

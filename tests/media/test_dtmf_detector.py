@@ -111,6 +111,16 @@ def test_repeated_digit_with_40ms_pauses_reported_each_time(detector: type) -> N
     assert all(abs(e[1] - s) <= 2 * HALF for e, s in zip(events, starts, strict=True))
 
 
+@pytest.mark.parametrize("lead_ms", [50.0, 51.6, 53.2, 54.8])
+def test_dropout_of_10ms_inside_a_digit_is_bridged(detector: type, lead_ms: float) -> None:
+    for digit in "15#D":
+        x = np.concatenate([C.silence(lead_ms), C.dtmf(digit, 60), C.silence(10),
+                            C.dtmf(digit, 60), C.silence(60)])
+        events = detect(detector, x)
+        assert [e[0] for e in events] == [digit]
+        assert abs(events[0][2] - C.samples(130)) <= 2 * HALF
+
+
 def test_digit_change_without_pause_gives_two_events(detector: type) -> None:
     x = np.concatenate([C.silence(50), C.dtmf("1", 80), C.dtmf("2", 80), C.silence(50)])
     assert [e[0] for e in detect(detector, x)] == ["1", "2"]
