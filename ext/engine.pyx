@@ -12,7 +12,7 @@
 # from a writer thread in Python (mediasrv.media.engine), so file I/O stays off the media thread.
 # Nothing here raises into the media thread: errors are raised to the Python caller only.
 #
-# RFCs: RTP and its statistics RFC 3550 (§5.1, §6.4.1, A.1, A.3, A.8), audio profile RFC 3551
+# RFCs: RTP and its statistics RFC 3550 (§5.1, §6 reports, A.1, A.3, A.8), audio profile RFC 3551
 # (§4.1 marker bit, §4.5.14 PCMU/PCMA), telephone-events RFC 4733, symmetric RTP RFC 4961.
 
 include "engine_sys.pxi"
@@ -20,14 +20,17 @@ include "rtp.pyx"
 include "player.pyx"
 include "recorder.pyx"
 include "engine_types.pxi"
+include "rtcp.pyx"
 include "engine_core.pyx"
 include "engine_media.pyx"
 
+import secrets
 import threading
 
 import numpy as np
 
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 from posix.unistd cimport close, write
 
 _ENG_DIGITS = "0123456789*#ABCD"
@@ -116,7 +119,7 @@ cdef class Engine:
         self.c = NULL
 
     def __init__(self, str address, int port_min, int port_max, int ptime_ms=20,
-                 double rtp_timeout=30.0):
+                 double rtp_timeout=30.0, double rtcp_interval=5.0):
         if ptime_ms not in (10, 20, 30, 40):
             raise ValueError(f"ptime {ptime_ms} ms not supported (10, 20, 30 or 40)")
         self.bind_addr = eng_parse_ipv4(address)
@@ -132,6 +135,15 @@ cdef class Engine:
         self._next_play = 1
         self._thread = None
         self._alloc(nst, ptime_ms * 8, <int64_t>(rtp_timeout * 1e9))
+        self._rtcp_setup(rtcp_interval)
+
+    cdef _rtcp_setup(self, double interval):
+        # CNAME: random and fixed for the engine's life (RFC 7022 §4.2: 96+ random bits).
+        cname = ("mediasrv-" + secrets.token_hex(12)).encode()
+        self.c.rtcp_ns = <int64_t>(interval * 1e9)
+        self.c.rng = secrets.randbits(64) | 1
+        self.c.cname_len = len(cname)
+        memcpy(self.c.cname, <const char*>cname, len(cname))
 
     cdef _alloc(self, int nst, int frame, int64_t timeout_ns):
         cdef EngCore* c = <EngCore*>calloc(1, sizeof(EngCore))
@@ -574,6 +586,7 @@ cdef class Engine:
             "dropped": s.dropped, "malformed": s.malformed, "send_errors": s.send_errors,
             "lost": eng_rx_lost(&s.rx), "late": s.rx.late,
             "jitter": (s.rx.jitter_q4 + 8) >> 4,
+            "rtcp_out": s.rtcp_out, "rtcp_in": s.rtcp_in,
         }
         self._unlock()
         return out

@@ -237,6 +237,7 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
                   ntohs(a.sin_port))
         eng_settle(s)
     s.accepted += 1
+    s.rx_ssrc = v.ssrc
     s.pkts_in += 1
     s.bytes_in += n
     s.last_rx_ns = c.now
@@ -313,9 +314,15 @@ cdef void eng_rx_drain(EngCore* c, int slot) noexcept nogil:
 
 
 cdef void eng_drain_rtcp(EngCore* c, int slot) noexcept nogil:
-    # RTCP reports are optional (RFC 3550 §6 SHOULD); we read and discard them.
-    while recv(c.st[slot].fd_rtcp, c.rxbuf[0], ENG_BUF, MSG_DONTWAIT) > 0:
-        pass
+    """Read the RTCP socket: reports are counted and an SR's time noted (rtcp.pyx)."""
+    cdef sockaddr_in a
+    cdef socklen_t alen = sizeof(sockaddr_in)
+    cdef ssize_t n
+    while True:
+        n = recvfrom(c.st[slot].fd_rtcp, c.rxbuf[0], ENG_BUF, MSG_DONTWAIT, <sockaddr*>&a, &alen)
+        if n < 0:
+            return
+        eng_rtcp_receive(c, &c.st[slot], c.rxbuf[0], <int>n, &a)
 
 
 # ---------------------------------------------------------------- the clock
@@ -384,6 +391,8 @@ cdef void eng_tick(EngCore* c) noexcept nogil:
         if c.tick % 10 == 0:
             eng_check_timeout(c, s)
             eng_dtmf_rx_idle(c, s)
+        if c.rtcp_ns > 0 and s.has_remote:
+            eng_rtcp_tick(c, s)
         if s.feed == ENG_FEED_CONF:
             continue                        # the conference mix sends its frames
         if s.feed != ENG_FEED_PEER or eng_dtmf_busy(s):

@@ -44,6 +44,7 @@ cdef enum:
     ENG_TAG_WAKE = 2
     ENG_SLOT_BITS = 16
     ENG_MAX_CATCHUP = 3        # ticks run back to back after a stall; the rest are skipped
+    ENG_CNAME_MAX = 48         # bytes of the RTCP CNAME (rtcp.pyx)
 
 
 cdef struct EngEvent:
@@ -90,6 +91,17 @@ cdef struct EngStream:
     int64_t last_rx_ns
     int timed_out
     EngRxStats rx
+    uint32_t rx_ssrc           # SSRC of the last accepted packet
+    # RTCP (rtcp.pyx): next report, state at the previous one, last SR received
+    int64_t rtcp_due_ns
+    int64_t rtcp_expected_prior
+    uint64_t rtcp_received_prior
+    uint64_t rtcp_pkts_out
+    uint64_t rtcp_pkts_in
+    uint32_t lsr
+    int64_t lsr_ns
+    uint64_t rtcp_out
+    uint64_t rtcp_in
     # what this stream sends
     int feed
     int peer
@@ -145,6 +157,10 @@ cdef struct EngCore:
     int frame
     int64_t tick
     int64_t timeout_ns
+    int64_t rtcp_ns            # mean RTCP report interval; 0 = no reports
+    uint64_t rng
+    char cname[ENG_CNAME_MAX]
+    int cname_len
     int64_t now
     EngEvent* evq
     int ev_head

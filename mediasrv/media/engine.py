@@ -89,10 +89,12 @@ class MediaEngine:
     """RTP streams anchored in the server, driven from asyncio, run on a media thread."""
 
     def __init__(self, address: str, port_min: int, port_max: int, *, ptime_ms: int = 20,
-                 rtp_timeout: float = 30.0, zone: str = "us") -> None:
+                 rtp_timeout: float = 30.0, rtcp_interval: float = 5.0,
+                 zone: str = "us") -> None:
         if zone not in ZONES:
             raise MediaError(f"tone zone {zone!r} is not one of {', '.join(ZONES)}")
-        self._core = _call(_media.Engine, address, port_min, port_max, ptime_ms, rtp_timeout)
+        self._core = _call(_media.Engine, address, port_min, port_max, ptime_ms, rtp_timeout,
+                           rtcp_interval)
         self._zone = zone
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_event: Callable[[MediaEvent], None] | None = None
@@ -188,7 +190,7 @@ class MediaEngine:
 
     def stats(self, sid: int) -> dict[str, int]:
         """packets/bytes in/out, dropped, malformed, send_errors, lost, late, jitter (in
-        timestamp units, RFC 3550 A.8)."""
+        timestamp units, RFC 3550 A.8), RTCP packets sent and received (rtcp_out, rtcp_in)."""
         return {k: int(v) for k, v in _call(self._core.stats, sid).items()}
 
     # ---------------------------------------------------------------- feeds
