@@ -577,6 +577,15 @@ cdef class Engine:
 
     # ------------------------------------------------------------ statistics
 
+    def load(self) -> dict:
+        """The media thread's own account: rounds handled, rounds that came back full (it
+        was behind: a sign of saturation), and seconds spent handling them."""
+        self._lock()
+        out = {"rounds": self.c.rounds, "rounds_behind": self.c.rounds_behind,
+               "busy_seconds": self.c.busy_ns / 1e9}
+        self._unlock()
+        return out
+
     def stats(self, int64_t sid) -> dict:
         cdef EngStream* s = &self.c.st[self._slot(sid)]
         self._lock()

@@ -449,6 +449,9 @@ cdef void eng_run(EngCore* c) noexcept nogil:
         for i in range(n):
             eng_dispatch(c, evs[i].data.u64, n == ENG_EVENTS)
         eng_signal_events(c)
+        c.rounds += 1
+        c.rounds_behind += n == ENG_EVENTS
+        c.busy_ns += eng_now_ns() - c.now
         pthread_mutex_unlock(&c.mu)
 
 

@@ -158,6 +158,9 @@ cdef struct EngCore:
     int64_t tick
     int64_t timeout_ns
     int64_t rtcp_ns            # mean RTCP report interval; 0 = no reports
+    uint64_t rounds            # epoll rounds handled, and those that came back full
+    uint64_t rounds_behind
+    int64_t busy_ns            # time spent handling them (the thread's busy time)
     uint64_t rng
     char cname[ENG_CNAME_MAX]
     int cname_len

@@ -192,6 +192,11 @@ class _LiveCollector(Collector):
         if cpu is not None:
             yield CounterMetricFamily("mediasrv_media_thread_cpu_seconds", "CPU time of the "
                                       "media engine's packet thread", value=cpu)
+        load = b2bua.engine.load()
+        yield CounterMetricFamily("mediasrv_media_busy_seconds", "Time the media thread spent "
+                                  "handling packets and ticks", value=load["busy_seconds"])
+        yield CounterMetricFamily("mediasrv_media_rounds_behind", "Media thread rounds that "
+                                  "came back full: it was saturated", value=load["rounds_behind"])
 
 
 def _thread_cpu_seconds(tid: int) -> float | None:

@@ -188,6 +188,11 @@ class MediaEngine:
     def open_stream_count(self) -> int:
         return int(self._core.open_stream_count())
 
+    def load(self) -> dict[str, float]:
+        """The media thread's rounds, rounds_behind (epoll rounds that came back full: it
+        is saturated) and busy_seconds (time spent handling rounds)."""
+        return {k: float(v) for k, v in _call(self._core.load).items()}
+
     def stats(self, sid: int) -> dict[str, int]:
         """packets/bytes in/out, dropped, malformed, send_errors, lost, late, jitter (in
         timestamp units, RFC 3550 A.8), RTCP packets sent and received (rtcp_out, rtcp_in)."""

@@ -218,3 +218,20 @@ async def test_ptime_30_frames_and_clock(engines, peers) -> None:
     assert 6 <= len(got) <= 10
     assert {len(p.payload) for p in got} == {240}
     assert {(q.ts - p.ts) % 2**32 for p, q in zip(got, got[1:], strict=False)} == {240}
+
+
+async def test_the_media_thread_accounts_for_its_rounds(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa), wire(eng, pb)
+    eng.connect(a, b)
+    before = eng.load()
+    for _ in range(20):
+        pa.send(eng.local_port(a), bytes(160))
+    assert len(pb.recv_for(0.2)) == 20
+    after = eng.load()
+    assert after["rounds"] - before["rounds"] >= 10        # 10 ticks in 0.2 s, plus packets
+    assert 0 < after["busy_seconds"] - before["busy_seconds"] < 0.2
+    assert after["rounds_behind"] == 0                      # a handful of sockets never fill it
+    for sid in (a, b):
+        eng.close_stream(sid)

@@ -26,6 +26,7 @@ async def test_names_follow_prometheus_conventions(ops: OpsHarness) -> None:
                 "mediasrv_transfers", "mediasrv_rtp_packets", "mediasrv_rtp_packets_lost",
                 "mediasrv_rtp_packets_late", "mediasrv_dtmf_digits",
                 "mediasrv_media_thread_cpu_seconds", "mediasrv_event_loop_lag_seconds",
+                "mediasrv_media_busy_seconds", "mediasrv_media_rounds_behind",
                 "process_cpu_seconds"}
     assert expected <= set(names)
 
@@ -53,6 +54,8 @@ async def test_calls_registrations_and_rtp_while_calls_run(ops: OpsHarness) -> N
     assert "\nmediasrv_media_thread_cpu_seconds_total " in text  # 10 ms ticks: may read 0
     cpu = sample(text, "mediasrv_media_thread_cpu_seconds_total")
     assert 0 <= cpu < sample(text, "process_cpu_seconds_total")
+    assert sample(text, "mediasrv_media_busy_seconds_total") > 0   # it handled packets
+    assert sample(text, "mediasrv_media_rounds_behind_total") == 0  # two phones never fill it
     await a_call.hangup()
     await ops.settle()
     text = await metrics(ops)
