@@ -305,7 +305,11 @@ async def test_sipp_blind_refer_that_fails_notifies_and_gives_the_call_back(
     events = transfer_events(harness)
     b = await harness.phone("B", "102")
     if reach is not None:
-        await harness.phone("C", "103", answer=486 if reach == "486" else None)
+        # A busy answer 0.3 s after the INVITE, as a phone's would come: an instant 486 puts
+        # NOTIFY "486" right behind NOTIFY "100 Trying", and SIPp over TCP, reading both in
+        # one segment before it answers the first, aborts the call.
+        await harness.phone("C", "103", answer=486 if reach == "486" else None,
+                            answer_after=0.3 if reach == "486" else 0.0)
     uac = await transferer(sipp, "refer_fails", transport=TRANSPORTS[transport])
     incoming = await incoming_from(b, uac)
     await b.wait_hearing({SIPP_TONE})
