@@ -15,6 +15,16 @@ def alaw_decode(codes: Buffer) -> Int16Array: ...
 def ulaw_to_alaw(codes: Buffer) -> bytes: ...
 def alaw_to_ulaw(codes: Buffer) -> bytes: ...
 
+class G722Encoder:
+    """ITU-T G.722 at 64 kbit/s: 16 kHz int16 in (even count), one byte per two samples out."""
+
+    def encode(self, pcm: Int16Array) -> bytes: ...
+
+class G722Decoder:
+    """ITU-T G.722 at 64 kbit/s: code bytes in, two 16 kHz int16 samples per byte out."""
+
+    def decode(self, codes: Buffer) -> Int16Array: ...
+
 class DtmfDetector:
     """Goertzel in-band DTMF detector; events are (digit, start_sample, duration_samples)."""
 
