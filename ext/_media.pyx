@@ -9,6 +9,7 @@ Nothing here imports any other part of mediasrv.
 include "consts.pxi"
 include "g711.pyx"
 include "g722.pyx"
+include "opus.pyx"
 include "dtmf.pyx"
 include "tone.pyx"
 include "mixer.pyx"

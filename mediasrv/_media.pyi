@@ -25,6 +25,22 @@ class G722Decoder:
 
     def decode(self, codes: Buffer) -> Int16Array: ...
 
+class OpusEncoder:
+    """Mono VoIP Opus encoder (in-band FEC on); `encode` takes one 2.5-60 ms frame."""
+
+    rate: int
+    def __init__(self, rate: int = 16000, bitrate: int = 24000) -> None: ...
+    def encode(self, pcm: Int16Array) -> bytes: ...
+
+class OpusDecoder:
+    """Mono Opus decoder; `decode(None)` conceals a lost frame, `fec=True` recovers it."""
+
+    rate: int
+    def __init__(self, rate: int = 16000) -> None: ...
+    def decode(
+        self, packet: Buffer | None, fec: bool = False, frame_ms: int = 20
+    ) -> Int16Array: ...
+
 class DtmfDetector:
     """Goertzel in-band DTMF detector; events are (digit, start_sample, duration_samples)."""
 
