@@ -25,6 +25,7 @@ import importlib
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,9 @@ class SipConfig:
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     timer_t1: float = 0.5
     digest_algorithms: tuple[str, ...] = ("MD5",)
+    outbound_proxy: str = ""        # SIP URI of the front proxy for extensions not registered here
+    node_id: str = ""               # this node's name in call records, voicemail and the API
+    drain_timeout: float = 600.0    # SIGTERM: seconds existing calls may take before they are cut
 
     def is_trusted(self, host: str) -> bool:
         try:
@@ -399,9 +403,23 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
                     f"unknown algorithm {alg!r} (supported: {', '.join(DIGEST_ALGORITHMS)})")
     if algorithms == []:
         r.error("digest_algorithms", "must name at least one algorithm")
+    outbound_proxy = r.str("outbound_proxy", "")
+    if outbound_proxy and not _is_proxy_uri(outbound_proxy):
+        r.error("outbound_proxy", f"{outbound_proxy!r} is not a sip: URI with a host "
+                "(e.g. \"sip:127.0.0.1:5060\", \";transport=tcp\" for TCP)")
+    node_id = r.str("node_id", "") or socket.gethostname()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", node_id):
+        r.error("node_id", f"{node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    drain = float(r.number("drain_timeout", 600.0, 0.0, 86400.0))
     r.finish()
     valid = tuple(a for a in algorithms if a in DIGEST_ALGORITHMS) or ("MD5",)
-    return SipConfig(listen, realm, tuple(trusted), t1, valid)
+    return SipConfig(listen, realm, tuple(trusted), t1, valid, outbound_proxy, node_id, drain)
+
+
+def _is_proxy_uri(text: str) -> bool:
+    m = re.fullmatch(r"sip:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(;transport=(udp|tcp))?",
+                     text)
+    return m is not None and (not m.group(2) or 1 <= int(m.group(2)[1:]) <= 65535)
 
 
 def _read_rtp(tree: _Tree, problems: list[Problem]) -> RtpConfig:

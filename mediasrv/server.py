@@ -3,9 +3,11 @@
 How this works (the uvicorn shape): `Server.run()` owns one asyncio loop. `start()` builds the
 parts from the frozen `Config` in dependency order and binds every listener, turning any
 failure into a `StartupError` that names what could not start; `stop()` releases them in
-reverse order. SIGINT/SIGTERM set the stop event (a clean stop takes well under a second);
-SIGHUP re-reads the configuration and, when it is valid, hands it to the parts so that new
-calls use it (a bad file leaves the running configuration in place and says why).
+reverse order. SIGINT sets the stop event (a clean stop takes well under a second). SIGTERM
+first drains: new calls and OPTIONS get 503 while existing calls finish (`sip.drain_timeout`
+at most), then stops, so a proxy in front moves new calls to other nodes. SIGHUP re-reads
+the configuration and, when it is valid, hands it to the parts so that new calls use it (a
+bad file leaves the running configuration in place and says why).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Server:
         self.api: OperationsApi | None = None
         self.console: ConsolePhone | None = None
         self._housekeeping: asyncio.Task | None = None
+        self._drain_task: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -68,8 +71,8 @@ class Server:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.start()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGTERM, self.drain)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         log.info("mediasrv ready: SIP on %s",
                  ", ".join(str(lst) for lst in self.config.sip.listen))
@@ -84,6 +87,27 @@ class Server:
         return 0
 
     def request_stop(self) -> None:
+        self._stop.set()
+
+    def drain(self) -> None:
+        """SIGTERM: take no new calls (503), let the existing ones finish, then stop."""
+        if self.b2bua is None or not self.b2bua.legs:
+            self._stop.set()
+        elif self._drain_task is None:
+            self.b2bua.drain.draining = True
+            log.info("draining: %d leg(s) still up; new calls get 503 (up to %g s)",
+                     len(self.b2bua.legs), self.config.sip.drain_timeout)
+            self._drain_task = asyncio.get_running_loop().create_task(self._drained())
+
+    async def _drained(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.sip.drain_timeout
+        while self.b2bua is not None and self.b2bua.legs and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if self.b2bua is not None and self.b2bua.legs:
+            log.warning("drain timeout: ending %d leg(s)", len(self.b2bua.legs))
+        else:
+            log.info("drained: no call left")
         self._stop.set()
 
     async def start(self) -> None:

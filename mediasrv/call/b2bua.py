@@ -4,11 +4,13 @@ How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
 
 - Out-of-dialog requests: REGISTER and INVITE pass the `Gatekeeper` (digest or trusted
   source) first; REGISTER goes to the `Registrar`; OPTIONS is answered 200; other methods 405.
+  A draining node answers new INVITEs and OPTIONS 503 (`proxy_mode.py`).
 - An INVITE from a caller opens an inbound leg (one engine stream, the caller's offer
   negotiated) and `dial()`s the extension in the Request-URI: one outbound leg, one INVITE per
-  registered contact (parallel fork; first 2xx wins, the other forks are CANCELled, a late
-  second 2xx is ACKed and BYEd). 180 is relayed; 183 with SDP is relayed with our SDP and the
-  legs are bridged for early media; 200 answers the caller with our SDP and bridges the legs.
+  registered contact, or one to `sip.outbound_proxy` when it has none here (parallel fork;
+  first 2xx wins, the other forks are CANCELled, a late second 2xx is ACKed and BYEd). 180
+  is relayed; 183 with SDP is relayed with our SDP and the legs are bridged for early media;
+  200 answers the caller with our SDP and bridges the legs.
 - A final failure of every fork, the extension's ring timeout, or no live binding is a failover
   condition (`failover.py`); a `forward` re-dials the same leg object towards the next
   extension; any other action ends the leg and is carried out by the leg's owner: the ordinary
@@ -47,6 +49,7 @@ from mediasrv.call.direct_media import DirectMedia, WatchedTopology
 from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import Call, Fork, LegState, SipLeg
+from mediasrv.call.proxy_mode import Drain, via_proxy
 from mediasrv.call.refer import ReferTransfers
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.replaces import ReplacesHandler
@@ -112,6 +115,7 @@ class B2BUA:
         self.observers: list[Callable[[dict[str, object]], None]] = []
         self.transfers = ReferTransfers(self)
         self.replaces = ReplacesHandler(self)
+        self.drain = Drain()  # SIGTERM: new calls and OPTIONS get 503, existing calls go on
 
     # ================================================================== SIP events
 
@@ -147,6 +151,10 @@ class B2BUA:
                 self._respond(event.txn, make_response(request, 481))
             else:
                 self._in_dialog(leg, event.txn, request)
+            return
+        refusal = self.drain.refusal(request)
+        if refusal is not None:
+            self._respond(event.txn, refusal)
             return
         handler = {"REGISTER": self._on_register, "INVITE": self._on_invite,
                    "OPTIONS": self._on_options}.get(request.method)
@@ -245,7 +253,8 @@ class B2BUA:
         return leg
 
     def _invite_contacts(self, leg: SipLeg) -> None:
-        contacts = self.registrar.contacts(leg.number, time.time())
+        contacts = (self.registrar.contacts(leg.number, time.time())
+                    or via_proxy(leg.number, self.config))
         if not contacts:
             self.loop.call_soon(self._failed, leg, NOT_REGISTERED, 480)
             return

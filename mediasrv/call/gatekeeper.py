@@ -2,10 +2,11 @@
 
 How this works (RFC 3261 §22.1, RFC 7616, RFC 8760): `Gatekeeper.check(request, now)` looks
 at the request's source (its top Via `received`/`rport`, stamped by the endpoint). A source in
-`sip.trusted` passes as an external party. Anyone else must answer a digest challenge for an
-extension: without credentials they get 401 with one challenge per `sip.digest_algorithms`
-(MD5 by default: SIPp 3.6 and baresip 1.0, like many phones, give up on any SHA-256
-challenge; `["SHA-256", "MD5"]` offers both, preferred first); with a stale
+`sip.trusted` passes as an external party, or as the extension its P-Asserted-Identity names
+(a front proxy that authenticated the phone, `proxy_mode.py`). Anyone else must answer a
+digest challenge for an extension: without credentials they get 401 with one challenge per
+`sip.digest_algorithms` (MD5 by default: SIPp 3.6 and baresip 1.0, like many phones, give up
+on any SHA-256 challenge; `["SHA-256", "MD5"]` offers both, preferred first); with a stale
 nonce, a fresh challenge with `stale=true`; with wrong ones, 403 "Forbidden" and nothing more.
 A REGISTER may only bind the extension it authenticated as. Repeated failures from one source
 block it for a while (`FailureLimiter`): its requests are dropped unanswered and the block is
@@ -18,6 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from mediasrv.call.proxy_mode import asserted_extension
 from mediasrv.config import Config, Extension
 from mediasrv.sip.auth import DigestAuthenticator, FailureLimiter, ha1
 from mediasrv.sip.errors import SipParseError
@@ -46,8 +48,8 @@ class Gatekeeper:
 
     def check(self, request: Request, now: float) -> Verdict:
         source = _source(request)
-        if self.config.sip.is_trusted(source):
-            return Verdict()
+        if self.config.sip.is_trusted(source):  # a trunk, or a proxy asserting who calls
+            return Verdict(extension=asserted_extension(request, self.config))
         if not self.limiter.allow(source, now):
             return Verdict(DROP)
         header = request.headers.get("Authorization")
