@@ -49,9 +49,10 @@ cdef struct G722State:
     G722Band band[2]    # 0: lower, 1: upper
     int32_t x[24]       # QMF delay line, newest at the end
 
-# QMF coefficients h0..h11 (Table 4/G.722); h23-i = hi.
-cdef int32_t _QMF[12]
-_QMF[:] = [3, -11, -11, 53, 12, -156, 32, 362, -210, -805, 951, 3876]
+# QMF coefficients h0..h23 (Table 4/G.722, symmetric: h23-i = hi).
+cdef int32_t _QMF[24]
+_QMF[:] = [3, -11, -11, 53, 12, -156, 32, 362, -210, -805, 951, 3876,
+           3876, 951, -805, -210, 362, 32, -156, 12, 53, -11, -11, 3]
 # QUANTL decision levels (Table 6), scaled by DETL >> 12; levels 1..29.
 cdef int32_t _Q6[30]
 _Q6[:] = [0, 35, 72, 110, 150, 190, 233, 276, 323, 370, 422, 473, 530, 587, 650, 714, 786,
@@ -233,8 +234,8 @@ cdef Py_ssize_t g722_encode_c(G722State* st, const int16_t* pcm, Py_ssize_t n,
         xa = 0
         xb = 0
         for i in range(12):
-            xa += x[23 - 2 * i] * _QMF[(2 * i) if 2 * i < 12 else 23 - 2 * i]
-            xb += x[22 - 2 * i] * _QMF[(2 * i + 1) if 2 * i + 1 < 12 else 22 - 2 * i]
+            xa += x[23 - 2 * i] * _QMF[2 * i]
+            xb += x[22 - 2 * i] * _QMF[2 * i + 1]
         xl = (xa + xb) >> 14
         xh = (xa - xb) >> 14
         il = _g722_quantl(_g722_sat16(xl - st.band[0].s), st.band[0].det)
@@ -266,8 +267,8 @@ cdef Py_ssize_t g722_decode_c(G722State* st, const uint8_t* codes, Py_ssize_t n,
         y0 = 0
         y1 = 0
         for i in range(12):
-            y0 += x[23 - 2 * i] * _QMF[(2 * i) if 2 * i < 12 else 23 - 2 * i]
-            y1 += x[22 - 2 * i] * _QMF[(2 * i + 1) if 2 * i + 1 < 12 else 22 - 2 * i]
+            y0 += x[23 - 2 * i] * _QMF[2 * i]
+            y1 += x[22 - 2 * i] * _QMF[2 * i + 1]
         out[2 * j] = <int16_t>_g722_sat16(y0 >> 11)
         out[2 * j + 1] = <int16_t>_g722_sat16(y1 >> 11)
     return 2 * n
