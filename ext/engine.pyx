@@ -17,6 +17,7 @@
 
 include "engine_sys.pxi"
 include "rtp.pyx"
+include "srtp.pyx"
 include "player.pyx"
 include "recorder.pyx"
 include "engine_types.pxi"
@@ -96,6 +97,7 @@ cdef void eng_close_slot(EngCore* c, int slot) noexcept nogil:
     epoll_ctl(c.epfd, EPOLL_CTL_DEL, s.fd_rtcp, NULL)
     close(s.fd)
     close(s.fd_rtcp)
+    eng_srtp_free(&s.crypto)
     eng_stream_clear(s)
 
 
@@ -399,6 +401,33 @@ cdef class Engine:
         s.send_on, s.recv_on = send, recv
         self._unlock()
 
+    def set_srtp(self, int64_t sid, suite, bytes rx_key, bytes tx_key) -> None:
+        """Protect what sid sends with tx_key and unprotect what it receives with rx_key
+        (master key||salt of suite, srtp.pyx); suite None = plain RTP again. Replaces any
+        sessions it had (a re-INVITE's new keys), the counters stay."""
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        cdef srtp_t rx = NULL
+        cdef srtp_t tx = NULL
+        cdef int num
+        if suite is not None:
+            num = eng_srtp_suite(suite, rx_key)
+            eng_srtp_suite(suite, tx_key)
+            rx = eng_srtp_new(num, <const uint8_t*>rx_key, 1)
+            tx = eng_srtp_new(num, <const uint8_t*>tx_key, 0)
+            if rx == NULL or tx == NULL:
+                if rx != NULL:
+                    srtp_dealloc(rx)
+                if tx != NULL:
+                    srtp_dealloc(tx)
+                raise ValueError(f"libsrtp2 refused a {suite} session")
+        self._lock()
+        if s.crypto.rx != NULL:
+            srtp_dealloc(s.crypto.rx)
+        if s.crypto.tx != NULL:
+            srtp_dealloc(s.crypto.tx)
+        s.crypto.rx, s.crypto.tx = rx, tx
+        self._unlock()
+
     # ------------------------------------------------------------ feeds
 
     def set_feed(self, int64_t sid, str feed) -> None:
@@ -596,6 +625,7 @@ cdef class Engine:
             "lost": eng_rx_lost(&s.rx), "late": s.rx.late,
             "jitter": (s.rx.jitter_q4 + 8) >> 4,
             "rtcp_out": s.rtcp_out, "rtcp_in": s.rtcp_in,
+            "srtp_auth_fail": s.crypto.auth_fail, "srtp_replay": s.crypto.replay,
         }
         self._unlock()
         return out

@@ -34,6 +34,7 @@ cdef enum:
     ENG_BATCH = 16             # datagrams per recvmmsg when draining
     ENG_EVENTS = 256           # readiness events per epoll_wait; a full round = behind
     ENG_BUF = 2048
+    ENG_RX_MAX = ENG_BUF - ENG_SRTP_SPARE    # read at most this: SRTP needs room to grow
     ENG_MAX_SOUNDS = 1024
     ENG_MAX_MOH = 64
     ENG_MAX_REC = 256
@@ -135,6 +136,7 @@ cdef struct EngStream:
     int64_t last_digit_ns
     # conference input: H3's adaptive jitter buffer, allocated while in a conference
     JitterState* jb
+    EngCrypto crypto           # SRTP sessions (srtp.pyx); NULL = plain RTP
     # counters
     uint64_t pkts_in
     uint64_t bytes_in

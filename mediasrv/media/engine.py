@@ -177,6 +177,14 @@ class MediaEngine:
         ept = -1 if event_pt is None else event_pt
         _call(self._core.set_remote, sid, host, port, CODECS[codec], pt, ept)
 
+    def set_srtp(self, sid: int, suite: str | None, *, rx_key: bytes = b"",
+                 tx_key: bytes = b"") -> None:
+        """SRTP on this stream (RFC 3711): what it receives is authenticated and decrypted
+        with rx_key, what it sends encrypted with tx_key (master key||salt of suite, one of
+        SRTP_SUITES); suite None = plain RTP. Refused packets count as srtp_auth_fail or
+        srtp_replay in stats() and are dropped, never forwarded."""
+        _call(self._core.set_srtp, sid, suite, rx_key, tx_key)
+
     def set_direction(self, sid: int, *, send: bool, recv: bool) -> None:
         """Hold styles: send=False stops our RTP, recv=False ignores theirs (no timeout)."""
         _call(self._core.set_direction, sid, send, recv)
@@ -195,7 +203,8 @@ class MediaEngine:
 
     def stats(self, sid: int) -> dict[str, int]:
         """packets/bytes in/out, dropped, malformed, send_errors, lost, late, jitter (in
-        timestamp units, RFC 3550 A.8), RTCP packets sent and received (rtcp_out, rtcp_in)."""
+        timestamp units, RFC 3550 A.8), RTCP packets sent and received (rtcp_out, rtcp_in),
+        SRTP packets refused (srtp_auth_fail, srtp_replay)."""
         return {k: int(v) for k, v in _call(self._core.stats, sid).items()}
 
     # ---------------------------------------------------------------- feeds
