@@ -37,7 +37,7 @@ ext = Extension(
     "mediasrv._media",
     sources=["ext/_media.pyx"],
     include_dirs=[numpy.get_include(), "ext"],
-    libraries=["opus", "srtp2"],             # libopus-dev (ext/opus.pyx), libsrtp2-dev (ext/srtp.pyx)
+    libraries=["opus", "srtp2"],           # Debian libopus-dev, libsrtp2-dev (opus.pyx, srtp.pyx)
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("_GNU_SOURCE", "1")],
     extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3", "-fno-strict-aliasing"],
 )
