@@ -1,5 +1,7 @@
 # The two commands a newcomer types: `make run` and `make test`.
 PY := .venv/bin/python
+# The shipped configuration lives in the package (mediasrv/data/) so that a wheel carries it.
+SHIPPED := mediasrv/data/conf.d
 
 .PHONY: setup run test bench lint check-config clean
 
@@ -7,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(PY) -m mediasrv run
+	$(PY) -m mediasrv run -c $(SHIPPED)
 
 test: setup
 	$(PY) -m pytest
@@ -19,7 +21,7 @@ lint: setup
 	$(PY) -m ruff check mediasrv tests bench setup.py
 
 check-config: setup
-	$(PY) -m mediasrv check-config
+	$(PY) -m mediasrv check-config -c $(SHIPPED)
 
 clean:
 	rm -rf build .venv mediasrv/*.so ext/*.c ext/*.html

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG_DIR = PACKAGE_ROOT / "conf.d"
-DEFAULT_PLUGIN_DIR = PACKAGE_ROOT / "plugins"
+from mediasrv.paths import SHIPPED_CONFIG_DIR, SHIPPED_PLUGIN_DIR
+
+DEFAULT_CONFIG_DIR = SHIPPED_CONFIG_DIR  # the shipped configuration (package data)
+DEFAULT_PLUGIN_DIR = SHIPPED_PLUGIN_DIR
 
 TRANSPORTS = ("udp", "tcp")
 CODECS = ("PCMU", "PCMA")
@@ -461,7 +462,7 @@ def _check_address(r: _Reader, name: str, address: Any) -> None:
 
 def _read_storage(tree: _Tree, problems: list[Problem]) -> StorageConfig:
     r = _Reader(tree.data.get("storage", {}), "storage", tree, problems)
-    path = r.str("path", str(PACKAGE_ROOT / "var" / "mediasrv.sqlite3"))
+    path = r.str("path", str(Path("var", "mediasrv.sqlite3").resolve()))
     r.finish()
     return StorageConfig(Path(path))
 

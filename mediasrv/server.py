@@ -26,11 +26,12 @@ from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.records import CallRecords
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.store import Store
-from mediasrv.config import PACKAGE_ROOT, Config, ConfigError
+from mediasrv.config import Config, ConfigError
 from mediasrv.console.phone import ConsoleError, ConsolePhone, open_console
 from mediasrv.media import sounds
 from mediasrv.media.engine import MediaEngine, MediaError
 from mediasrv.metrics import Metrics
+from mediasrv.paths import SOUNDS_DIR
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
 from mediasrv.transport.driver import SipDriver
@@ -194,7 +195,7 @@ class Server:
                                  rtp_timeout=rtp.timeout)
         except MediaError as exc:
             raise StartupError(f"media engine: {exc}") from exc
-        for lang_dir in sorted((PACKAGE_ROOT / "sounds").iterdir()):
+        for lang_dir in sorted(SOUNDS_DIR.iterdir()):
             if lang_dir.is_dir() and lang_dir.name != "moh":
                 self._load_prompts(engine, lang_dir)
         for moh in self.config.moh.values():

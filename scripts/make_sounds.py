@@ -1,4 +1,5 @@
-"""Regenerates the shipped prompts and hold music under sounds/ (run by hand, output committed).
+"""Regenerates the shipped prompts and hold music under mediasrv/data/sounds/ (run
+by hand, output committed).
 
 Prompts are spoken by espeak-ng (Debian package `espeak-ng`) in English and Italian and
 resampled to 8 kHz 16-bit mono; tones (beep, failed) and the default hold music are
@@ -16,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 RATE = 8000
-SOUNDS = Path(__file__).resolve().parent.parent / "sounds"
+SOUNDS = Path(__file__).resolve().parent.parent / "mediasrv" / "data" / "sounds"
 
 PROMPTS = {
     "en": {

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from mediasrv import __version__
+from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = str(DEFAULT_CONFIG_DIR)
 
 
 def mediasrv(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -46,7 +48,7 @@ def test_version() -> None:
 
 
 def test_check_config_on_the_shipped_configuration() -> None:
-    out = mediasrv("check-config")
+    out = mediasrv("check-config", "-c", SHIPPED)
     assert out.returncode == 0, out.stderr
     assert "configuration OK" in out.stdout
     assert "service attended_transfer: enabled  start=#4 cancel=*0 swap=*9 three_way=*3" \
@@ -61,7 +63,7 @@ def test_check_config_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     (bad / "10.toml").write_text('[extensions.200]\nname = "no password"\n'
                                  '[extensions.200.failover]\nbusy = { action = "forward", '
                                  'to = "999" }\n')
-    out = mediasrv("check-config", "-c", str(bad), "--plugins", str(ROOT / "plugins"))
+    out = mediasrv("check-config", "-c", str(bad), "--plugins", str(DEFAULT_PLUGIN_DIR))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     f0, f1 = os.path.relpath(bad / "00.toml", ROOT), os.path.relpath(bad / "10.toml", ROOT)
@@ -75,7 +77,7 @@ def test_check_config_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_run_starts_and_stops_cleanly_on_sigterm(site: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "mediasrv", "run", "-c", "conf.d", "-c",
+    proc = subprocess.Popen([sys.executable, "-m", "mediasrv", "run", "-c", SHIPPED, "-c",
                              str(site)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         line = ""
@@ -99,7 +101,7 @@ def test_run_refuses_a_port_it_cannot_bind(site: Path) -> None:
     (site / "99-test.toml").write_text(f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\n'
                                        '[api]\nlisten = ""\n')
     try:
-        out = mediasrv("run", "-c", "conf.d", "-c", str(site))
+        out = mediasrv("run", "-c", SHIPPED, "-c", str(site))
     finally:
         blocker.close()
     assert out.returncode == 1
@@ -109,13 +111,13 @@ def test_run_refuses_a_port_it_cannot_bind(site: Path) -> None:
 
 def test_run_refuses_a_bad_configuration(tmp_path: Path) -> None:
     (tmp_path / "00.toml").write_text("[rtp]\nptime = 7\n")
-    out = mediasrv("run", "-c", str(tmp_path), "--plugins", str(ROOT / "plugins"))
+    out = mediasrv("run", "-c", str(tmp_path), "--plugins", str(DEFAULT_PLUGIN_DIR))
     assert out.returncode == 1
     assert "rtp.ptime: must be between 10 and 60, not 7" in out.stderr
 
 
 def test_sighup_reloads_and_keeps_running(site: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "mediasrv", "run", "-c", "conf.d", "-c",
+    proc = subprocess.Popen([sys.executable, "-m", "mediasrv", "run", "-c", SHIPPED, "-c",
                              str(site)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         while "mediasrv ready" not in proc.stderr.readline():

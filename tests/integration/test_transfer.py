@@ -403,8 +403,8 @@ async def test_disabled_service_and_changed_codes_through_toml(harness: Harness)
 async def test_ordinary_call_to_busy_extension_leaves_voicemail(harness: Harness) -> None:
     import soundfile as sf
 
-    from mediasrv.config import PACKAGE_ROOT
-    greeting = sf.info(str(PACKAGE_ROOT / "sounds" / "en" / "vm-greeting.wav")).duration
+    from mediasrv.paths import SOUNDS_DIR
+    greeting = sf.info(str(SOUNDS_DIR / "en" / "vm-greeting.wav")).duration
     a = await harness.phone("A", "101")
     await harness.phone("C", "103", answer=486)
     call = await a.call(harness.uri("103"))
