@@ -23,6 +23,7 @@ from mediasrv.config import (
     default_plugin_dir,
     load_config,
 )
+from mediasrv.init import InitError, Starter, init_site
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             cmd.add_argument("--log-level", default="INFO",
                              choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    init = sub.add_parser("init", help="write a commented starter configuration into DIR")
+    init.add_argument("dir", metavar="DIR", help="site directory (conf.d/, plugins/, sounds/)")
+    init.add_argument("--state-dir", metavar="DIR",
+                      help="where the database goes (default: DIR/var), e.g. /var/lib/mediasrv")
     add_ops_parsers(sub, _config_options)
     return p
 
@@ -101,6 +106,21 @@ def _run(args: argparse.Namespace) -> int:
         return 1
 
 
+def _init(args: argparse.Namespace) -> int:
+    site = Path(args.dir)
+    state = Path(args.state_dir) if args.state_dir else None
+    try:
+        written = init_site(site, Starter(state_dir=state))
+    except InitError as exc:
+        print(f"mediasrv init: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    print(f"edit {site / 'conf.d'} (random passwords and API token are in it), then:\n"
+          f"  mediasrv run -c {site / 'conf.d'}")
+    return 0
+
+
 def _ops_command(args: argparse.Namespace) -> int:
     """`show` and `calls` (mediasrv/api/commands.py): same configuration as `run`."""
     try:
@@ -114,5 +134,5 @@ def _ops_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"run": _run, "check-config": _check_config, "show": _ops_command,
+    return {"run": _run, "check-config": _check_config, "init": _init, "show": _ops_command,
             "calls": _ops_command}[args.command](args)
