@@ -20,10 +20,12 @@ include "rtp.pyx"
 include "srtp.pyx"
 include "player.pyx"
 include "recorder.pyx"
+include "engine_codec.pxi"
 include "engine_types.pxi"
 include "rtcp.pyx"
 include "engine_core.pyx"
 include "engine_media.pyx"
+include "engine_codec.pyx"
 
 import secrets
 import threading
@@ -76,6 +78,7 @@ cdef void eng_stream_clear(EngStream* s) noexcept nogil:
     s.conf = -1
     s.moh = -1
     s.rec = -1
+    s.tsmul = 1
 
 
 cdef void eng_set_feed(EngCore* c, int slot, int feed) noexcept nogil:
@@ -98,6 +101,7 @@ cdef void eng_close_slot(EngCore* c, int slot) noexcept nogil:
     close(s.fd)
     close(s.fd_rtcp)
     eng_srtp_free(&s.crypto)
+    eng_codec_free(s)
     eng_stream_clear(s)
 
 
@@ -369,9 +373,14 @@ cdef class Engine:
         return self.c.st[self._slot(sid)].port
 
     def set_remote(self, int64_t sid, str host, int port, int codec, int pt, int event_pt) -> None:
-        """Where to send, and the negotiated payload types; event_pt -1 = no telephone-event."""
+        """Where to send, and the negotiated payload types; event_pt -1 = no telephone-event.
+
+        codec: 0 PCMU, 1 PCMA, 2 G.722, 3 Opus (engine_codec.pyx)."""
         cdef sockaddr_in sa
         cdef EngStream* s
+        cdef int rc
+        if not 0 <= codec <= ENG_OPUS:
+            raise ValueError(f"unknown codec number {codec}")
         slot = self._slot(sid)
         memset(&sa, 0, sizeof(sa))
         sa.sin_family = AF_INET
@@ -388,7 +397,10 @@ cdef class Engine:
             s.timed_out = 0
         s.has_remote = 1
         s.codec, s.pt, s.event_pt = codec, pt, event_pt
+        rc = eng_codec_set(s, codec)
         self._unlock()
+        if rc < 0:
+            raise MemoryError("no memory for the stream's codec")
 
     def set_direction(self, int64_t sid, bint send, bint recv) -> None:
         cdef EngStream* s = &self.c.st[self._slot(sid)]
@@ -443,6 +455,7 @@ cdef class Engine:
     def connect(self, int64_t a, int64_t b) -> None:
         """Two-party bridge: each stream sends what the other receives."""
         cdef int sa = self._slot(a), sb = self._slot(b)
+        cdef int x, y                   # typed: Cython's inference once made x a bint here
         if sa == sb:
             raise ValueError("cannot connect a stream to itself")
         self._lock()

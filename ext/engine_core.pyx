@@ -27,14 +27,14 @@ from posix.unistd cimport close, read, write
 cdef inline void eng_decode(int codec, const uint8_t* src, int16_t* dst, int n) noexcept nogil:
     if codec == ENG_PCMU:
         ulaw_decode_c(src, dst, n)
-    else:
+    elif codec == ENG_PCMA:
         alaw_decode_c(src, dst, n)
 
 
 cdef inline void eng_encode(int codec, const int16_t* src, uint8_t* dst, int n) noexcept nogil:
     if codec == ENG_PCMU:
         ulaw_encode_c(src, dst, n)
-    else:
+    elif codec == ENG_PCMA:               # wideband codecs: engine_codec.pyx
         alaw_encode_c(src, dst, n)
 
 
@@ -76,7 +76,7 @@ cdef uint32_t eng_next_ts(EngCore* c, EngStream* s) noexcept nogil:
     k = ((c.now - s.last_out_ns) * 8 // 1000000 + c.frame // 2) // c.frame
     if k < 1:
         k = 1
-    return s.ts + <uint32_t>(k * c.frame)
+    return s.ts + <uint32_t>(k * c.frame * s.tsmul)
 
 
 cdef void eng_sendto(EngCore* c, EngStream* s, uint8_t* pkt, int n) noexcept nogil:
@@ -106,7 +106,7 @@ cdef uint32_t eng_stamp(EngCore* c, EngStream* s, int* marker) noexcept nogil:
         marker[0] = 1
         s.anchor = 0
     elif s.out_started:
-        s.ts += <uint32_t>c.frame
+        s.ts += <uint32_t>(c.frame * s.tsmul)
     return s.ts
 
 
@@ -139,6 +139,9 @@ cdef void eng_forward(EngCore* c, EngStream* src, EngStream* x, EngRtpView* v,
     cdef uint32_t ts
     cdef int marker = v.marker
     if not x.send_on or not x.has_remote or eng_dtmf_busy(x):
+        return
+    if not is_event and (not eng_relays(src, x) or (src.muted and x.cx != NULL)):
+        eng_transcode(c, src, x, v, pay)
         return
     if x.anchor or v.ssrc != x.fwd_ssrc:
         x.seq_off = <uint16_t>(x.seq + 1 - v.seq)
@@ -226,6 +229,7 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
     cdef EngStream* x
     cdef EngRtpView v
     cdef int is_event, ok
+    c.dec_slot = -1
     if s.crypto.rx != NULL:                       # SRTP first: nothing sees it unauthenticated
         ok = eng_srtp_unprotect(&s.crypto, buf, &n, 0)
         if ok <= 0:                               # auth/replay counted; never forwarded
@@ -252,7 +256,7 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
     s.bytes_in += n
     s.last_rx_ns = c.now
     s.timed_out = 0
-    eng_rx_update(&s.rx, v.seq, v.ts, c.now * 8 // 1000000)
+    eng_rx_update(&s.rx, v.seq, v.ts, c.now * 8 * s.tsmul // 1000000)
     x = eng_subscriber(c, slot)
     if is_event:
         if not eng_dtmf_rx_event(c, s, x, &v, buf + v.payload_off):
@@ -266,12 +270,18 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
 cdef void eng_rx_audio(EngCore* c, EngStream* s, EngRtpView* v,
                        const uint8_t* pay) noexcept nogil:
     """Hand the audio to whoever needs it: conference jitter buffer, DTMF detector, recorder."""
-    cdef int n = v.payload_len if v.payload_len < ENG_MAX_FRAME else ENG_MAX_FRAME
+    cdef int n
     if s.feed == ENG_FEED_CONF:
-        eng_conf_put(c, s, v, pay)
+        if s.cx != NULL:
+            eng_conf_put_wide(c, s, v, pay)
+        else:
+            eng_conf_put(c, s, v, pay)
     if not (eng_dtmf_inband_on(s) or (s.rec >= 0 and s.feed != ENG_FEED_CONF)):
         return
-    eng_decode(s.codec, pay, c.pcm, n)
+    if c.dec_slot != s.port:
+        eng_rx_decode(c, s, pay, v.payload_len)
+        c.dec_slot = s.port
+    n = c.npcm
     eng_dtmf_inband(c, s, c.pcm, n)
     if s.rec >= 0 and s.feed != ENG_FEED_CONF:
         eng_rec_write(&c.rec[s.rec], c.pcm, n)
@@ -374,7 +384,13 @@ cdef const uint8_t* eng_prompt_frame(EngCore* c, EngStream* s) noexcept nogil:
 cdef void eng_feed_tick(EngCore* c, EngStream* s) noexcept nogil:
     """One frame of a locally produced feed (or of a DTMF being sent)."""
     cdef const uint8_t* pay
+    cdef const int16_t* pcm
     if eng_dtmf_send_tick(c, s):
+        return
+    if s.cx != NULL:                        # wideband: encode the feed's audio for s
+        pcm = eng_feed_pcm(c, s)
+        if pcm != NULL:
+            eng_send_pcm(c, s, pcm)
         return
     if s.feed == ENG_FEED_SILENCE:
         pay = c.silence[s.codec]

@@ -88,7 +88,7 @@ cdef int eng_dtmf_send_tick(EngCore* c, EngStream* s) noexcept nogil:
     if first:
         s.dj_ts = eng_stamp(c, s, &marker)
     else:
-        s.ts += <uint32_t>c.frame            # the audio clock runs on under the event
+        s.ts += <uint32_t>(c.frame * s.tsmul)   # the audio clock runs on under the event
     eng_send_raw(c, s, s.event_pt, first, s.dj_ts, pay, 4)
     if s.dj_tx.ends >= ENG_DTMF_ENDS:
         eng_dtmf_finish(c, s)
@@ -98,8 +98,7 @@ cdef int eng_dtmf_send_tick(EngCore* c, EngStream* s) noexcept nogil:
 cdef int eng_dtmf_inband_tick(EngCore* c, EngStream* s) noexcept nogil:
     """One frame of an in-band digit (tone.pyx), then its trailing pause."""
     cdef Py_ssize_t n = tone_generate(&s.dj_tone, c.pcm, c.frame)
-    eng_encode(s.codec, c.pcm, c.enc, c.frame)
-    eng_send_frame(c, s, c.enc)
+    eng_send_pcm(c, s, c.pcm)
     if n < c.frame:
         eng_dtmf_finish(c, s)
     return 1
@@ -112,11 +111,12 @@ cdef int eng_dtmf_rx_event(EngCore* c, EngStream* s, EngStream* x, EngRtpView* v
     """Feed an RFC 4733 packet to the receiver (rfc4733.pyx); 1 when it is to be forwarded.
 
     x is the bridged far side (or NULL). A far side without telephone-event gets each digit
-    as in-band tones once the digit has ended, instead of the event packets.
+    as in-band tones once the digit has ended, instead of the event packets; a far side in
+    another codec (its own clock) gets it re-sent as its own event once it has ended.
     """
     cdef Rfc4733Digit out[2]
     cdef int i, k = rfc4733_rx_packet(&s.rfc_rx, v.ts, pay, v.payload_len, out)
-    cdef int inband = x != NULL and s.forward_dtmf and x.event_pt < 0
+    cdef int inband = x != NULL and s.forward_dtmf and (x.event_pt < 0 or not eng_relays(s, x))
     s.rfc_last_ns = c.now
     for i in range(k):
         if s.dtmf_mode != ENG_DTMF_INBAND:
@@ -137,6 +137,10 @@ cdef void eng_dtmf_rx_idle(EngCore* c, EngStream* s) noexcept nogil:
 
 
 cdef inline int eng_dtmf_inband_on(EngStream* s) noexcept nogil:
+    # Auto mode on a wideband stream with telephone-event trusts the events: its packets are
+    # relayed without decoding (decoding G.722/Opus costs 100-1000x G.711).
+    if s.dtmf_mode == ENG_DTMF_AUTO and s.cx != NULL and s.event_pt >= 0:
+        return 0
     return s.dtmf_mode != ENG_DTMF_RFC4733
 
 
@@ -221,8 +225,7 @@ cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
         if eng_dtmf_send_tick(c, s):
             continue
         mix_minus_one_c(total, own[i], c.pcm, c.frame)
-        eng_encode(s.codec, c.pcm, c.enc, c.frame)
-        eng_send_frame(c, s, c.enc)
+        eng_send_pcm(c, s, c.pcm)
 
 
 cdef void eng_conf_tick(EngCore* c) noexcept nogil:

@@ -70,6 +70,8 @@ cdef struct EngStream:
     int connected              # fd is connected to remote (see eng_settle)
     int codec
     int pt
+    EngCodec* cx               # wideband codec state (engine_codec.pyx), NULL for G.711
+    int tsmul                  # RTP clock / 8000: 1, or 6 for Opus
     int event_pt
     int send_on
     int recv_on
@@ -178,6 +180,11 @@ cdef struct EngCore:
     int16_t pcm[ENG_MAX_FRAME]
     int16_t member_pcm[ENG_CONF_MAX][ENG_MAX_FRAME]
     uint8_t enc[ENG_MAX_FRAME]
+    int16_t wpcm[ENG_WIDE_FRAME]   # this packet decoded at 16 kHz (engine_codec.pyx)
+    int nwpcm
+    int npcm                   # samples of it in pcm at 8 kHz
+    int dec_slot               # port of the stream whose packet pcm/wpcm hold, or -1
+    uint8_t wenc[ENG_BUF]      # a frame encoded for a wideband stream
     uint8_t tx[ENG_BUF]
     EngConf* conf
     int nconf

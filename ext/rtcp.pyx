@@ -76,7 +76,7 @@ cdef int eng_rtcp_report(EngCore* c, EngStream* s, uint8_t* p) noexcept nogil:
         ntp = eng_ntp_now()
         eng_put32(p + 8, <uint32_t>(ntp >> 32))
         eng_put32(p + 12, <uint32_t>ntp)
-        eng_put32(p + 16, s.ts + <uint32_t>((c.now - s.last_out_ns) * 8 // 1000000))
+        eng_put32(p + 16, s.ts + <uint32_t>((c.now - s.last_out_ns) * 8 * s.tsmul // 1000000))
         eng_put32(p + 20, <uint32_t>s.pkts_out)
         eng_put32(p + 24, <uint32_t>(s.bytes_out - ENG_RTP_HDR * s.pkts_out))
         n = 28

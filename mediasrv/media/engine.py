@@ -37,7 +37,7 @@ from mediasrv.media.events import (
 
 log = logging.getLogger(__name__)
 
-CODECS = {"PCMU": 0, "PCMA": 1}
+CODECS = {"PCMU": 0, "PCMA": 1, "G722": 2, "OPUS": 3}   # ext/engine_codec.pyx numbers
 TONES = ("ringback", "busy", "beep", "failed")
 ZONES = ("us", "it")
 _DIGITS = "0123456789*#ABCD"

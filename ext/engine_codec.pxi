@@ -1,0 +1,23 @@
+# Types of the per-stream codec slot (engine_codec.pyx); included before engine_types.pxi.
+
+cdef enum:
+    ENG_G722 = 2
+    ENG_OPUS = 3
+    ENG_WIDE_RATE = 16000
+    ENG_WIDE_FRAME = 2 * ENG_MAX_FRAME     # 16 kHz samples in the longest frame (40 ms)
+    ENG_RS_TAPS = 47
+    ENG_OPUS_TSMUL = 6                     # 48000 / 8000
+
+
+cdef struct EngRs:
+    int16_t hist[ENG_RS_TAPS - 1]
+
+
+cdef struct EngCodec:
+    int codec
+    G722State g722_enc
+    G722State g722_dec
+    _OpusEnc* opus_enc
+    _OpusDec* opus_dec
+    EngRs down
+    EngRs up

@@ -1,0 +1,236 @@
+# Per-stream codecs for the engine (included by engine.pyx after the core).
+#
+# How this works: a stream speaks PCMU, PCMA, G.722 or Opus. G.711 needs no state; a
+# wideband stream (G.722, Opus) gets an EngCodec at set_remote: its G.722 or libopus encoder
+# and decoder, and two 2x resamplers (a 47-tap Kaiser-windowed half-band FIR, cut at 4 kHz):
+# `down` takes what the stream receives (16 kHz) to the engine's 8 kHz service rate,
+# `up` takes 8 kHz audio (local feeds, narrowband peers) to 16 kHz for the encoder.
+# - Relay: two bridged streams with the same codec forward packets unchanged (engine_core's
+#   eng_forward rewrites the header only); PCMU <-> PCMA stays a byte map.
+# - Transcode: otherwise eng_forward calls eng_transcode: the packet is decoded once
+#   (eng_rx_decode, shared with the services of that packet: in-band DTMF, recording,
+#   conference), taken to the far stream's rate (wide -> wide stays 16 kHz, so G.722 <-> Opus
+#   keeps 7 kHz audio) and encoded for it, stamped on the far stream's own clock.
+# - Services run at 8 kHz: DTMF detection, recording, conference mixing, tones, prompts and
+#   MoH see the down-sampled audio, and local feeds are up-sampled for a wideband stream.
+# Clocks: G.711 and G.722 use an 8000 Hz RTP clock (RFC 3551 §4.5.2, G.722 too); Opus 48000
+# (RFC 7587 §4.1): `tsmul` scales the engine's 8 kHz frame counts to the stream's clock.
+
+from libc.stdlib cimport calloc, free
+
+cdef int32_t ENG_RS_H[ENG_RS_TAPS]
+
+
+def _eng_rs_design():
+    # Windowed sinc at a quarter of 16 kHz, Kaiser beta 6 (~60 dB stop band from 4.6 kHz),
+    # in Q15 with a DC gain of exactly 1 per phase pair.
+    n = np.arange(ENG_RS_TAPS) - (ENG_RS_TAPS - 1) / 2
+    h = 0.5 * np.sinc(n / 2) * np.kaiser(ENG_RS_TAPS, 6.0)
+    h = np.round(h / h.sum() * 32768).astype(np.int64)
+    h[(ENG_RS_TAPS - 1) // 2] += 32768 - h.sum()
+    for i in range(ENG_RS_TAPS):
+        ENG_RS_H[i] = h[i]
+
+
+_eng_rs_design()
+
+
+cdef inline int16_t eng_rs_sat(int64_t v) noexcept nogil:
+    return <int16_t>(32767 if v > 32767 else (-32768 if v < -32768 else v))
+
+
+cdef int eng_rs_down(EngRs* r, const int16_t* x, int n, int16_t* y) noexcept nogil:
+    """n samples at 16 kHz (n even, <= ENG_WIDE_FRAME) -> n/2 at 8 kHz; returns n/2."""
+    cdef int16_t w[ENG_RS_TAPS - 1 + ENG_WIDE_FRAME]
+    cdef int k, i
+    cdef int64_t acc
+    memcpy(w, r.hist, (ENG_RS_TAPS - 1) * sizeof(int16_t))
+    memcpy(w + ENG_RS_TAPS - 1, x, n * sizeof(int16_t))
+    for k in range(n // 2):
+        acc = 0
+        for i in range(ENG_RS_TAPS):
+            acc += ENG_RS_H[i] * w[2 * k + 1 + i]
+        y[k] = eng_rs_sat((acc + 16384) >> 15)
+    memcpy(r.hist, w + n, (ENG_RS_TAPS - 1) * sizeof(int16_t))
+    return n // 2
+
+
+cdef int eng_rs_up(EngRs* r, const int16_t* x, int n, int16_t* y) noexcept nogil:
+    """n samples at 8 kHz (n <= ENG_MAX_FRAME) -> 2n at 16 kHz (zero-stuffed, filtered)."""
+    cdef int16_t w[ENG_RS_TAPS - 1 + ENG_WIDE_FRAME]
+    cdef int m, i, j
+    cdef int64_t acc
+    memcpy(w, r.hist, (ENG_RS_TAPS - 1) * sizeof(int16_t))
+    for j in range(n):
+        w[ENG_RS_TAPS - 1 + 2 * j] = x[j]
+        w[ENG_RS_TAPS + 2 * j] = 0
+    for m in range(2 * n):
+        acc = 0
+        i = m & 1                       # only the taps that meet a real (even) sample
+        while i < ENG_RS_TAPS:
+            acc += ENG_RS_H[i] * w[m + ENG_RS_TAPS - 1 - i]
+            i += 2
+        y[m] = eng_rs_sat((acc + 8192) >> 14)
+    memcpy(r.hist, w + 2 * n, (ENG_RS_TAPS - 1) * sizeof(int16_t))
+    return 2 * n
+
+
+# ---------------------------------------------------------------- the codec slot
+
+cdef inline int eng_is_wide(int codec) noexcept nogil:
+    return codec == ENG_G722 or codec == ENG_OPUS
+
+
+cdef inline int eng_relays(EngStream* a, EngStream* b) noexcept nogil:
+    """Packets from a go to b unchanged (or byte-mapped): same codec, or both G.711."""
+    return a.codec == b.codec or not (eng_is_wide(a.codec) or eng_is_wide(b.codec))
+
+
+cdef void eng_codec_free(EngStream* s) noexcept nogil:
+    if s.cx != NULL:
+        opus_enc_free_c(s.cx.opus_enc)
+        opus_dec_free_c(s.cx.opus_dec)
+        free(s.cx)
+        s.cx = NULL
+
+
+cdef int eng_codec_set(EngStream* s, int codec) noexcept nogil:
+    """Give s the state `codec` needs (kept when the codec is unchanged); -1: no memory."""
+    cdef int err = 0
+    s.tsmul = ENG_OPUS_TSMUL if codec == ENG_OPUS else 1
+    if s.cx != NULL and s.cx.codec == codec:
+        return 0
+    eng_codec_free(s)
+    if not eng_is_wide(codec):
+        return 0
+    s.cx = <EngCodec*>calloc(1, sizeof(EngCodec))
+    if s.cx == NULL:
+        return -1
+    s.cx.codec = codec
+    g722_init_c(&s.cx.g722_enc)
+    g722_init_c(&s.cx.g722_dec)
+    if codec == ENG_OPUS:
+        s.cx.opus_enc = opus_enc_new_c(ENG_WIDE_RATE, MS_OPUS_BITRATE, &err)
+        s.cx.opus_dec = opus_dec_new_c(ENG_WIDE_RATE, &err)
+        if s.cx.opus_enc == NULL or s.cx.opus_dec == NULL:
+            eng_codec_free(s)
+            return -1
+    return 0
+
+
+# ---------------------------------------------------------------- decoding
+
+cdef int eng_rx_decode(EngCore* c, EngStream* s, const uint8_t* pay, int len) noexcept nogil:
+    """Decode one received payload: c.pcm gets it at 8 kHz, c.wpcm at 16 kHz (wideband only).
+
+    Returns the 8 kHz sample count (0: undecodable); the result stays valid for the rest of
+    this packet (c.dec_slot), so services and the transcoder decode it only once.
+    """
+    cdef int n
+    c.nwpcm = 0
+    if not eng_is_wide(s.codec):
+        c.npcm = len if len < ENG_MAX_FRAME else ENG_MAX_FRAME
+        eng_decode(s.codec, pay, c.pcm, c.npcm)
+        return c.npcm
+    if s.codec == ENG_G722:
+        n = len if len < ENG_WIDE_FRAME // 2 else ENG_WIDE_FRAME // 2
+        n = <int>g722_decode_c(&s.cx.g722_dec, pay, n, c.wpcm)
+    else:
+        n = opus_dec_c(s.cx.opus_dec, pay, len, c.wpcm, ENG_WIDE_FRAME, False)
+        if n < 0:
+            s.malformed += 1
+            n = 0
+    c.nwpcm = n & ~1
+    c.npcm = eng_rs_down(&s.cx.down, c.wpcm, c.nwpcm, c.pcm)
+    return c.npcm
+
+
+# ---------------------------------------------------------------- encoding and sending
+
+cdef int eng_encode_wide(EngStream* s, const int16_t* wpcm, int n, uint8_t* out) noexcept nogil:
+    """Encode n samples at 16 kHz for a wideband stream; returns the payload size (or <= 0)."""
+    if s.codec == ENG_G722:
+        return <int>g722_encode_c(&s.cx.g722_enc, wpcm, n, out)
+    return opus_enc_c(s.cx.opus_enc, wpcm, n, out, MS_OPUS_MAX_PACKET)   # room for SRTP
+
+
+cdef int eng_encode_for(EngCore* c, EngStream* x, const int16_t* pcm, int n,
+                        const int16_t* wpcm, int nw, uint8_t* out) noexcept nogil:
+    """Encode one frame for x from 8 kHz audio (pcm, n) or, when given, 16 kHz (wpcm, nw)."""
+    cdef int16_t up[ENG_WIDE_FRAME]
+    if not eng_is_wide(x.codec):
+        eng_encode(x.codec, pcm, out, n)
+        return n
+    if wpcm == NULL or nw == 0:
+        nw = eng_rs_up(&x.cx.up, pcm, n, up)
+        wpcm = up
+    return eng_encode_wide(x, wpcm, nw, out)
+
+
+cdef void eng_send_pcm(EngCore* c, EngStream* s, const int16_t* pcm) noexcept nogil:
+    """Send one frame of 8 kHz audio out of s, encoded in s's codec, on s's own clock."""
+    cdef int marker = 0
+    cdef uint32_t ts
+    cdef int n = eng_encode_for(c, s, pcm, c.frame, NULL, 0, c.wenc)
+    if n <= 0:
+        s.send_errors += 1
+        return
+    ts = eng_stamp(c, s, &marker)
+    eng_send_raw(c, s, s.pt, marker, ts, c.wenc, n)
+
+
+cdef void eng_transcode(EngCore* c, EngStream* src, EngStream* x, EngRtpView* v,
+                        const uint8_t* pay) noexcept nogil:
+    """Forward src's audio packet to x in x's codec (see the header)."""
+    cdef int marker = 0
+    cdef int n
+    cdef uint32_t ts
+    if c.dec_slot != src.port:
+        eng_rx_decode(c, src, pay, v.payload_len)
+        c.dec_slot = src.port
+    if c.npcm == 0:
+        return
+    if src.muted:
+        memset(c.pcm, 0, c.npcm * sizeof(int16_t))
+        memset(c.wpcm, 0, c.nwpcm * sizeof(int16_t))
+    n = eng_encode_for(c, x, c.pcm, c.npcm, c.wpcm, c.nwpcm, c.wenc)
+    if n <= 0:
+        x.send_errors += 1
+        return
+    ts = eng_stamp(c, x, &marker)
+    eng_send_raw(c, x, x.pt, marker or v.marker, ts, c.wenc, n)
+
+
+cdef const int16_t* eng_feed_pcm(EngCore* c, EngStream* s) noexcept nogil:
+    """This tick's 8 kHz audio of a local feed, for a wideband stream (NULL: none)."""
+    if s.feed == ENG_FEED_SILENCE:
+        memset(c.pcm, 0, c.frame * sizeof(int16_t))
+        return c.pcm
+    if s.feed == ENG_FEED_MOH:
+        eng_moh_frame(c, s)
+        return c.moh[s.moh].pcm
+    if s.feed == ENG_FEED_PROMPT:
+        eng_prompt_frame(c, s)
+        return c.pcm
+    if s.feed == ENG_FEED_TONE:
+        eng_tone_frame(c, s)
+        return c.pcm
+    return NULL
+
+
+cdef void eng_conf_put_wide(EngCore* c, EngStream* s, EngRtpView* v,
+                            const uint8_t* pay) noexcept nogil:
+    """A wideband member's packet enters the (8 kHz, mu-law) conference jitter buffer."""
+    cdef uint8_t codes[ENG_MAX_FRAME]
+    if s.jb == NULL:
+        return
+    if c.dec_slot != s.port:
+        eng_rx_decode(c, s, pay, v.payload_len)
+        c.dec_slot = s.port
+    if c.npcm == 0:
+        return
+    if s.muted:
+        memset(codes, 0xFF, c.npcm)
+    else:
+        ulaw_encode_c(c.pcm, codes, c.npcm)
+    jb_put(s.jb, v.seq, v.ts // <uint32_t>s.tsmul, codes, c.npcm, c.now / 1e9)

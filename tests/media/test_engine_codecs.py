@@ -1,0 +1,203 @@
+"""Engine with G.722 and Opus legs over real UDP: relay unchanged, transcode, wideband kept.
+
+How this works: RTP test peers play phones in each codec, encoding and decoding with the
+kernels (G722Encoder/Decoder, OpusEncoder/Decoder, G.711). Audio is proved by audio: a tone
+is sent and its power measured at the far end, including a 6 kHz tone that must pass a
+wideband path (G.722 <-> Opus) and must not pass a narrowband one (-> PCMU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from rtp_peer import RtpPeer, build, goertzel_power
+
+from mediasrv import _media
+from mediasrv.media.engine import MediaEngine
+from mediasrv.media.events import DtmfReceived
+
+PT = {"PCMU": 0, "PCMA": 8, "G722": 9, "OPUS": 111}
+CLOCK_STEP = {"PCMU": 160, "PCMA": 160, "G722": 160, "OPUS": 960}   # per 20 ms
+RATE = {"PCMU": 8000, "PCMA": 8000, "G722": 16000, "OPUS": 16000}
+
+
+def wire(eng: MediaEngine, peer: RtpPeer, codec: str, event_pt: int | None = 101) -> int:
+    sid = eng.open_stream()
+    eng.set_remote(sid, "127.0.0.1", peer.port, codec=codec, pt=PT[codec], event_pt=event_pt)
+    return sid
+
+
+class Phone:
+    """A peer that speaks one codec: encodes 20 ms frames and decodes what it receives."""
+
+    def __init__(self, peer: RtpPeer, codec: str) -> None:
+        self.peer, self.codec, self.rate = peer, codec, RATE[codec]
+        self.enc = {"G722": _media.G722Encoder, "OPUS": _media.OpusEncoder}.get(codec)
+        self.enc = self.enc() if self.enc else None
+        self.seq, self.ts = 100, 5000
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        if self.codec == "PCMU":
+            return _media.ulaw_encode(pcm)
+        if self.codec == "PCMA":
+            return _media.alaw_encode(pcm)
+        return self.enc.encode(pcm)
+
+    def send_frame(self, port: int, pcm: np.ndarray) -> bytes:
+        payload = self.encode(pcm)
+        self.peer.send_raw(port, build(payload, pt=PT[self.codec], seq=self.seq, ts=self.ts,
+                                       ssrc=0x5150))
+        self.seq += 1
+        self.ts += CLOCK_STEP[self.codec]
+        return payload
+
+    def decode(self, packets: list) -> np.ndarray:
+        if self.codec in ("PCMU", "PCMA"):
+            data = b"".join(p.payload for p in packets)
+            return (_media.ulaw_decode if self.codec == "PCMU" else _media.alaw_decode)(data)
+        if self.codec == "G722":
+            return _media.G722Decoder().decode(b"".join(p.payload for p in packets))
+        dec = _media.OpusDecoder(16000)
+        return np.concatenate([dec.decode(p.payload) for p in packets])
+
+
+def tone(freq: float, rate: int, frames: int, amp: float = 8000) -> list[np.ndarray]:
+    n = rate // 50
+    t = np.arange(n * frames) / rate
+    pcm = np.round(amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    return [pcm[i * n:(i + 1) * n] for i in range(frames)]
+
+
+async def talk(eng, a: Phone, sa: int, b: Phone, freq: float, frames: int = 25) -> list:
+    """a sends a tone to stream sa (bridged to b's stream); returns what b received."""
+    b.peer.drain()
+    for f in tone(freq, a.rate, frames):
+        a.send_frame(eng.local_port(sa), f)
+        await asyncio.sleep(0.002)
+    return b.peer.recv_for(0.15)
+
+
+def power_at(phone: Phone, packets: list, freq: float) -> tuple[float, float]:
+    """(relative power of freq, rms) of what phone heard, after the codec's start-up."""
+    pcm = phone.decode(packets)[phone.rate // 10:]
+    rms = float(np.sqrt(np.mean(pcm.astype(float) ** 2))) if len(pcm) else 0.0
+    return goertzel_power(pcm, freq, phone.rate), rms
+
+
+async def test_same_codec_is_relayed_unchanged(engines, peers) -> None:
+    eng = engines().engine
+    for codec in ("OPUS", "G722"):
+        pa, pb = peers(2)
+        a = Phone(pa, codec)
+        sa, sb = wire(eng, pa, codec), wire(eng, pb, codec)
+        eng.connect(sa, sb)
+        sent = [a.send_frame(eng.local_port(sa), f) for f in tone(1000, a.rate, 5)]
+        got = [pb.recv() for _ in sent]
+        assert [g.payload for g in got] == sent          # not decoded, not re-encoded
+        assert {g.pt for g in got} == {PT[codec]}
+        assert [g.ts - got[0].ts for g in got] == [CLOCK_STEP[codec] * k for k in range(5)]
+        for sid in (sa, sb):
+            eng.close_stream(sid)
+
+
+async def test_wideband_to_pcmu_transcodes_and_drops_above_4khz(engines, peers) -> None:
+    eng = engines().engine
+    for wide in ("G722", "OPUS"):
+        pw, pn = peers(2)
+        w, n = Phone(pw, wide), Phone(pn, "PCMU")
+        sw, sn = wire(eng, pw, wide), wire(eng, pn, "PCMU")
+        eng.connect(sw, sn)
+        heard = await talk(eng, w, sw, n, 1000)
+        assert {p.pt for p in heard} == {0} and len(heard) >= 20
+        assert {len(p.payload) for p in heard} == {160}
+        assert np.all(np.diff([p.ts for p in heard]) % 160 == 0)
+        p1k, rms = power_at(n, heard, 1000)
+        assert p1k > 0.8 and rms > 2000, (wide, p1k, rms)
+        _, rms6k = power_at(n, await talk(eng, w, sw, n, 6000), 6000)
+        assert rms6k < 300, (wide, rms6k)                # G.711 cannot carry it
+        back = await talk(eng, n, sn, w, 1000)           # and the other way
+        assert {p.pt for p in back} == {PT[wide]}
+        steps = np.diff([p.ts for p in back])
+        assert np.all(steps % CLOCK_STEP[wide] == 0) and np.all(steps > 0)
+        p1k, rms = power_at(w, back, 1000)
+        assert p1k > 0.7 and rms > 2000, (wide, p1k, rms)
+        for sid in (sw, sn):
+            eng.close_stream(sid)
+
+
+async def test_g722_opus_transcode_keeps_a_6khz_tone(engines, peers) -> None:
+    eng = engines().engine
+    pg, po = peers(2)
+    g, o = Phone(pg, "G722"), Phone(po, "OPUS")
+    sg, so = wire(eng, pg, "G722"), wire(eng, po, "OPUS")
+    eng.connect(sg, so)
+    for src, ssrc, dst in ((g, sg, o), (o, so, g)):
+        p6k, rms = power_at(dst, await talk(eng, src, ssrc, dst, 6000), 6000)
+        assert p6k > 0.7 and rms > 2000, (src.codec, p6k, rms)
+    for sid in (sg, so):
+        eng.close_stream(sid)
+
+
+async def test_local_tone_on_wideband_streams(engines, peers) -> None:
+    eng = engines(zone="us").engine
+    for codec in ("G722", "OPUS"):
+        (p,) = peers(1)
+        ph = Phone(p, codec)
+        s = wire(eng, p, codec)
+        eng.play_tone(s, "busy")
+        pkts = p.recv_for(0.35)
+        assert {q.pt for q in pkts} == {PT[codec]}
+        pcm = ph.decode(pkts)[1600:]
+        assert goertzel_power(pcm, 480, 16000) + goertzel_power(pcm, 620, 16000) > 0.8
+        eng.close_stream(s)
+
+
+def dtmf_16k(digit: str, ms: int) -> np.ndarray:
+    rows, cols = (697, 770, 852, 941), (1209, 1336, 1477, 1633)
+    i = "123A456B789C*0#D".index(digit)
+    t = np.arange(ms * 16) / 16000
+    x = 6000 * (np.sin(2 * np.pi * rows[i // 4] * t) + np.sin(2 * np.pi * cols[i % 4] * t))
+    return np.round(x).astype(np.int16)
+
+
+async def test_inband_dtmf_detected_on_wideband_legs(engines, peers) -> None:
+    eut = engines()
+    eng = eut.engine
+    for codec in ("G722", "OPUS"):
+        eut.events.clear()
+        (p,) = peers(1)
+        ph = Phone(p, codec)
+        s = wire(eng, p, codec)
+        eng.set_dtmf(s, mode="inband")
+        pcm = np.concatenate([np.zeros(3200, np.int16), dtmf_16k("5", 120),
+                              np.zeros(3200, np.int16)])
+        for k in range(0, len(pcm) - 319, 320):
+            ph.send_frame(eng.local_port(s), pcm[k:k + 320])
+            await asyncio.sleep(0.002)
+        (ev,) = await eut.wait_for(DtmfReceived)
+        assert (ev.stream, ev.digit, ev.source) == (s, "5", "inband"), codec
+        assert abs(ev.duration_ms - 120) <= 25
+        eng.close_stream(s)
+
+
+async def test_conference_mixes_opus_g722_and_pcmu(engines, peers) -> None:
+    eng = engines().engine
+    codecs = ("OPUS", "G722", "PCMU")
+    trio = [Phone(p, c) for p, c in zip(peers(3), codecs, strict=True)]
+    sids = [wire(eng, ph.peer, ph.codec) for ph in trio]
+    eng.conference(sids)
+    freqs = (500.0, 1100.0, 1700.0)
+    frames = [tone(f, ph.rate, 40, 5000) for f, ph in zip(freqs, trio, strict=True)]
+    for i in range(40):
+        for k, ph in enumerate(trio):
+            ph.send_frame(eng.local_port(sids[k]), frames[k][i])
+        await asyncio.sleep(0.02)
+    got = [ph.peer.recv_for(0.1) for ph in trio]
+    for sid in sids:
+        eng.close_stream(sid)
+    for k, ph in enumerate(trio):
+        pcm = ph.decode(got[k])[ph.rate // 5: ph.rate * 7 // 10]
+        power = [goertzel_power(pcm, f, ph.rate) for f in freqs]
+        assert power[k] < 0.02, (ph.codec, power)
+        assert min(power[j] for j in range(3) if j != k) > 0.2, (ph.codec, power)
