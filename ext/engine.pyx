@@ -91,6 +91,14 @@ cdef void eng_set_feed(EngCore* c, int slot, int feed) noexcept nogil:
     s.anchor = 1
 
 
+cdef void eng_peer(EngCore* c, int x, int y) noexcept nogil:
+    """x sends what y receives (one direction of a two-party bridge)."""
+    eng_set_feed(c, x, ENG_FEED_PEER)
+    c.st[x].peer = y
+    c.st[x].peer_sid = c.st[y].sid
+    c.st[y].fwd_to = x
+
+
 cdef void eng_close_slot(EngCore* c, int slot) noexcept nogil:
     cdef EngStream* s = &c.st[slot]
     eng_set_feed(c, slot, ENG_FEED_NONE)
@@ -459,11 +467,8 @@ cdef class Engine:
         if sa == sb:
             raise ValueError("cannot connect a stream to itself")
         self._lock()
-        for x, y in ((sa, sb), (sb, sa)):
-            eng_set_feed(self.c, x, ENG_FEED_PEER)
-            self.c.st[x].peer = y
-            self.c.st[x].peer_sid = self.c.st[y].sid
-            self.c.st[y].fwd_to = x
+        eng_peer(self.c, sa, sb)
+        eng_peer(self.c, sb, sa)
         self._unlock()
 
     def conference(self, list sids) -> None:
