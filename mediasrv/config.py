@@ -38,7 +38,8 @@ DEFAULT_CONFIG_DIR = SHIPPED_CONFIG_DIR  # the shipped configuration (package da
 DEFAULT_PLUGIN_DIR = SHIPPED_PLUGIN_DIR
 
 TRANSPORTS = ("udp", "tcp")
-CODECS = ("PCMU", "PCMA")
+CODECS = ("PCMU", "PCMA", "G722", "OPUS")   # names as in SDP, any case ("opus" is OPUS)
+DEFAULT_CODECS = ("PCMU", "PCMA")
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 LANGUAGES = ("en", "it")
 DTMF_MODES = ("rfc4733", "inband", "auto")
@@ -154,6 +155,7 @@ class Extension:
     services: tuple[str, ...]
     failover: Mapping[str, FailoverAction]
     voicemail_max_seconds: float
+    codecs: tuple[str, ...] = ()     # offer/answer order for this phone; () = rtp.codecs
 
     def may_use(self, service: str) -> bool:
         return "*" in self.services or service in self.services
@@ -437,19 +439,31 @@ def _read_rtp(tree: _Tree, problems: list[Problem]) -> RtpConfig:
         r.error("ports", f"range {ports[0]}-{ports[1]} holds no RTP/RTCP pair (first < last - 2)")
     else:
         lo, hi = ports
-    codecs = r.strings("codecs", list(CODECS))
-    for i, c in enumerate(codecs or []):
-        if c not in CODECS:
-            r.error(f"codecs[{i}]", f"unknown codec {c!r} (supported: {', '.join(CODECS)})")
-    if codecs == []:
-        r.error("codecs", "must name at least one codec")
+    codecs = _read_codecs(r, list(DEFAULT_CODECS))
     ptime = r.number("ptime", 20, 10, 60, integer=True)
     if ptime % 10:
         r.error("ptime", f"must be a multiple of 10 ms, not {ptime}")
     timeout = r.number("timeout", 30, 0, 3600)
     r.finish()
-    return RtpConfig(address, lo, hi, tuple(c for c in codecs or CODECS if c in CODECS),
-                     ptime, float(timeout))
+    return RtpConfig(address, lo, hi, codecs or DEFAULT_CODECS, ptime, float(timeout))
+
+
+def _read_codecs(r: _Reader, default: list[str] | None) -> tuple[str, ...]:
+    """`codecs`: an ordered list of known codec names, any case, no repeats; () if absent."""
+    codecs = r.strings("codecs", default)
+    if codecs is None:
+        return ()
+    out: list[str] = []
+    for i, c in enumerate(codecs):
+        if c.upper() not in CODECS:
+            r.error(f"codecs[{i}]", f"unknown codec {c!r} (supported: {', '.join(CODECS)})")
+        elif c.upper() in out:
+            r.error(f"codecs[{i}]", f"codec {c!r} is listed twice")
+        else:
+            out.append(c.upper())
+    if codecs == []:
+        r.error("codecs", "must name at least one codec")
+    return tuple(out)
 
 
 def _check_address(r: _Reader, name: str, address: Any) -> None:
@@ -521,6 +535,7 @@ def _read_extension(number: str, table: Any, tree: _Tree, problems: list[Problem
         services=tuple(r.strings("services", ["*"])),
         failover=_read_failover(r),
         voicemail_max_seconds=float(r.number("voicemail_max_seconds", 120, 5, 3600)),
+        codecs=_read_codecs(r, None),
     )
     r.finish()
     return ext

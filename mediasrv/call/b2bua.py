@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from mediasrv.call import codecs
 from mediasrv.call.api import (
     CallAnswered,
     CallEvent,
@@ -214,7 +215,7 @@ class B2BUA:
     def _start_call(self, txn, request: Request, offer: SessionDescription, target: str,
                     caller_ext) -> None:
         try:
-            media = negotiate(offer, list(self.config.rtp.codecs))
+            media = negotiate(offer, codecs.allowed(self.config, caller_ext))
             stream = self.engine.open_stream()
         except SdpNegotiationError:
             self._respond(txn, make_response(request, 488))
@@ -353,7 +354,7 @@ class B2BUA:
     def _take_answer(self, leg: SipLeg, response: Response) -> bool:
         try:
             leg.media = negotiate(SessionDescription.parse(response.body),
-                                  list(self.config.rtp.codecs))
+                                  codecs.allowed(self.config, leg.extension))
         except (SdpNegotiationError, SipParseError, ValueError) as exc:
             self._log(leg).warning("unusable SDP answer from %s: %s", leg.number, exc)
             return False
@@ -499,7 +500,7 @@ class B2BUA:
     def _reinvite(self, leg: SipLeg, txn, request: Request) -> None:
         try:
             offer = SessionDescription.parse(request.body)
-            media = negotiate(offer, list(self.config.rtp.codecs))
+            media = negotiate(offer, codecs.allowed(self.config, leg.extension))
         except (SdpNegotiationError, SipParseError, ValueError):
             self._respond(txn, make_response(request, 488))
             return
@@ -672,8 +673,9 @@ class B2BUA:
 
     def _offer(self, leg: SipLeg) -> bytes:
         return build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
-                           list(self.config.rtp.codecs), EVENT_PT, session_id=leg.session_id,
-                           version=leg.sdp_version, ptime=self.config.rtp.ptime).to_bytes()
+                           codecs.offer_order(self.config, leg), EVENT_PT,
+                           session_id=leg.session_id, version=leg.sdp_version,
+                           ptime=self.config.rtp.ptime).to_bytes()
 
     def _next_sdp_id(self) -> int:
         self._sdp_ids += 1

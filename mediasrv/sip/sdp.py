@@ -1,4 +1,4 @@
-"""SDP bodies and the offer/answer model for G.711 audio (RFC 4566, RFC 3264, RFC 4733 §7).
+"""SDP bodies and the offer/answer model for audio (RFC 4566, RFC 3264, RFC 4733 §7).
 
 How this works:
 - `SessionDescription.parse` reads `type=value` lines (RFC 4566 §5) into a session part
@@ -8,6 +8,9 @@ How this works:
 - `negotiate` picks the first audio stream of an offer that we can serve and the first of
   its formats (the offerer's preference, RFC 3264 §6.1) among our codecs; telephone-event
   is found by its rtpmap at whatever payload type the offer uses (RFC 4733 §7.1.1).
+- Codecs: PCMU/PCMA (static PTs 0/8), G.722 (static PT 9, clock 8000 though it samples at
+  16 kHz, RFC 3551 §4.5.2) and Opus (dynamic PT, `opus/48000/2` with `useinbandfec=1` and
+  `stereo=0`, RFC 7587 §6-7); a codec matches by name and its registered clock rate.
 - `build_answer` answers that stream and rejects every other one with port 0, keeping the
   offer's order and count of m-lines (RFC 3264 §6); `build_offer` makes our own offer.
 - `is_hold` recognises both hold styles: a sendonly/inactive direction (RFC 3264 §8.4)
@@ -35,7 +38,11 @@ STATIC_PAYLOAD_TYPES = {
     0: ("PCMU", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 8: ("PCMA", 8000),
     9: ("G722", 8000), 13: ("CN", 8000), 18: ("G729", 8000),
 }
-CODEC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
+CODEC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9, "OPUS": 111}   # OPUS: dynamic, ours
+CODEC_RTPMAP = {"PCMU": "PCMU/8000", "PCMA": "PCMA/8000", "G722": "G722/8000",
+                "OPUS": "opus/48000/2"}
+CODEC_CLOCK = {"PCMU": 8000, "PCMA": 8000, "G722": 8000, "OPUS": 48000}
+CODEC_FMTP = {"OPUS": "useinbandfec=1;stereo=0;sprop-stereo=0"}   # RFC 7587 §6.1
 TELEPHONE_EVENT = "telephone-event"
 _SESSION_ORDER = "vosiuepcbtrzka"
 
@@ -305,8 +312,9 @@ def negotiate(offer: SessionDescription, local_codecs: list[str]) -> Negotiated:
 def _first_codec(m: MediaDescription, wanted: set[str]) -> tuple[str, int] | None:
     for fmt in m.formats:
         codec = m.codec_of(fmt)
-        if codec is not None and codec[0].upper() in wanted and codec[1] == 8000:
-            return codec[0].upper(), int(fmt)
+        name = codec[0].upper() if codec is not None else ""
+        if codec is not None and name in wanted and codec[1] == CODEC_CLOCK.get(name, 8000):
+            return name, int(fmt)
     return None
 
 
@@ -323,7 +331,8 @@ def _audio_media(
     ptime: int, direction: str,
 ) -> MediaDescription:
     m = MediaDescription("audio", port, "RTP/AVP", [str(pt) for _, pt in codecs])
-    m.rtpmap = {pt: f"{name}/8000" for name, pt in codecs}
+    m.rtpmap = {pt: CODEC_RTPMAP[name] for name, pt in codecs}
+    m.fmtp = {pt: CODEC_FMTP[name] for name, pt in codecs if name in CODEC_FMTP}
     if event_pt is not None:
         m.formats.append(str(event_pt))
         m.rtpmap[event_pt] = f"{TELEPHONE_EVENT}/8000"
@@ -368,8 +377,9 @@ def build_offer(
     direction: str = "sendrecv",
     ptime: int = 20,
 ) -> SessionDescription:
-    """Our offer: one audio stream with `codecs` (PCMU/PCMA, static payload types) and
-    telephone-event at `event_pt` (RFC 4733 §7.1.1; None leaves it out)."""
+    """Our offer: one audio stream with `codecs` in order (PCMU, PCMA, G722 at their static
+    payload types, OPUS at 111) and telephone-event at `event_pt` (RFC 4733 §7.1.1; None
+    leaves it out)."""
     pts = [(c.upper(), CODEC_PAYLOAD_TYPES[c.upper()]) for c in codecs]
     media = [_audio_media(local_port, pts, event_pt, None, ptime, direction)]
     return _session(local_addr, session_id, version, media)

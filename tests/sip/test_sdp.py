@@ -226,3 +226,47 @@ def test_fuzzed_sdp_only_raises_sdp_errors(body: bytes) -> None:
     except SdpNegotiationError:
         return
     build_answer(sd, neg, "192.0.2.1", 5000, 1, 1).to_bytes()
+
+
+YEALINK_OFFER = sdp(
+    "v=0", "o=- 20 20 IN IP4 192.0.2.60", "s=SDP data", "c=IN IP4 192.0.2.60", "t=0 0",
+    "m=audio 11800 RTP/AVP 9 0 8 18 101",
+    "a=rtpmap:9 G722/8000", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:18 G729/8000", "a=fmtp:18 annexb=no", "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-15", "a=ptime:20", "a=sendrecv",
+)
+
+
+def test_answer_keeps_the_offerers_wideband_preference() -> None:
+    # A desk phone offers G.722 first: a server that supports it answers G.722 ...
+    neg = negotiate(SessionDescription.parse(YEALINK_OFFER), ["PCMU", "PCMA", "G722"])
+    assert (neg.codec, neg.pt, neg.event_pt) == ("G722", 9, 101)
+    # ... a softphone offers Opus first (at a dynamic PT, 48 kHz clock): answered Opus.
+    neg = negotiate(SessionDescription.parse(LINPHONE_OFFER), ["PCMU", "G722", "OPUS"])
+    assert (neg.codec, neg.pt, neg.event_pt) == ("OPUS", 96, 101)
+    answer = build_answer(SessionDescription.parse(LINPHONE_OFFER), neg, "192.0.2.9", 20000,
+                          session_id=1, version=1).to_bytes().decode()
+    assert "m=audio 20000 RTP/AVP 96 101\r\n" in answer
+    assert "a=rtpmap:96 opus/48000/2\r\n" in answer
+    assert "a=fmtp:96 useinbandfec=1;stereo=0;sprop-stereo=0\r\n" in answer
+    # ... and a G.711-only list still gets G.711 from the same offers.
+    assert negotiate(SessionDescription.parse(YEALINK_OFFER), ["PCMA", "PCMU"]).codec == "PCMU"
+
+
+def test_a_codec_at_the_wrong_clock_rate_is_not_taken() -> None:
+    offer = SessionDescription.parse(sdp(
+        "v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.1", "t=0 0",
+        "m=audio 4000 RTP/AVP 96 97 0", "a=rtpmap:96 opus/16000", "a=rtpmap:97 G722/16000",
+    ))
+    assert negotiate(offer, ["OPUS", "G722", "PCMU"]).codec == "PCMU"
+
+
+def test_wideband_offer_round_trips() -> None:
+    offer = build_offer("192.0.2.9", 20002, ["OPUS", "G722", "PCMU"], session_id=5, version=1)
+    text = offer.to_bytes().decode()
+    assert "m=audio 20002 RTP/AVP 111 9 0 101\r\n" in text
+    assert "a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\n" in text
+    assert "a=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0\r\n" in text
+    for local, expect in ((["G722", "PCMU"], ("G722", 9)), (["OPUS"], ("OPUS", 111))):
+        neg = negotiate(SessionDescription.parse(offer.to_bytes()), local)
+        assert (neg.codec, neg.pt) == expect
