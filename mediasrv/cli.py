@@ -1,13 +1,18 @@
 """The `mediasrv` command: a thin argparse layer over config and server.
 
 How this works: each sub-command is one small function. `run` loads the configuration
-(refusing to start on any problem), then hands it to `Server`; `check-config` loads exactly
-what `run` would and prints every problem (exit 1) or a one-screen summary (exit 0).
+(refusing to start on any problem), then hands it to `Server`; every start-up failure (no
+configuration found, a configuration problem, a port it cannot bind, anything else before the
+server is ready) is one line `mediasrv: not starting: CAUSE` and exit code 1. `check-config`
+loads exactly what `run` would and prints every problem (exit 1) or a one-screen summary
+(exit 0). `init` writes a starter site (mediasrv/init.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,8 +58,16 @@ def _config_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--plugins", metavar="DIR", help="plugin directory")
 
 
+class NoConfigError(Exception):
+    """No -c, no MEDIASRV_CONFIG, and nothing at the platform's default place."""
+
+
 def _load(args: argparse.Namespace) -> Config:
     dirs = config_dirs_from_env(args.config)
+    if not args.config and not os.environ.get("MEDIASRV_CONFIG") and not dirs[0].is_dir():
+        raise NoConfigError(f"no configuration found: looked for {dirs[0].absolute()} "
+                            "(no -c DIR, no MEDIASRV_CONFIG); write one with "
+                            "`mediasrv init DIR`, then `mediasrv run -c DIR/conf.d`")
     plugins = Path(args.plugins) if args.plugins else default_plugin_dir(dirs)
     return load_config(dirs, plugins)
 
@@ -64,6 +77,9 @@ def _check_config(args: argparse.Namespace) -> int:
         cfg = _load(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except NoConfigError as exc:
+        print(f"mediasrv check-config: {exc}", file=sys.stderr)
         return 1
     print(summary(cfg))
     return 0
@@ -97,12 +113,23 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = _load(args)
     except ConfigError as exc:
-        print(f"mediasrv: not starting, the configuration has problems:\n{exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"mediasrv: not starting: {problem}", file=sys.stderr)
         return 1
+    except NoConfigError as exc:
+        print(f"mediasrv: not starting: {exc}", file=sys.stderr)
+        return 1
+    server = Server(cfg, reload=lambda: _load(args))
     try:
-        return Server(cfg, reload=lambda: _load(args)).run()
+        return server.run()
     except StartupError as exc:
         print(f"mediasrv: not starting: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # start-up failed somewhere unforeseen: one line, not a traceback
+        if server.ready:
+            raise
+        logging.getLogger("mediasrv").debug("start-up failed", exc_info=True)
+        print(f"mediasrv: not starting: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 
@@ -126,7 +153,7 @@ def _ops_command(args: argparse.Namespace) -> int:
     try:
         cfg = _load(args)
         print((ops_show if args.command == "show" else ops_calls)(cfg, args))
-    except (ConfigError, CommandError) as exc:
+    except (ConfigError, CommandError, NoConfigError) as exc:
         print(f"mediasrv {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mediasrv.paths import SHIPPED_CONFIG_DIR, SHIPPED_PLUGIN_DIR
+from mediasrv import addresses
+from mediasrv.paths import (
+    SHIPPED_CONFIG_DIR,
+    SHIPPED_PLUGIN_DIR,
+    default_config_dir,
+    default_state_dir,
+)
 
 DEFAULT_CONFIG_DIR = SHIPPED_CONFIG_DIR  # the shipped configuration (package data)
 DEFAULT_PLUGIN_DIR = SHIPPED_PLUGIN_DIR
@@ -209,6 +215,7 @@ class _Tree:
     origin: dict[str, str] = field(default_factory=dict)
 
     def file_of(self, key: str) -> str:
+        key = re.sub(r"\[\d+\]$", "", key)  # "sip.listen[0]" was set with "sip.listen"
         while key:
             if key in self.origin:
                 return self.origin[key]
@@ -375,16 +382,11 @@ def _type_name(value: Any) -> str:
 def _parse_listen(r: _Reader, entries: list[str]) -> tuple[Listener, ...]:
     listeners = []
     for i, text in enumerate(entries):
-        m = re.fullmatch(r"(\w+):(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\d+)", text)
-        if not m or m.group(1) not in TRANSPORTS:
-            r.error(f"listen[{i}]",
-                    f"{text!r} is not transport:host:port with transport udp or tcp")
+        parsed = addresses.parse_listener(text, TRANSPORTS)
+        if isinstance(parsed, str):
+            r.error(f"listen[{i}]", parsed)
             continue
-        host, port = m.group(2).strip("[]"), int(m.group(3))
-        if not 1 <= port <= 65535:
-            r.error(f"listen[{i}]", f"port {port} is out of range 1-65535")
-            continue
-        listeners.append(Listener(m.group(1), host, port))
+        listeners.append(Listener(*parsed))
     return tuple(listeners)
 
 
@@ -476,7 +478,7 @@ def _check_address(r: _Reader, name: str, address: Any) -> None:
 
 def _read_storage(tree: _Tree, problems: list[Problem]) -> StorageConfig:
     r = _Reader(tree.data.get("storage", {}), "storage", tree, problems)
-    path = r.str("path", str(Path("var", "mediasrv.sqlite3").resolve()))
+    path = r.str("path", str(default_state_dir() / "mediasrv.sqlite3"))
     r.finish()
     return StorageConfig(Path(path))
 
@@ -484,8 +486,9 @@ def _read_storage(tree: _Tree, problems: list[Problem]) -> StorageConfig:
 def _read_api(tree: _Tree, problems: list[Problem]) -> ApiConfig:
     r = _Reader(tree.data.get("api", {}), "api", tree, problems)
     listen = r.str("listen", "127.0.0.1:8088")
-    if listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):\d{1,5}", listen):
-        r.error("listen", f"{listen!r} is not host:port (or \"\" for off)")
+    parsed = addresses.parse_host_port(listen) if listen else None
+    if isinstance(parsed, str):
+        r.error("listen", f"{parsed} (or \"\" for off)")
     token = r.str("token", "change-me")
     r.finish()
     return ApiConfig(listen, token)
@@ -577,6 +580,14 @@ def _check_references(cfg_ext: Mapping[str, Extension], moh: Mapping[str, MohCla
             k = f"{key}.moh_class"
             problems.append(Problem(tree.file_of(k), k,
                                     f"MoH class {ext.moh_class!r} is not defined"))
+
+
+def _check_reach(sections: Mapping[str, Any], tree: _Tree, problems: list[Problem]) -> None:
+    """Demo secrets beyond loopback, SIP ports inside the RTP range (mediasrv/addresses.py)."""
+    found = addresses.exposure_problems(sections["sip"].listen, sections["api"],
+                                        sections["extensions"].values())
+    found += addresses.port_problems(sections["sip"].listen, sections["rtp"])
+    problems += [Problem(tree.file_of(key), key, reason) for key, reason in found]
 
 
 # --------------------------------------------------------------------------- plugins
@@ -735,13 +746,14 @@ def _read_plugins(plugin_dir: Path, problems: list[Problem]) -> dict[str, Servic
 
 
 def config_dirs_from_env(cli_dirs: list[str] | None) -> list[Path]:
-    """`-c` directories win; else `MEDIASRV_CONFIG` (a PATH-like list); else the shipped conf.d."""
+    """`-c` directories win; else `MEDIASRV_CONFIG` (a PATH-like list); else the platform's
+    place (mediasrv/paths.py: /etc/mediasrv/conf.d as a system service, else ./conf.d)."""
     if cli_dirs:
         return [Path(d) for d in cli_dirs]
     env = os.environ.get("MEDIASRV_CONFIG", "")
     if env:
         return [Path(d) for d in env.split(os.pathsep) if d]
-    return [DEFAULT_CONFIG_DIR]
+    return [default_config_dir()]
 
 
 def default_plugin_dir(config_dirs: list[Path]) -> Path:
@@ -764,6 +776,7 @@ def load_config(config_dirs: list[Path], plugin_dir: Path | None = None) -> Conf
             problems.append(Problem(tree.file_of(section), section, f"unknown section{hint}"))
     sections = {name: read(tree, problems) for name, read in _SECTIONS.items()}
     _check_references(sections["extensions"], sections["moh"], tree, problems)
+    _check_reach(sections, tree, problems)
     plugin_dir = plugin_dir or default_plugin_dir(list(config_dirs))
     services = _read_plugins(Path(plugin_dir), problems)
     if problems:

@@ -7,7 +7,9 @@ reverse order. SIGINT sets the stop event (a clean stop takes well under a secon
 first drains: new calls and OPTIONS get 503 while existing calls finish (`sip.drain_timeout`
 at most), then stops, so a proxy in front moves new calls to other nodes. SIGHUP re-reads
 the configuration and, when it is valid, hands it to the parts so that new calls use it (a
-bad file leaves the running configuration in place and says why).
+bad file leaves the running configuration in place and says why). Under systemd each step is
+reported with sd_notify (mediasrv/notify.py): READY=1 once every listener is bound,
+RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 when a stop or drain begins.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mediasrv import notify
 from mediasrv.api.app import OperationsApi
 from mediasrv.call.b2bua import B2BUA
 from mediasrv.call.control import ServiceControl
@@ -62,6 +66,7 @@ class Server:
         self._housekeeping: asyncio.Task | None = None
         self._drain_task: asyncio.Task | None = None
         self._stop = asyncio.Event()
+        self.ready = False  # listeners bound, serving (a failure before is a start-up failure)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -75,14 +80,16 @@ class Server:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGTERM, self.drain)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        log.info("mediasrv ready: SIP on %s",
-                 ", ".join(str(lst) for lst in self.config.sip.listen))
+        self.ready = True
+        log.info("mediasrv ready: %s", self._status())
+        notify.ready(self._status())
         try:
             await self._stop.wait()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             log.info("mediasrv stopping")
+            notify.stopping()
             await self.stop()
         log.info("mediasrv stopped")
         return 0
@@ -92,6 +99,7 @@ class Server:
 
     def drain(self) -> None:
         """SIGTERM: take no new calls (503), let the existing ones finish, then stop."""
+        notify.stopping()
         if self.b2bua is None or not self.b2bua.legs:
             self._stop.set()
         elif self._drain_task is None:
@@ -114,7 +122,7 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.store = Store(self.config.storage.path)
+            self.store = self._open_store()
             registrar = Registrar(self.store)
             log.info("%d registration(s) restored", registrar.load(time.time()))
             self.engine = self._start_engine(loop)
@@ -160,11 +168,16 @@ class Server:
     def reload(self) -> None:
         if self._reload_config is None:
             return
+        notify.reloading()
         try:
-            config = self._reload_config()
+            self._apply(self._reload_config())
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration:\n%s", exc)
-            return
+        except Exception as exc:  # e.g. the configuration directory is gone: keep serving
+            log.error("reload refused, keeping the running configuration: %s", exc)
+        notify.ready(self._status())
+
+    def _apply(self, config: Config) -> None:
         self.config = config
         if self.b2bua is not None:
             self.b2bua.config = config
@@ -172,6 +185,9 @@ class Server:
         if self.services is not None:
             self.services.configure(config.services.values())
         log.info("configuration reloaded: new calls use it")
+
+    def _status(self) -> str:
+        return f"SIP on {', '.join(str(lst) for lst in self.config.sip.listen)}"
 
     # ------------------------------------------------------------------ parts
 
@@ -187,6 +203,14 @@ class Server:
         # A T1 below RFC 3261's default is only for loopback tests: every wait scales with it.
         return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1, t4=10 * t1, min_d=64 * t1),
                            local_v6=local_v6)
+
+    def _open_store(self) -> Store:
+        path = self.config.storage.path
+        try:
+            return Store(path)
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise StartupError(f"storage.path {path}: {reason}") from exc
 
     def _start_engine(self, loop: asyncio.AbstractEventLoop) -> MediaEngine:
         rtp = self.config.rtp
