@@ -25,6 +25,7 @@ from pathlib import Path
 from mediasrv import notify
 from mediasrv.api.app import OperationsApi
 from mediasrv.call.b2bua import B2BUA
+from mediasrv.call.clock import LoopClock
 from mediasrv.call.control import ServiceControl
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.records import CallRecords
@@ -128,7 +129,7 @@ class Server:
             self.engine = self._start_engine(loop)
             self.driver = SipDriver(self._endpoint(), lambda _e: None, loop)
             self.b2bua = B2BUA(self.config, self.driver, self.engine, registrar,
-                               Gatekeeper(self.config), self.store, loop)
+                               Gatekeeper(self.config), self.store, LoopClock(loop))
             self.control = ServiceControl(self.b2bua)
             self.services = ServiceHost(self.control, self.config.services.values())
             self.b2bua.listener = self.services.handle

@@ -29,9 +29,7 @@ How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -46,6 +44,7 @@ from mediasrv.call.api import (
     LegRinging,
     PromptFinished,
 )
+from mediasrv.call.clock import Clock
 from mediasrv.call.direct_media import DirectMedia, WatchedTopology
 from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
 from mediasrv.call.gatekeeper import Gatekeeper
@@ -94,14 +93,14 @@ EVENT_PT = 101
 class B2BUA:
     def __init__(self, config: Config, sip_port: SipPort, engine: MediaEngine,
                  registrar: Registrar, gatekeeper: Gatekeeper, store: Store,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 clock: Clock) -> None:
         self.config = config
         self.sip = sip_port  # SipDriver: send_request / send_response / cancel / send_ack_2xx
         self.engine = engine
         self.registrar = registrar
         self.gatekeeper = gatekeeper
         self.store = store
-        self.loop = loop
+        self.clock = clock
         self.direct = DirectMedia(self)  # direct media per extension: watches the topology
         self.topology = WatchedTopology(engine, self.direct.changed)
         self.listener: Callable[[CallEvent], bool] = lambda _event: False
@@ -112,7 +111,7 @@ class B2BUA:
         self._by_dialog: dict[tuple[str, str, str], SipLeg] = {}
         self._plays: dict[int, Callable[[], None]] = {}
         self.recordings: dict[int, Voicemail] = {}
-        self._sdp_ids = int(time.time())
+        self._sdp_ids = int(clock.wall())
         self.observers: list[Callable[[dict[str, object]], None]] = []
         self.transfers = ReferTransfers(self)
         self.replaces = ReplacesHandler(self)
@@ -173,7 +172,7 @@ class B2BUA:
             ("Allow", ALLOW), ("Accept", "application/sdp")]))
 
     def _on_register(self, txn, request: Request) -> None:
-        verdict = self.gatekeeper.check(request, self.loop.time())
+        verdict = self.gatekeeper.check(request, self.clock.now())
         if verdict.response is not None:
             if verdict.response.status:
                 self._respond(txn, verdict.response)
@@ -185,12 +184,12 @@ class B2BUA:
         source = (via.received or via.host, via.rport or via.port or 5060,
                   via.transport.lower())
         self._respond(txn, self.registrar.register(verdict.extension.number, request, source,
-                                                   time.time()))
+                                                   self.clock.wall()))
 
     # ================================================================== inbound INVITE
 
     def _on_invite(self, txn, request: Request) -> None:
-        verdict = self.gatekeeper.check(request, self.loop.time())
+        verdict = self.gatekeeper.check(request, self.clock.now())
         if verdict.response is not None:
             if verdict.response.status:
                 self._respond(txn, verdict.response)
@@ -254,10 +253,10 @@ class B2BUA:
         return leg
 
     def _invite_contacts(self, leg: SipLeg) -> None:
-        contacts = (self.registrar.contacts(leg.number, time.time())
+        contacts = (self.registrar.contacts(leg.number, self.clock.wall())
                     or via_proxy(leg.number, self.config))
         if not contacts:
-            self.loop.call_soon(self._failed, leg, NOT_REGISTERED, 480)
+            self.clock.call_soon(self._failed, leg, NOT_REGISTERED, 480)
             return
         call_id, tag = generate_call_id(self.config.rtp.address), generate_tag()
         offer = self._offer(leg)
@@ -269,7 +268,7 @@ class B2BUA:
             self._by_client_txn[fork.txn] = (leg, fork)
         leg.invite = leg.forks[0].request
         timeout = leg.extension.ring_timeout if leg.extension else 20.0
-        leg.ring_timer = self.loop.call_later(timeout, self._ring_timeout, leg)
+        leg.ring_timer = self.clock.call_later(timeout, self._ring_timeout, leg)
         # per-leg detail: DEBUG, so INFO keeps one line per call event (start, answer, end)
         self._log(leg).debug("dialling %s (%d contact(s), %s)", leg.number, len(contacts),
                              leg.purpose)
@@ -701,7 +700,7 @@ class B2BUA:
     def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
         """Hands one event (call lifecycle, transfer states) to every observer."""
         event: dict[str, object] = {"kind": kind, "call_id": leg.call_id, "leg": leg.id,
-                                    "time": time.time(), **fields}
+                                    "time": self.clock.wall(), **fields}
         for observer in self.observers:
             try:
                 observer(event)

@@ -108,7 +108,7 @@ class ServiceControl:
             self.b2bua.voicemail(leg, mailbox)
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
-        return self.b2bua.loop.call_later(delay, callback)
+        return self.b2bua.clock.call_later(delay, callback)
 
     def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
         detail = " ".join(f"{k}={v}" for k, v in fields.items())

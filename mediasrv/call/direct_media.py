@@ -174,7 +174,7 @@ class DirectMedia:
             if not self._still_direct(pair):
                 self._fire(pair, E.NEEDED)
         if bridged and any(self._allows(leg) for leg in legs):
-            self.b2bua.loop.call_soon(self.review, *legs)
+            self.b2bua.clock.call_soon(self.review, *legs)
 
     def phone_reinvite(self, leg: SipLeg, method: str) -> None:
         """The phone re-INVITEd (or UPDATEd) on its own: our answer anchors it; its peer
@@ -291,7 +291,7 @@ class DirectMedia:
             if not leg.ended:
                 self.b2bua.engine.set_direction(leg.stream, send=not leg.remote_hold, recv=True)
         self.b2bua.publish(pair.first, "direct_media", state="ANCHORING", peer=pair.second.id)
-        self.b2bua.loop.call_soon(self._anchor_next, pair)
+        self.b2bua.clock.call_soon(self._anchor_next, pair)
 
     def anchored(self, pair: Pair) -> None:
         """Every phone sends to us again; the pair may qualify again later."""
@@ -301,7 +301,7 @@ class DirectMedia:
         self.b2bua.publish(pair.first, "direct_media", state="ANCHORED", peer=pair.second.id)
         live = [leg for leg in pair.legs if not leg.ended]
         if live:
-            self.b2bua.loop.call_soon(self.review, *live)
+            self.b2bua.clock.call_soon(self.review, *live)
 
     def _anchor_next(self, pair: Pair) -> None:
         """Re-INVITEs the next switched phone back to us, one INVITE per dialog at a time."""

@@ -11,11 +11,11 @@ the id used in logs (the caller's Call-ID).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass, field
 from enum import Enum
 
+from mediasrv.call.api import Timer
 from mediasrv.config import Extension
 from mediasrv.sip.dialog import Dialog
 from mediasrv.sip.endpoint import Destination
@@ -73,7 +73,7 @@ class SipLeg:
     owner: str = ""  # the service that took this leg over, "" for the B2BUA
     purpose: str = "call"
     hops: int = 0  # forward hops followed to reach this leg's extension
-    ring_timer: asyncio.TimerHandle | None = None
+    ring_timer: Timer | None = None
     tag: str = ""  # inbound: our To tag towards the caller
     caller: SipLeg | None = None  # outbound: the leg it was dialled for
     dialing: SipLeg | None = None  # inbound: the leg an ordinary call dialled

@@ -350,7 +350,7 @@ class ReferTransfers:
         if transferer.ended:
             transferred.owner = ""
             self.b2bua.topology.tone(transferred, "failed")
-            self.b2bua.loop.call_later(FAILED_TONE_SECONDS, self.b2bua.hangup, transferred)
+            self.b2bua.clock.call_later(FAILED_TONE_SECONDS, self.b2bua.hangup, transferred)
         elif transferred.ended:
             self._release(transferer)
         else:

@@ -22,7 +22,6 @@ How this works:
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
@@ -112,7 +111,7 @@ class DialogFinder:
 
     def leg_ended(self, leg: SipLeg) -> None:
         """Remember the dialogs of a leg that ended (for 603)."""
-        now = time.monotonic()
+        now = self.b2bua.clock.now()
         for dialog_id in _dialog_ids(leg):
             self._ended[dialog_id] = now
             self._ended.move_to_end(dialog_id)
@@ -121,7 +120,7 @@ class DialogFinder:
 
     def _recently_ended(self, dialog_id: tuple[str, str, str]) -> bool:
         ended = self._ended.get(dialog_id)
-        return ended is not None and time.monotonic() - ended < ENDED_MEMORY
+        return ended is not None and self.b2bua.clock.now() - ended < ENDED_MEMORY
 
 
 def _inbound_early_id(leg: SipLeg) -> tuple[str, str, str] | None:

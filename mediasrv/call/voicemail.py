@@ -46,7 +46,8 @@ class Voicemail:
             return
         folder = self.b2bua.config.storage.path.parent / "voicemail" / self.mailbox
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.leg.number}.wav"
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.b2bua.clock.wall()))
+        path = folder / f"{stamp}-{self.leg.number}.wav"
         self.b2bua.topology.silence(self.leg)
         self.b2bua.recordings[self.leg.stream] = self
         self.b2bua.engine.record_start(self.leg.stream, str(path), self.max_seconds)
@@ -60,7 +61,7 @@ class Voicemail:
 
     def finished(self, event: RecordingFinished) -> None:
         self.b2bua.store.add_voicemail(self.mailbox, self.leg.number, str(Path(event.path)),
-                                       event.seconds, time.time())
+                                       event.seconds, self.b2bua.clock.wall())
         self.log.info("message for %s saved (%.1f s)", self.mailbox, event.seconds)
         if not self.leg.ended and not self.interrupted:
             self.b2bua.hangup(self.leg)
