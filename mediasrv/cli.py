@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from mediasrv import __version__
+from mediasrv import __version__, subscribers
 from mediasrv.api.commands import CommandError
 from mediasrv.api.commands import add_parsers as add_ops_parsers
 from mediasrv.api.commands import calls as ops_calls
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--state-dir", metavar="DIR",
                       help="where the database goes (default: DIR/var), e.g. /var/lib/mediasrv")
     add_ops_parsers(sub, _config_options)
+    subscribers.add_parser(sub, _config_options)
     return p
 
 
@@ -159,7 +160,17 @@ def _ops_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_subscribers(args: argparse.Namespace) -> int:
+    """Kamailio's subscriber table from the extensions (mediasrv/subscribers.py)."""
+    try:
+        print(subscribers.export(_load(args), args))
+    except (ConfigError, NoConfigError, subscribers.ExportError) as exc:
+        print(f"mediasrv export-subscribers: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"run": _run, "check-config": _check_config, "init": _init, "show": _ops_command,
-            "calls": _ops_command}[args.command](args)
+            "calls": _ops_command, "export-subscribers": _export_subscribers}[args.command](args)

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(sip-tester baresip libsndfile1 libportaudio2 libspandsp2 libopus-dev libsrtp2-dev)
+DEB_PACKAGES=(sip-tester baresip libsndfile1 libportaudio2 libspandsp2 libopus-dev libsrtp2-dev
+              kamailio kamailio-sqlite-modules sqlite3)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +16,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  # Debian starts its own Kamailio on *:5060, where `make run` listens: the tests run their own
+  if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
 fi
 
 PY="${PYTHON:-python3}"

@@ -1,0 +1,240 @@
+"""Kamailio in front of N mediasrv nodes, all real processes on loopback, for tests and bench.
+
+How this works: `Cluster.start()` builds Kamailio's SQLite database from the schema files the
+Debian package ships (`/usr/share/kamailio/db_sqlite/`: version, location, subscriber), fills
+the subscriber table with `mediasrv export-subscribers --sqlite` (the command operators run),
+writes the dispatcher list and starts `kamailio -DD -E` on 127.0.0.2 with the shipped
+`deploy/kamailio/kamailio.cfg` (ports and paths given with `-A`). Each node is
+`python -m mediasrv run` with a site directory of its own: SIP and API ports, RTP range,
+database, `node_id`, `trusted` = the proxy's address, `outbound_proxy` = the proxy. Phones
+live on 127.0.0.1, so they are not trusted by the nodes: only the proxy is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mediasrv.config import DEFAULT_CONFIG_DIR
+from tests.peers.phone import TestPhone
+from tests.peers.require import in_ci, require_binary
+from tests.peers.sipmsg import Msg
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]   # the repository
+KAMAILIO = "/usr/sbin/kamailio"
+SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
+KAMAILIO_CFG = PACKAGE_ROOT / "deploy" / "kamailio" / "kamailio.cfg"
+PROXY_HOST = "127.0.0.2"
+TOKEN = "cluster-test"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for UDP and TCP on `host`."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+            return port
+
+
+def require_kamailio() -> None:
+    """Skip (fail under CI=true) when Kamailio or its SQLite module is not installed."""
+    if not Path(KAMAILIO).exists():
+        require_binary("kamailio")
+    if not (SCHEMA_DIR / "usrloc-create.sql").exists() or not any(
+            Path("/usr/lib").glob("*/kamailio/modules/db_sqlite.so")):
+        message = "kamailio-sqlite-modules is not installed (run scripts/setup.sh)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def build_database(path: Path) -> None:
+    """Kamailio's tables (version, location, subscriber) from the shipped schema, then the
+    subscribers from the extensions with `mediasrv export-subscribers`."""
+    db = sqlite3.connect(path)
+    for name in ("standard", "usrloc", "auth_db"):
+        db.executescript((SCHEMA_DIR / f"{name}-create.sql").read_text())
+    db.close()
+    subprocess.run([sys.executable, "-m", "mediasrv", "export-subscribers", "-c",
+                    str(DEFAULT_CONFIG_DIR), "--sqlite", str(path)], check=True,
+                   capture_output=True, cwd=PACKAGE_ROOT)
+
+
+@dataclass
+class Node:
+    """One mediasrv process."""
+
+    name: str
+    port: int
+    api_port: int
+    site: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mediasrv", "run", "-c", str(DEFAULT_CONFIG_DIR),
+                 "-c", str(self.site)], cwd=PACKAGE_ROOT, stdout=out, stderr=out, env=env)
+
+    def ready(self) -> bool:
+        return "mediasrv ready" in self.log.read_text(errors="replace")
+
+    def api(self, path: str) -> object:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return json.loads(resp.read())
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Cluster:
+    """Kamailio on 127.0.0.2 plus `nodes` mediasrv processes; phones register to Kamailio."""
+
+    workdir: Path
+    nodes_count: int = 3
+    rtp_base: int = 41000
+    proxy_port: int = 0
+    nodes: list[Node] = field(default_factory=list)
+    kamailio: subprocess.Popen | None = None
+    phones: list[TestPhone] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ start and stop
+
+    async def start(self) -> Cluster:
+        self.proxy_port = free_port(PROXY_HOST)
+        for i in range(self.nodes_count):
+            self.nodes.append(self._node(i + 1))
+        for node in self.nodes:
+            node.start()
+        db = self.workdir / "kamailio.sqlite"
+        build_database(db)
+        self._start_kamailio(db)
+        deadline = time.monotonic() + 30
+        while not all(n.ready() for n in self.nodes) or not self._kamailio_ready():
+            if time.monotonic() > deadline or not all(n.alive for n in self.nodes):
+                raise RuntimeError("cluster did not start:\n" + self.logs())
+            await asyncio.sleep(0.05)
+        return self
+
+    def _node(self, index: int) -> Node:
+        site = self.workdir / f"node{index}"
+        site.mkdir()
+        port, api_port = free_port(), free_port()
+        base = self.rtp_base + (index - 1) * 1000
+        (site / "99-node.toml").write_text(
+            f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ntimer_t1 = 0.1\n'
+            f'trusted = ["{PROXY_HOST}/32"]\n'
+            f'outbound_proxy = "sip:{PROXY_HOST}:{self.proxy_port}"\n'
+            f'node_id = "node{index}"\ndrain_timeout = 30\n'
+            f'[rtp]\nports = [{base}, {base + 999}]\n'
+            f'[storage]\npath = "{site}/node.sqlite3"\n'
+            f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "{TOKEN}"\n')
+        return Node(f"node{index}", port, api_port, site, self.workdir / f"node{index}.log")
+
+    def _start_kamailio(self, db: Path) -> None:
+        dslist = self.workdir / "dispatcher.list"
+        dslist.write_text("".join(f"1 {n.uri} 0 0\n" for n in self.nodes))
+        run = self.workdir / "kamailio-run"
+        run.mkdir()
+        log = (self.workdir / "kamailio.log").open("ab")
+        self.kamailio = subprocess.Popen(
+            [KAMAILIO, "-f", str(KAMAILIO_CFG), "-DD", "-E", "-T", "-n", "2",
+             "-P", str(run / "kamailio.pid"), "-Y", str(run), "-w", str(self.workdir),
+             "-A", f"LISTEN=udp:{PROXY_HOST}:{self.proxy_port}",
+             "-A", f'DBURL="sqlite:///{db}"', "-A", f'DSLIST="{dslist}"', "-A", "DS_PING=1",
+             "-A", "FR_TIMER=1500"],
+            stdout=log, stderr=log)
+
+    def _kamailio_ready(self) -> bool:
+        text = (self.workdir / "kamailio.log").read_text(errors="replace")
+        if self.kamailio is not None and self.kamailio.poll() is not None:
+            raise RuntimeError("kamailio exited:\n" + text[-3000:])
+        return "SO_RCVBUF is finally" in text
+
+    async def stop(self) -> None:
+        for phone in self.phones:
+            await phone.close()
+        for node in self.nodes:
+            node.stop()
+        if self.kamailio is not None and self.kamailio.poll() is None:
+            self.kamailio.terminate()
+            try:
+                self.kamailio.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kamailio.kill()
+                self.kamailio.wait()
+
+    def logs(self) -> str:
+        out = []
+        for path in sorted(self.workdir.glob("*.log")):
+            out.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2500:]}")
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ phones and calls
+
+    @property
+    def proxy(self) -> tuple[str, int]:
+        return (PROXY_HOST, self.proxy_port)
+
+    def uri(self, ext: str) -> str:
+        return f"sip:{ext}@{PROXY_HOST}:{self.proxy_port}"
+
+    async def phone(self, name: str, ext: str, cls: type[TestPhone] = TestPhone,
+                    register: bool = True, **kw) -> TestPhone:
+        phone = cls(name, ext, f"demo{ext}", server=self.proxy, **kw)
+        await phone.start()
+        self.phones.append(phone)
+        if register:
+            resp = await phone.register()
+            assert resp.status == 200, resp
+        return phone
+
+    def node_of(self, invite: Msg) -> Node:
+        """The node an INVITE a phone received came from (its Via below the proxy's)."""
+        for via in invite.get_all("Via"):
+            for node in self.nodes:
+                if f"127.0.0.1:{node.port};" in via:
+                    return node
+        raise AssertionError(f"no node in {invite.get_all('Via')}")

@@ -1,0 +1,196 @@
+"""Kamailio + 3 mediasrv nodes, real processes on loopback (issue 14).
+
+Phones (TestPhone) register to Kamailio, which authenticates them from the subscriber table
+`mediasrv export-subscribers` wrote, dispatches their INVITEs to the nodes (hash over the
+caller) with P-Asserted-Identity, and finds them in its location table when a node calls an
+extension. Proved by audio: every phone sends its own tone and the tests assert who hears whom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cluster import Cluster, Node, require_kamailio
+from tests.integration.test_refer import ReplacingPhone, replaces_of
+from tests.peers.call import Call, until
+from tests.peers.phone import TestPhone
+
+pytestmark = pytest.mark.asyncio
+
+# Five identity tones: callers 100-104 are A-E, callees 105-109 are B-E, A, so no call's
+# two ends share a tone and a crossed call would be heard.
+NAMES = dict(zip([str(e) for e in range(100, 110)], "ABCDEBCDEA", strict=True))
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    require_kamailio()
+    c = Cluster(tmp_path)
+    try:
+        await c.start()
+        yield c
+    finally:
+        await c.stop()
+
+
+async def phones(c: Cluster, *exts: str) -> dict[str, TestPhone]:
+    return {ext: await c.phone(NAMES[ext], ext) for ext in exts}
+
+
+async def talking(c: Cluster, p: dict[str, TestPhone], caller: str, callee: str
+                  ) -> tuple[Call, Call, Node]:
+    """`caller` calls `callee` through Kamailio; both hear each other. Returns both ends and
+    the node the call landed on."""
+    call = await p[caller].call(c.uri(callee))
+    assert await call.wait_final() == 200, c.logs()
+    incoming = next(x for x in p[callee].active_calls() if x.call_id != call.call_id)
+    await call.wait_hearing({NAMES[callee]})
+    await incoming.wait_hearing({NAMES[caller]})
+    return call, incoming, c.node_of(incoming.invite)
+
+
+async def new_incoming(phone: TestPhone, before: list[Call]) -> Call:
+    await until(lambda: len(phone.calls) > len(before), 5, lambda: f"{phone.name}: no call")
+    return next(x for x in phone.calls if x not in before)
+
+
+async def hangup(call: Call, other: Call) -> None:
+    await call.hangup()
+    await other.wait_state("terminated")
+
+
+async def test_calls_spread_over_the_nodes_and_each_node_lists_its_own(cluster: Cluster) -> None:
+    p = await phones(cluster, *(str(e) for e in range(100, 110)))
+    calls = [await talking(cluster, p, str(100 + i), str(105 + i)) for i in range(5)]
+    used = {node.name for _, _, node in calls}
+    assert used == {"node1", "node2", "node3"}
+    for node in cluster.nodes:
+        listed = {call["id"] for call in node.api("/v1/calls")}
+        mine = {out.call_id for out, _, n in calls if n is node}
+        assert listed == mine, (node.name, listed, mine)
+    for out, inc, _ in calls:
+        await hangup(out, inc)
+
+
+async def test_sigkill_of_a_node_under_load(cluster: Cluster) -> None:
+    p = await phones(cluster, *(str(e) for e in range(100, 110)))
+    calls = [await talking(cluster, p, str(100 + i), str(105 + i)) for i in range(5)]
+    victim = calls[0][2]
+    victim.signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    # the caller whose calls hash to the dead node calls again: the next node takes it
+    before = list(p["106"].calls)
+    retry = await p["100"].call(cluster.uri("106"))
+    assert await retry.wait_final(timeout=10) == 200
+    recovered = time.monotonic() - t0
+    assert recovered < 10
+    new_in = await new_incoming(p["106"], before)
+    assert cluster.node_of(new_in.invite) is not victim
+    await retry.wait_hearing({NAMES["106"]})
+    await asyncio.sleep(0.4)  # a full hearing window after the kill
+    for out, inc, node in calls:
+        if node is not victim:  # calls on live nodes go on, both ways
+            await out.wait_hearing({inc.phone.name})
+            await inc.wait_hearing({out.phone.name})
+    # within 10 s the dispatcher has the dead node out: new calls no longer wait for it
+    await until(lambda: time.monotonic() - t0 > 4, 5, lambda: "")
+    t1 = time.monotonic()
+    again = await p["100"].call(cluster.uri("107"))
+    assert await again.wait_final(timeout=5) == 200
+    assert time.monotonic() - t1 < 1.0
+    for out, inc, node in calls:
+        if node is not victim:
+            await hangup(out, inc)
+    for call in (retry, again):
+        await call.hangup()
+    print(f"first new call after SIGKILL answered in {recovered:.2f} s")
+
+
+async def test_sigterm_drain_loses_no_call(cluster: Cluster) -> None:
+    p = await phones(cluster, *(str(e) for e in range(100, 110)))
+    calls = [await talking(cluster, p, str(100 + i), str(105 + i)) for i in range(5)]
+    victim = calls[0][2]
+    victim.signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    before = list(p["106"].calls)
+    new = await p["100"].call(cluster.uri("106"))      # hashes to the draining node
+    assert await new.wait_final(timeout=5) == 200       # its 503 sent the call elsewhere
+    new_in = await new_incoming(p["106"], before)
+    assert cluster.node_of(new_in.invite) is not victim
+    await new.wait_hearing({NAMES["106"]})
+    await asyncio.sleep(0.4)
+    for out, inc, _node in calls:  # every call, the draining node's too, still talks
+        await out.wait_hearing({inc.phone.name})
+        await inc.wait_hearing({out.phone.name})
+    assert victim.alive
+    for out, inc, node in calls:
+        if node is victim:
+            await hangup(out, inc)
+    await until(lambda: not victim.alive, 5, lambda: "the drained node to exit")
+    assert victim.proc.returncode == 0
+    for out, inc, node in calls:
+        if node is not victim:
+            await hangup(out, inc)
+    await hangup(new, new_in)
+
+
+async def test_attended_transfer_by_the_caller_through_the_proxy(cluster: Cluster) -> None:
+    """A's identity comes from the proxy's P-Asserted-Identity, so A may use #4."""
+    p = await phones(cluster, "101", "102", "103")
+    a_call, b_in, node = await talking(cluster, p, "101", "102")
+    await a_call.send_dtmf("#4")
+    await until(lambda: not p["101"].hears(), 3, lambda: "A to hear the prompt, not B")
+    await a_call.send_dtmf("103#")
+    c_in = await p["103"].next_incoming()
+    assert cluster.node_of(c_in.invite) is node  # the consultation leaves from A's node
+    await c_in.wait_state("confirmed")            # C answers at once (auto-answer)
+    await a_call.wait_hearing({NAMES["103"]})
+    await c_in.wait_hearing({NAMES["101"]})
+    await a_call.hangup()                        # A completes the transfer by hanging up
+    await b_in.wait_hearing({NAMES["103"]})
+    await c_in.wait_hearing({NAMES["102"]})
+    await hangup(c_in, b_in)
+
+
+async def test_refer_with_replaces_from_a_phone_through_the_proxy(cluster: Cluster) -> None:
+    """A's two calls hash to one node; A's phone joins B and C with REFER + Replaces."""
+    p = await phones(cluster, "101", "102", "103")
+    to_b, b_in, node_b = await talking(cluster, p, "101", "102")
+    assert await to_b.hold() == 200
+    to_c, c_in, node_c = await talking(cluster, p, "101", "103")
+    assert node_b is node_c
+    assert await to_b.refer(cluster.uri("103"), replaces=to_c) == 202
+    await b_in.wait_hearing({NAMES["103"]}, timeout=5)
+    await c_in.wait_hearing({NAMES["102"]})
+    await to_b.wait_state("terminated")
+    await to_c.wait_state("terminated")
+    await hangup(b_in, c_in)
+
+
+async def test_invite_with_replaces_is_routed_to_the_node_of_the_dialog(cluster: Cluster
+                                                                        ) -> None:
+    """D's own calls hash to another node than A's; its INVITE with Replaces naming A's
+    dialog still reaches A's node (Kamailio's Call-ID -> node table) and takes A's place."""
+    p = await phones(cluster, "101", "102")
+    d = await cluster.phone(NAMES["103"], "103", cls=ReplacingPhone)
+    d.replaces = []
+    d_call, d_in, d_node = await talking(cluster, {**p, "103": d}, "103", "102")
+    await hangup(d_call, d_in)
+    a_call, b_in, node = await talking(cluster, p, "101", "102")
+    assert d_node is not node
+    d.replaces = [replaces_of(a_call)]
+    new = await d.call(cluster.uri("102"))
+    assert await new.wait_final() == 200, cluster.logs()
+    await a_call.wait_state("terminated")
+    await b_in.wait_hearing({NAMES["103"]})
+    await d.wait_hearing({NAMES["102"]})
+    [call] = node.api("/v1/calls")   # A's node took D's INVITE and put D in A's place
+    assert sorted(leg["number"] for leg in call["legs"]) == ["102", "103"]
+    assert d_node.api("/v1/calls") == []
+    await hangup(new, b_in)
