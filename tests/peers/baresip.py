@@ -4,11 +4,12 @@ How this works
 --------------
 ``Baresip`` writes a private config directory and starts ``baresip -f DIR``:
 
-* audio source ``ausine`` (a sine at the phone's identity tone; ausine only makes 48 kHz
-  stereo, baresip resamples to 8 kHz for G.711), audio player ``aubridge`` to a device no one
-  reads (there is no sound card), and the ``sndfile`` filter, which dumps every call's decoded
-  receive audio to ``dump-<time>-dec.wav`` (8 kHz mono, before the player). That file is what
-  baresip *heard*; ``heard_tones()`` reads its tail while the call runs.
+* audio source ``ausine`` (a sine at the phone's identity tone, or at ``tone_hz``; ausine
+  only makes 48 kHz stereo, baresip resamples to the codec's rate), audio player
+  ``aubridge`` to a device no one reads (there is no sound card), and the ``sndfile``
+  filter, which dumps every call's decoded receive audio to ``dump-<time>-dec.wav`` (at the
+  codec's rate, before the player). That file is what baresip *heard*; ``heard_tones()``
+  reads its tail (at 8 kHz) while the call runs, ``recording_wide()`` all of it.
 * ``ctrl_tcp`` for commands and events: netstring-framed JSON, ``{"command", "params",
   "token"}`` in, ``{"response": true, "ok", "data", "token"}`` and ``{"event": true, "type",
   ...}`` out. The commands are the ``menu`` module's: dial, accept, hangup, hold, resume,
@@ -36,7 +37,7 @@ from tests.peers import audio
 from tests.peers.require import require_binary
 from tests.peers.sipp import free_port
 
-MODULES = ["g711.so", "ausine.so", "aubridge.so", "sndfile.so"]
+MODULES = ["g711.so", "g722.so", "opus.so", "ausine.so", "aubridge.so", "sndfile.so"]
 APP_MODULES = ["account.so", "menu.so", "ctrl_tcp.so"]
 
 
@@ -54,6 +55,25 @@ def pcm_of_wav(data: bytes) -> np.ndarray:
     return np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2")
 
 
+def wav_format(data: bytes) -> tuple[int, int]:
+    """(sample rate, channels) from a WAV file's fmt chunk; (8000, 1) if it has none yet."""
+    at = data.find(b"fmt ", 12)
+    if at < 0 or len(data) < at + 16:
+        return 8000, 1
+    channels = int.from_bytes(data[at + 10 : at + 12], "little")
+    return int.from_bytes(data[at + 12 : at + 16], "little"), max(channels, 1)
+
+
+def resample_to(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Band-limited resampling by the FFT (for analysis only): keeps what is below both
+    Nyquist frequencies, so a tone above the target's cannot alias into it."""
+    if rate == target or len(pcm) == 0:
+        return pcm
+    n_out = len(pcm) * target // rate
+    spectrum = np.fft.rfft(pcm.astype(np.float64))[: n_out // 2 + 1]
+    return np.fft.irfft(spectrum, n_out) * (n_out / len(pcm))
+
+
 class Baresip:
     """One baresip process with one account, driven over ctrl_tcp.
 
@@ -64,9 +84,11 @@ class Baresip:
 
     def __init__(self, user: str = "bob", password: str | None = None, *, tone: str = "E",
                  registrar: tuple[str, int] | None = None, domain: str | None = None,
-                 answer: str = "auto", regint: int = 300) -> None:
+                 answer: str = "auto", regint: int = 300, codecs: str = "PCMU,PCMA",
+                 tone_hz: int | None = None) -> None:
         self.binary = require_binary("baresip")
         self.user, self.password, self.tone = user, password, tone
+        self.codecs, self.tone_hz = codecs, tone_hz or audio.TONE_HZ[tone]
         self.registrar = registrar
         self.domain = domain or (registrar[0] if registrar else "127.0.0.1")
         self.answer_mode, self.regint = answer, regint
@@ -95,7 +117,7 @@ class Baresip:
 
     def _config(self) -> str:
         lines = ["poll_method epoll", f"sip_listen 127.0.0.1:{self.sip_port}",
-                 "net_interface 127.0.0.1", f"audio_source ausine,{audio.TONE_HZ[self.tone]}",
+                 "net_interface 127.0.0.1", f"audio_source ausine,{self.tone_hz}",
                  "audio_player aubridge,nowhere", "audio_alert aubridge,nowhere",
                  "ausrc_srate 48000", "ausrc_channels 2", "module_path /usr/lib/baresip/modules",
                  f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {self.dir}"]
@@ -103,7 +125,7 @@ class Baresip:
         return "\n".join(lines) + "\n"
 
     def _account(self) -> str:
-        params = [f"answermode={self.answer_mode}", "audio_codecs=PCMU,PCMA"]
+        params = [f"answermode={self.answer_mode}", f"audio_codecs={self.codecs}"]
         if self.registrar:
             host, port = self.registrar
             params += [f'outbound="sip:{host}:{port}"', f"regint={self.regint}"]
@@ -225,10 +247,21 @@ class Baresip:
         """Blind transfer of the current call to ``uri`` (REFER)."""
         return await self.command("transfer", uri)
 
-    def recording(self) -> np.ndarray:
-        """What baresip received on its latest call (8 kHz int16), read live."""
+    def recording_wide(self) -> tuple[np.ndarray, int]:
+        """What baresip received on its latest call, at the decoder's rate (8 kHz for G.711,
+        16 kHz for G.722, 48 kHz for Opus), first channel: (samples, rate)."""
         dumps = sorted(self.dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
-        return pcm_of_wav(dumps[-1].read_bytes()) if dumps else np.zeros(0, dtype=np.int16)
+        if not dumps:
+            return np.zeros(0, dtype=np.int16), 8000
+        data = dumps[-1].read_bytes()
+        rate, channels = wav_format(data)
+        pcm = pcm_of_wav(data)
+        return pcm[: len(pcm) // channels * channels : channels], rate
+
+    def recording(self) -> np.ndarray:
+        """What baresip received on its latest call, at 8 kHz (int16 values), read live."""
+        pcm, rate = self.recording_wide()
+        return resample_to(pcm, rate, audio.RATE)
 
     def heard_tones(self, seconds: float = 0.3) -> set[str]:
         """Identity tones in the last ``seconds`` of the latest call's received audio."""
