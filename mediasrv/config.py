@@ -103,6 +103,7 @@ class SipConfig:
     outbound_proxy: str = ""        # SIP URI of the front proxy for extensions not registered here
     node_id: str = ""               # this node's name in call records, voicemail and the API
     drain_timeout: float = 600.0    # SIGTERM: seconds existing calls may take before they are cut
+    digest_uri_check: bool = False  # True: a digest uri other than the Request-URI gets 400
 
     def is_trusted(self, host: str) -> bool:
         try:
@@ -416,9 +417,11 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", node_id):
         r.error("node_id", f"{node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
     drain = float(r.number("drain_timeout", 600.0, 0.0, 86400.0))
+    uri_check = r.bool("digest_uri_check", False)
     r.finish()
     valid = tuple(a for a in algorithms if a in DIGEST_ALGORITHMS) or ("MD5",)
-    return SipConfig(listen, realm, tuple(trusted), t1, valid, outbound_proxy, node_id, drain)
+    return SipConfig(listen, realm, tuple(trusted), t1, valid, outbound_proxy, node_id, drain,
+                     digest_uri_check=bool(uri_check))
 
 
 def _is_proxy_uri(text: str) -> bool:

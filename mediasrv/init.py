@@ -67,6 +67,7 @@ listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
 realm = "mediasrv"
 trusted = []                    # CIDRs whose requests need no digest auth (trunks, a front proxy)
 digest_algorithms = ["MD5"]     # or ["SHA-256", "MD5"] (RFC 8760); many phones give up on SHA-256
+digest_uri_check = false        # true: a digest uri other than the Request-URI gets 400
 
 [rtp]
 address = "127.0.0.1"           # the address put in SDP and bound for RTP: this machine's address

@@ -8,6 +8,9 @@ digest challenge for an extension: without credentials they get 401 with one cha
 `sip.digest_algorithms` (MD5 by default: SIPp 3.6 and baresip 1.0, like many phones, give up
 on any SHA-256 challenge; `["SHA-256", "MD5"]` offers both, preferred first); with a stale
 nonce, a fresh challenge with `stale=true`; with wrong ones, 403 "Forbidden" and nothing more.
+The digest `uri` may differ from the Request-URI (SIPp's default, which Asterisk also accepts)
+unless `sip.digest_uri_check` is on: then a mismatch gets 400 (RFC 2617 §3.2.2.5) and a
+warning naming both URIs.
 A REGISTER may only bind the extension it authenticated as. Repeated failures from one source
 block it for a while (`FailureLimiter`): its requests are dropped unanswered and the block is
 logged once.
@@ -56,9 +59,14 @@ class Gatekeeper:
         if header is None:
             return Verdict(self._challenge(request, now, stale=False))
         try:
-            result = self.digest.verify(request, header, self._lookup, now)
+            result = self.digest.verify(request, header, self._lookup, now,
+                                        check_uri=self.config.sip.digest_uri_check)
         except SipParseError:
             return self._fail(request, source, now, "malformed credentials")
+        if result.status == "uri_mismatch":  # a client's mistake, not a guess: no failure count
+            log.warning("digest from %s (user %s): %s; 400 (sip.digest_uri_check = true)",
+                        source, result.username, result.reason)
+            return Verdict(make_response(request, 400, "Digest URI Does Not Match Request-URI"))
         if result.status == "stale":
             return Verdict(self._challenge(request, now, stale=True))
         if not result.ok or result.username not in self.config.extensions:

@@ -11,6 +11,10 @@ How this works:
   and knows its age (RFC 7616 §3.3, §5.5).
 - `verify` recomputes the response from the stored HA1 (RFC 7616 §3.4.1-3.4.3, qop=auth
   only; requests without qop are refused, since they cannot be protected against replay).
+  The digest `uri` must equal the Request-URI when `check_uri` (RFC 2617 §3.2.2.5: else
+  400, status `uri_mismatch`); without it any uri is accepted, as most PBXes do (SIPp's
+  `[authentication]` puts `sip:remote_ip:remote_port` there), still covered by the response
+  hash and by the nonce-count replay guard.
   An otherwise correct answer to an expired nonce is `stale` (RFC 7616 §3.3: re-challenge
   with stale=true, no new password prompt). Each nonce's highest nonce-count is kept so a
   replayed request is refused (RFC 7616 §5.6); the table is bounded, and a nonce older
@@ -86,7 +90,8 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
 
 @dataclass(frozen=True)
 class AuthResult:
-    """The outcome of `verify`: `status` is "ok", "stale" or "bad"; `reason` says why."""
+    """The outcome of `verify`: `status` is "ok", "stale", "uri_mismatch" or "bad"; `reason`
+    says why."""
 
     status: str
     username: str | None = None
@@ -147,7 +152,8 @@ class DigestAuthenticator:
         ok = hmac.compare_digest(mac, self._mac(raw[:16]))
         return stamp if ok else None
 
-    def verify(self, request: Request, header_value: str, lookup: Lookup, now: float) -> AuthResult:
+    def verify(self, request: Request, header_value: str, lookup: Lookup, now: float,
+               check_uri: bool = True) -> AuthResult:
         """Check an Authorization (or Proxy-Authorization) value against `request`.
 
         `lookup(username, realm, algorithm)` returns the user's HA1 hex or None.
@@ -160,6 +166,9 @@ class DigestAuthenticator:
         problem = self._check_fields(scheme, p, request)
         if problem:
             return AuthResult("bad", user, problem)
+        if check_uri and p["uri"] != request.uri:
+            return AuthResult("uri_mismatch", user, f"digest uri {p['uri']!r} is not the "
+                              f"Request-URI {request.uri!r}")
         assert user is not None  # _check_fields requires it
         algorithm = p.get("algorithm", "MD5").upper()
         stored = lookup(user, self.realm, algorithm)
@@ -187,8 +196,6 @@ class DigestAuthenticator:
             return "unsupported algorithm"
         if len(p["nc"]) != 8 or not all(c in "0123456789abcdefABCDEF" for c in p["nc"]):
             return "bad nc"
-        if p["uri"] != request.uri:
-            return "uri does not match the Request-URI"
         return None
 
     def _check_nonce(self, nonce: str, nc: int, user: str, now: float) -> AuthResult:

@@ -39,8 +39,6 @@ async def sipp_runs(harness: Harness) -> AsyncIterator[SippFactory]:
 
     def make(scenario: str, ext: str = "101", *, uas: bool = False, **kw) -> Sipp:
         kw.setdefault("users", creds(ext))
-        if "service" in kw:  # SIPp's digest uri defaults to host:port, not the Request-URI
-            kw["extra"] = [*kw.get("extra", []), "-auth_uri", f"{kw['service']}@{host}:{port}"]
         run = Sipp(scenario, None if uas else f"{host}:{port}", **kw)
         made.append(run)
         return run
