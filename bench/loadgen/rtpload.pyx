@@ -5,7 +5,8 @@ How this works: a flow is one RTP stream of 172-byte packets (12-byte header + 1
 RFC 3550 §5.1 / RFC 3551 PCMU 20 ms) sent at `pps` from one of our sockets to one engine
 port. The payload carries the flow index and the send time (CLOCK_MONOTONIC ns), which the
 engine's bridge forwards untouched, so the receiving side measures one-way forwarding delay
-into a 10 µs histogram. Flows are spread over `slots` sub-ticks of each packet period so the
+into a 10 µs histogram. The stamp (16 bytes) sits at the payload's start, or at `stamp_at`
+(set_payload) where a codec needs its first bytes intact (an Opus TOC byte, RFC 6716 §3.1). Flows are spread over `slots` sub-ticks of each packet period so the
 engine sees a steady stream rather than one burst per period. run() holds no GIL: the whole
 send/receive loop is C, one sendmmsg per socket per sub-tick and recvmmsg batches of 64.
 Many engine streams share one remote address (ours), which is how 2,000 calls fit in two
@@ -117,6 +118,7 @@ cdef class LoadGen:
     cdef public int64_t timed
     cdef uint8_t bufs[BATCH][256]
     cdef uint8_t template[PKT]
+    cdef int stamp                # offset of the stamp in the packet (12 + stamp_at)
     cdef mmsghdr mm[BATCH]
     cdef iovec iov[BATCH]
 
@@ -128,14 +130,19 @@ cdef class LoadGen:
         if self.flows == NULL or self.hist == NULL:
             raise MemoryError()
         memset(self.template, 0xFF, PKT)          # μ-law silence until set_payload()
+        self.stamp = 12
         for _ in range(min(nsocks, MAX_SOCKS)):
             self._open_socket()
 
-    def set_payload(self, bytes frame) -> None:
-        """The 160 payload bytes every packet carries (its first 16 then hold our stamps)."""
+    def set_payload(self, bytes frame, int stamp_at=0) -> None:
+        """The 160 payload bytes every packet carries (bytes stamp_at..+16 then hold our
+        stamps: flow index, send time, magic)."""
         if len(frame) != PKT - 12:
             raise ValueError("a payload is 160 bytes")
+        if not 0 <= stamp_at <= PKT - 12 - 16:
+            raise ValueError("the stamp needs 16 bytes inside the payload")
         memcpy(self.template + 12, <const char*>frame, PKT - 12)
+        self.stamp = 12 + stamp_at
 
     cdef _open_socket(self):
         cdef sockaddr_in sa
@@ -238,9 +245,9 @@ cdef class LoadGen:
         p[6] = <uint8_t>(f.ts >> 8)
         p[7] = <uint8_t>f.ts
         memcpy(p + 8, &i, 4)                 # SSRC = flow index
-        memcpy(p + 12, &i, 4)
-        memcpy(p + 16, &t, 8)
-        memcpy(p + 24, MAGIC, 4)
+        memcpy(p + self.stamp, &i, 4)
+        memcpy(p + self.stamp + 4, &t, 8)
+        memcpy(p + self.stamp + 12, MAGIC, 4)
         f.seq += 1
         f.ts += 160
         self.iov[k].iov_base = p
@@ -292,8 +299,9 @@ cdef class LoadGen:
             t = now_ns()
             for i in range(n):
                 self.received += 1
-                if self.mm[i].msg_len == PKT and memcmp(self.bufs[i] + 24, MAGIC, 4) == 0:
-                    memcpy(&sent_at, self.bufs[i] + 16, 8)
+                if (self.mm[i].msg_len == PKT
+                        and memcmp(self.bufs[i] + self.stamp + 12, MAGIC, 4) == 0):
+                    memcpy(&sent_at, self.bufs[i] + self.stamp + 4, 8)
                     us = (t - sent_at) // 1000
                     if 0 <= us < HIST_US * HIST_N:
                         self.hist[us // HIST_US] += 1
