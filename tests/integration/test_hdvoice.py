@@ -131,3 +131,44 @@ async def test_rfc4733_dtmf_from_a_wideband_leg(harness: Harness, baresip: Make,
                      f"digits at B (got {incoming.dtmf_received})")
     await incoming.hangup()
     await alice.wait_event("CALL_CLOSED")
+
+
+@pytest.mark.moh_tone
+async def test_attended_transfer_mixing_opus_g722_and_pcmu(harness: Harness,
+                                                            baresip: Make) -> None:
+    # A: baresip on Opus (tone D) calls B, our PCMU test phone (tone B), the transferer.
+    # B dials #4 and 107, C: baresip on G.722 (tone E); then *3 (a conference of an Opus,
+    # a PCMU and a G.722 leg), then B hangs up: A and C talk, G.722 <-> Opus.
+    a = await baresip("106", "D", OPUS)
+    c = await baresip("107", "E", G722)
+    b = await harness.phone("B", "102")
+    await a.dial(harness.uri("102"))
+    b_call = await b.next_incoming()
+    await a.wait_event("CALL_ESTABLISHED")
+    await b.wait_hearing({"D"})
+    await a.wait_hearing({"B"})
+    await b_call.send_dtmf("#4")
+    await wait_until(lambda: hears_moh(a), 3, "A to hear only MoH")
+    await b_call.send_dtmf("107#")
+    await c.wait_event("CALL_ESTABLISHED")
+    await b.wait_hearing({"E"})
+    await c.wait_hearing({"B"})
+    assert hears_moh(a)
+    codecs = {leg.number: leg.media.codec for leg in harness.server.b2bua.legs}
+    assert codecs == {"106": "OPUS", "102": "PCMU", "107": "G722"}, codecs
+    await b_call.send_dtmf("*3")                      # three-way: everyone hears the others
+    await b.wait_hearing({"D", "E"})
+    await a.wait_hearing({"B", "E"})
+    await c.wait_hearing({"B", "D"})
+    await b_call.hangup()                             # complete: A and C alone
+    await a.wait_hearing({"E"})
+    await c.wait_hearing({"D"})
+    await a.hangup()
+    await c.wait_event("CALL_CLOSED")
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "every leg to end")
+
+
+def hears_moh(phone: Baresip) -> bool:
+    """Only the MoH tone (2200 Hz) and no identity tone in the last 0.3 s."""
+    tail = phone.recording()[-2400:]
+    return len(tail) == 2400 and amplitude(tail, 8000, 2200) > 1000 and not phone.heard_tones()
