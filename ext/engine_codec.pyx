@@ -13,6 +13,8 @@
 #   keeps 7 kHz audio) and encoded for it, stamped on the far stream's own clock.
 # - Services run at 8 kHz: DTMF detection, recording, conference mixing, tones, prompts and
 #   MoH see the down-sampled audio, and local feeds are up-sampled for a wideband stream.
+#   DTMF (697-1633 Hz) on purpose: fed the 16 kHz signal, the detector (tuned at 8 kHz,
+#   tone power against total power) lost 40 % of a 120 ms digit to G.722's 4-8 kHz noise.
 # Clocks: G.711 and G.722 use an 8000 Hz RTP clock (RFC 3551 §4.5.2, G.722 too); Opus 48000
 # (RFC 7587 §4.1): `tsmul` scales the engine's 8 kHz frame counts to the stream's clock.
 

@@ -201,3 +201,26 @@ async def test_conference_mixes_opus_g722_and_pcmu(engines, peers) -> None:
         power = [goertzel_power(pcm, f, ph.rate) for f in freqs]
         assert power[k] < 0.02, (ph.codec, power)
         assert min(power[j] for j in range(3) if j != k) > 0.2, (ph.codec, power)
+
+
+async def test_codec_change_mid_call_switches_between_transcode_and_relay(engines,
+                                                                        peers) -> None:
+    # A re-INVITE (hold/unhold, transfer to another phone) may change a leg's codec: the
+    # bridge then relays or transcodes according to the new pair, on the same streams.
+    eng = engines().engine
+    pa, pb = peers(2)
+    b = Phone(pb, "PCMU")
+    sa, sb = wire(eng, pa, "G722"), wire(eng, pb, "PCMU")
+    eng.connect(sa, sb)
+    for codec in ("G722", "PCMU", "OPUS"):
+        eng.set_remote(sa, "127.0.0.1", pa.port, codec=codec, pt=PT[codec], event_pt=101)
+        a = Phone(pa, codec)
+        heard = await talk(eng, a, sa, b, 1000, frames=15)
+        assert {p.pt for p in heard} == {0} and len(heard) >= 12, codec
+        p1k, rms = power_at(b, heard, 1000)
+        assert p1k > 0.8 and rms > 2000, (codec, p1k, rms)
+        if codec == "PCMU":                       # both PCMU now: relayed byte for byte
+            sent = a.send_frame(eng.local_port(sa), tone(1000, 8000, 1)[0])
+            assert pb.recv().payload == sent
+    for sid in (sa, sb):
+        eng.close_stream(sid)
