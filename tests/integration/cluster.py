@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,7 @@ class Cluster:
 
     workdir: Path
     nodes_count: int = 3
-    rtp_base: int = 41000
+    rtp_base: int = 24000                 # below the ephemeral ports the SIP ports come from
     proxy_port: int = 0
     nodes: list[Node] = field(default_factory=list)
     kamailio: subprocess.Popen | None = None
@@ -150,13 +151,18 @@ class Cluster:
             node.start()
         db = self.workdir / "kamailio.sqlite"
         build_database(db)
+        # the nodes listen before the first OPTIONS probe, or the dispatcher marks them down
+        await self._wait(lambda: all(n.ready() for n in self.nodes))
         self._start_kamailio(db)
+        await self._wait(self._kamailio_ready)
+        return self
+
+    async def _wait(self, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 30
-        while not all(n.ready() for n in self.nodes) or not self._kamailio_ready():
+        while not ready():
             if time.monotonic() > deadline or not all(n.alive for n in self.nodes):
                 raise RuntimeError("cluster did not start:\n" + self.logs())
             await asyncio.sleep(0.05)
-        return self
 
     def _node(self, index: int) -> Node:
         site = self.workdir / f"node{index}"
