@@ -567,17 +567,23 @@ cdef class Engine:
         if rc < 0:
             raise OverflowError("too many DTMF digits queued")
 
+    def stream_rate(self, int64_t sid) -> int:
+        """The audio rate of the stream's codec: 16000 for G.722 and Opus, else 8000."""
+        return ENG_WIDE_RATE if self.c.st[self._slot(sid)].cx != NULL else 8000
+
     def record_start(self, int64_t sid, double max_seconds) -> int:
         """Start recording a stream's inbound audio; returns the recorder id."""
         cdef EngStream* s = &self.c.st[self._slot(sid)]
         cdef int i, rc = -1
+        cdef int rate = self.stream_rate(sid)
         self._lock()
         if s.rec < 0:
             for i in range(ENG_MAX_REC):
                 if self.c.rec[i].state == ENG_REC_FREE:
-                    rc = eng_rec_open(&self.c.rec[i], sid, <int64_t>(max_seconds * 8000))
+                    rc = eng_rec_open(&self.c.rec[i], sid, <int64_t>(max_seconds * rate))
                     if rc == 0:
                         s.rec = i
+                        self.c.rec[i].rate = rate
                     break
         self._unlock()
         if s.rec < 0 or rc < 0:

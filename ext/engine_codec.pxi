@@ -21,3 +21,4 @@ cdef struct EngCodec:
     _OpusDec* opus_dec
     EngRs down
     EngRs up
+    EngRs rec_up                # 8 kHz audio (a conference mix) into a 16 kHz recording

@@ -11,8 +11,10 @@
 #   (eng_rx_decode, shared with the services of that packet: in-band DTMF, recording,
 #   conference), taken to the far stream's rate (wide -> wide stays 16 kHz, so G.722 <-> Opus
 #   keeps 7 kHz audio) and encoded for it, stamped on the far stream's own clock.
-# - Services run at 8 kHz: DTMF detection, recording, conference mixing, tones, prompts and
-#   MoH see the down-sampled audio, and local feeds are up-sampled for a wideband stream.
+# - Recordings are at the leg's rate: a wideband leg's at 16 kHz (its decoded audio, or a
+#   conference mix up-sampled). The other services run at 8 kHz: DTMF detection and
+#   conference mixing see the down-sampled audio, and tones, prompts and MoH are up-sampled
+#   for a wideband stream.
 #   DTMF (697-1633 Hz) on purpose: fed the 16 kHz signal, the detector (tuned at 8 kHz,
 #   tone power against total power) lost 40 % of a 120 ms digit to G.722's 4-8 kHz noise.
 # Clocks: G.711 and G.722 use an 8000 Hz RTP clock (RFC 3551 §4.5.2, G.722 too); Opus 48000
@@ -236,3 +238,17 @@ cdef void eng_conf_put_wide(EngCore* c, EngStream* s, EngRtpView* v,
     else:
         ulaw_encode_c(c.pcm, codes, c.npcm)
     jb_put(s.jb, v.seq, v.ts // <uint32_t>s.tsmul, codes, c.npcm, c.now / 1e9)
+
+
+cdef void eng_rec_put(EngCore* c, EngStream* s, const int16_t* pcm, int n,
+                      int rx) noexcept nogil:
+    """Record n samples of 8 kHz audio for s; a 16 kHz recording takes this packet's
+    16 kHz decode when rx (it is s's own received audio), else pcm up-sampled."""
+    cdef int16_t up[ENG_WIDE_FRAME]
+    cdef EngRec* r = &c.rec[s.rec]
+    if r.rate != ENG_WIDE_RATE or s.cx == NULL:
+        eng_rec_write(r, pcm, n)
+    elif rx and c.nwpcm > 0 and c.dec_slot == s.port:
+        eng_rec_write(r, c.wpcm, c.nwpcm)
+    else:
+        eng_rec_write(r, up, eng_rs_up(&s.cx.rec_up, pcm, n, up))

@@ -284,7 +284,7 @@ cdef void eng_rx_audio(EngCore* c, EngStream* s, EngRtpView* v,
     n = c.npcm
     eng_dtmf_inband(c, s, c.pcm, n)
     if s.rec >= 0 and s.feed != ENG_FEED_CONF:
-        eng_rec_write(&c.rec[s.rec], c.pcm, n)
+        eng_rec_put(c, s, c.pcm, n, 1)
 
 
 cdef void eng_rx_socket(EngCore* c, int slot, int behind) noexcept nogil:

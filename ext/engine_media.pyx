@@ -221,7 +221,7 @@ cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
         s = &c.st[f.slot[i]]
         if s.rec >= 0:                  # a member's recording is the whole conference
             mix_minus_one_c(total, NULL, c.pcm, c.frame)
-            eng_rec_write(&c.rec[s.rec], c.pcm, c.frame)
+            eng_rec_put(c, s, c.pcm, c.frame, 0)
         if eng_dtmf_send_tick(c, s):
             continue
         mix_minus_one_c(total, own[i], c.pcm, c.frame)

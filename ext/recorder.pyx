@@ -28,6 +28,7 @@ cdef struct EngRec:
     int64_t read                # samples ever drained
     int64_t max_samples
     int64_t overflow
+    int rate                    # 8000, or 16000 for a wideband leg (engine_codec.pyx)
 
 
 cdef int eng_rec_open(EngRec* r, int64_t sid, int64_t max_samples) noexcept nogil:

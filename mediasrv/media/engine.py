@@ -63,6 +63,7 @@ class _Recording:
     path: str
     wav: wave.Wave_write
     samples: int = 0
+    rate: int = 8000
 
 
 def _as_pcm(samples: np.ndarray) -> np.ndarray:
@@ -267,14 +268,15 @@ class MediaEngine:
             raise MediaError(f"cannot write {path}: {exc}") from exc
         wav.setnchannels(1)
         wav.setsampwidth(2)
-        wav.setframerate(8000)
         with self._rec_lock:
             try:
+                rate = int(_call(self._core.stream_rate, sid))   # the leg's: 8 or 16 kHz
+                wav.setframerate(rate)
                 rec = _call(self._core.record_start, sid, max_seconds)
             except MediaError:
                 wav.close()
                 raise
-            self._recs[rec] = _Recording(sid, path, wav)
+            self._recs[rec] = _Recording(sid, path, wav, rate=rate)
 
     def record_stop(self, sid: int) -> None:
         """Stop recording; RecordingFinished follows once the file is complete."""
@@ -297,7 +299,7 @@ class MediaEngine:
         rec.wav.close()
         if overflow:
             log.error("recording %s lost %d samples (writer too slow)", rec.path, overflow)
-        ev = RecordingFinished(rec.stream, rec.path, rec.samples / 8000)
+        ev = RecordingFinished(rec.stream, rec.path, rec.samples / rec.rate)
         if post and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._deliver, ev)
         else:

@@ -224,3 +224,27 @@ async def test_codec_change_mid_call_switches_between_transcode_and_relay(engine
             assert pb.recv().payload == sent
     for sid in (sa, sb):
         eng.close_stream(sid)
+
+
+async def test_recording_of_a_wideband_leg_is_16khz(engines, peers, tmp_path) -> None:
+    import wave
+
+    from mediasrv.media.events import RecordingFinished
+
+    eut = engines()
+    eng = eut.engine
+    (p,) = peers(1)
+    ph = Phone(p, "G722")
+    s = wire(eng, p, "G722")
+    path = str(tmp_path / "wide.wav")
+    eng.record_start(s, path, max_seconds=0.4)
+    sent = [ph.send_frame(eng.local_port(s), f) for f in tone(6000, 16000, 20)]
+    (ev,) = await eut.wait_for(RecordingFinished)
+    assert ev.seconds == 0.4
+    with wave.open(path, "rb") as w:
+        assert w.getframerate() == 16000
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    # exactly what a G.722 decoder makes of the packets: 6 kHz kept, nothing resampled
+    np.testing.assert_array_equal(pcm, _media.G722Decoder().decode(b"".join(sent))[:6400])
+    assert goertzel_power(pcm[1600:], 6000, 16000) > 0.8
+    eng.close_stream(s)
