@@ -22,3 +22,8 @@ cdef struct EngCodec:
     EngRs down
     EngRs up
     EngRs rec_up                # 8 kHz audio (a conference mix) into a 16 kHz recording
+    int last_seq                # Opus: sequence number of the last packet decoded, or -1
+    int nfec                    # Opus: a lost frame recovered from in-band FEC, 8 kHz ...
+    int16_t fec_pcm[ENG_MAX_FRAME]
+    int nwfec                   # ... and 16 kHz samples (sent before this packet's own)
+    int16_t fec_wpcm[ENG_WIDE_FRAME]

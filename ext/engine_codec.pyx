@@ -10,7 +10,9 @@
 # - Transcode: otherwise eng_forward calls eng_transcode: the packet is decoded once
 #   (eng_rx_decode, shared with the services of that packet: in-band DTMF, recording,
 #   conference), taken to the far stream's rate (wide -> wide stays 16 kHz, so G.722 <-> Opus
-#   keeps 7 kHz audio) and encoded for it, stamped on the far stream's own clock.
+#   keeps 7 kHz audio) and encoded for it, stamped on the far stream's own clock. When
+#   exactly one Opus packet was lost, its frame is first recovered from the next packet's
+#   in-band FEC and sent too (relayed Opus leaves that to the far phone's decoder).
 # - Recordings are at the leg's rate: a wideband leg's at 16 kHz (its decoded audio, or a
 #   conference mix up-sampled). The other services run at 8 kHz: DTMF detection and
 #   conference mixing see the down-sampled audio, and tones, prompts and MoH are up-sampled
@@ -111,6 +113,7 @@ cdef int eng_codec_set(EngStream* s, int codec) noexcept nogil:
     if s.cx == NULL:
         return -1
     s.cx.codec = codec
+    s.cx.last_seq = -1
     g722_init_c(&s.cx.g722_enc)
     g722_init_c(&s.cx.g722_dec)
     if codec == ENG_OPUS:
@@ -124,13 +127,15 @@ cdef int eng_codec_set(EngStream* s, int codec) noexcept nogil:
 
 # ---------------------------------------------------------------- decoding
 
-cdef int eng_rx_decode(EngCore* c, EngStream* s, const uint8_t* pay, int len) noexcept nogil:
+cdef int eng_rx_decode(EngCore* c, EngStream* s, EngRtpView* v,
+                       const uint8_t* pay) noexcept nogil:
     """Decode one received payload: c.pcm gets it at 8 kHz, c.wpcm at 16 kHz (wideband only).
 
     Returns the 8 kHz sample count (0: undecodable); the result stays valid for the rest of
     this packet (c.dec_slot), so services and the transcoder decode it only once.
     """
     cdef int n
+    cdef int len = v.payload_len
     c.nwpcm = 0
     if not eng_is_wide(s.codec):
         c.npcm = len if len < ENG_MAX_FRAME else ENG_MAX_FRAME
@@ -140,6 +145,7 @@ cdef int eng_rx_decode(EngCore* c, EngStream* s, const uint8_t* pay, int len) no
         n = len if len < ENG_WIDE_FRAME // 2 else ENG_WIDE_FRAME // 2
         n = <int>g722_decode_c(&s.cx.g722_dec, pay, n, c.wpcm)
     else:
+        eng_opus_fec(c, s, v, pay)
         n = opus_dec_c(s.cx.opus_dec, pay, len, c.wpcm, ENG_WIDE_FRAME, False)
         if n < 0:
             s.malformed += 1
@@ -147,6 +153,21 @@ cdef int eng_rx_decode(EngCore* c, EngStream* s, const uint8_t* pay, int len) no
     c.nwpcm = n & ~1
     c.npcm = eng_rs_down(&s.cx.down, c.wpcm, c.nwpcm, c.pcm)
     return c.npcm
+
+
+cdef void eng_opus_fec(EngCore* c, EngStream* s, EngRtpView* v,
+                       const uint8_t* pay) noexcept nogil:
+    """Exactly one packet lost before this one: recover it from this packet's in-band FEC
+    (RFC 7587 §3.3, `useinbandfec`) before the decoder moves on to this packet's frame."""
+    cdef int k
+    s.cx.nfec = 0
+    if s.cx.last_seq >= 0 and <uint16_t>(v.seq - <uint16_t>s.cx.last_seq) == 2:
+        k = opus_dec_c(s.cx.opus_dec, pay, v.payload_len, s.cx.fec_wpcm, 2 * c.frame, True)
+        if k > 0:
+            s.cx.nwfec = k & ~1
+            s.cx.nfec = eng_rs_down(&s.cx.down, s.cx.fec_wpcm, s.cx.nwfec, s.cx.fec_pcm)
+    if s.cx.last_seq < 0 or <int16_t>(v.seq - <uint16_t>s.cx.last_seq) > 0:
+        s.cx.last_seq = v.seq
 
 
 # ---------------------------------------------------------------- encoding and sending
@@ -190,8 +211,15 @@ cdef void eng_transcode(EngCore* c, EngStream* src, EngStream* x, EngRtpView* v,
     cdef int n
     cdef uint32_t ts
     if c.dec_slot != src.port:
-        eng_rx_decode(c, src, pay, v.payload_len)
+        eng_rx_decode(c, src, v, pay)
         c.dec_slot = src.port
+    if src.cx != NULL and src.cx.nfec > 0:        # the lost frame first, on x's clock
+        n = eng_encode_for(c, x, src.cx.fec_pcm, src.cx.nfec, src.cx.fec_wpcm,
+                           src.cx.nwfec, c.wenc)
+        src.cx.nfec = 0
+        if n > 0:
+            ts = eng_stamp(c, x, &marker)
+            eng_send_raw(c, x, x.pt, marker, ts, c.wenc, n)
     if c.npcm == 0:
         return
     if src.muted:
@@ -229,7 +257,7 @@ cdef void eng_conf_put_wide(EngCore* c, EngStream* s, EngRtpView* v,
     if s.jb == NULL:
         return
     if c.dec_slot != s.port:
-        eng_rx_decode(c, s, pay, v.payload_len)
+        eng_rx_decode(c, s, v, pay)
         c.dec_slot = s.port
     if c.npcm == 0:
         return

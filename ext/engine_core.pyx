@@ -279,7 +279,7 @@ cdef void eng_rx_audio(EngCore* c, EngStream* s, EngRtpView* v,
     if not (eng_dtmf_inband_on(s) or (s.rec >= 0 and s.feed != ENG_FEED_CONF)):
         return
     if c.dec_slot != s.port:
-        eng_rx_decode(c, s, pay, v.payload_len)
+        eng_rx_decode(c, s, v, pay)
         c.dec_slot = s.port
     n = c.npcm
     eng_dtmf_inband(c, s, c.pcm, n)

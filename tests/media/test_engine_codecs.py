@@ -248,3 +248,37 @@ async def test_recording_of_a_wideband_leg_is_16khz(engines, peers, tmp_path) ->
     np.testing.assert_array_equal(pcm, _media.G722Decoder().decode(b"".join(sent))[:6400])
     assert goertzel_power(pcm[1600:], 6000, 16000) > 0.8
     eng.close_stream(s)
+
+
+def voiced(frames: int) -> list[np.ndarray]:
+    """A voiced, modulated harmonic signal at 16 kHz: Opus codes it in SILK, with FEC."""
+    t = np.arange(320 * frames) / 16000
+    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 3 * t)) / 16000
+    x = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.6 + 0.4 * np.sin(8 * np.pi * t))
+    pcm = np.round(6000 * x).astype(np.int16)
+    return [pcm[i * 320:(i + 1) * 320] for i in range(frames)]
+
+
+async def test_a_lost_opus_packet_is_recovered_from_fec_when_transcoding(engines,
+                                                                       peers) -> None:
+    eng = engines().engine
+    po, pn = peers(2)
+    o, n = Phone(po, "OPUS"), Phone(pn, "PCMU")
+    so, sn = wire(eng, po, "OPUS"), wire(eng, pn, "PCMU")
+    eng.connect(so, sn)
+    frames = voiced(30)
+    for i, f in enumerate(frames):
+        payload = o.encode(f)
+        if i != 20:                                   # packet 20 is lost on the way
+            po.send_raw(eng.local_port(so), build(payload, pt=PT["OPUS"], seq=o.seq,
+                                                  ts=o.ts, ssrc=0x5150))
+        o.seq += 1
+        o.ts += 960
+        await asyncio.sleep(0.002)
+    heard = pn.recv_for(0.15)
+    assert len(heard) == 30                           # 29 packets in, 30 frames out
+    pcm = n.decode(heard)
+    recovered = pcm[20 * 160:21 * 160].astype(float)
+    assert np.sqrt(np.mean(recovered ** 2)) > 1000    # speech, not a silent gap
+    for sid in (so, sn):
+        eng.close_stream(sid)
