@@ -135,4 +135,4 @@ def init_site(site: Path, starter: Starter | None = None) -> list[Path]:
     try:
         return [p for step in STEPS for p in step(site, starter)]
     except OSError as exc:
-        raise InitError(f"cannot write {exc.filename or site}: {exc.strerror or exc}") from exc
+        raise InitError(f"{exc.filename or site}: {exc.strerror or exc}") from exc
