@@ -49,6 +49,7 @@ DEFAULT_CODECS = ("PCMU", "PCMA")
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 LANGUAGES = ("en", "it")
 DTMF_MODES = ("rfc4733", "inband", "auto")
+SRTP_POLICIES = ("off", "optional", "required")
 FAILOVER_CONDITIONS = ("busy", "no_answer", "not_registered")
 FAILOVER_ACTIONS = ("return", "announce", "forward", "hangup", "voicemail")
 BLOND_MODES = ("complete", "recall", "cancel")
@@ -163,6 +164,7 @@ class Extension:
     failover: Mapping[str, FailoverAction]
     voicemail_max_seconds: float
     codecs: tuple[str, ...] = ()     # offer/answer order for this phone; () = rtp.codecs
+    srtp: str = "optional"          # SRTP_POLICIES; see mediasrv.call.srtp_policy
 
     def may_use(self, service: str) -> bool:
         return "*" in self.services or service in self.services
@@ -542,6 +544,7 @@ def _read_extension(number: str, table: Any, tree: _Tree, problems: list[Problem
         failover=_read_failover(r),
         voicemail_max_seconds=float(r.number("voicemail_max_seconds", 120, 5, 3600)),
         codecs=_read_codecs(r, None),
+        srtp=r.str("srtp", "optional", SRTP_POLICIES),
     )
     r.finish()
     return ext

@@ -94,6 +94,8 @@ def channels(b2bua: B2BUA) -> list[dict[str, object]]:
                    "lost": stats["lost"], "late": stats["late"], "jitter": stats["jitter"]},
             "tx": {"packets": stats["packets_out"], "bytes": stats["bytes_out"]},
             "dropped": stats["dropped"], "malformed": stats["malformed"],
+            "srtp": {"suite": leg.srtp.local.suite if leg.srtp and leg.srtp.local else None,
+                     "auth_fail": stats["srtp_auth_fail"], "replay": stats["srtp_replay"]},
         })
     return rows
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from mediasrv.call import codecs
+from mediasrv.call import srtp_policy
 from mediasrv.call.api import (
     CallAnswered,
     CallEvent,
@@ -214,10 +215,11 @@ class B2BUA:
     def _start_call(self, txn, request: Request, offer: SessionDescription, target: str,
                     caller_ext) -> None:
         try:
-            media = negotiate(offer, codecs.allowed(self.config, caller_ext))
+            media = negotiate(offer, codecs.allowed(self.config, caller_ext), secure=True)
+            srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(caller_ext))
             stream = self.engine.open_stream()
-        except SdpNegotiationError:
-            self._respond(txn, make_response(request, 488))
+        except SdpNegotiationError as exc:
+            self._respond(txn, make_response(request, 488, _reason_488(exc)))
             return
         except MediaError as exc:
             log.error("cannot take call %s: %s", request.call_id, exc)
@@ -228,7 +230,7 @@ class B2BUA:
         call = Call(request.call_id)
         number = caller_ext.number if caller_ext else (request.from_addr.uri.user or "anonymous")
         leg = SipLeg(call, True, stream, number, caller_ext, flow, invite_txn=txn,
-                     invite=request, media=media, session_id=self._next_sdp_id())
+                     invite=request, media=media, session_id=self._next_sdp_id(), srtp=srtp)
         leg.tag = generate_tag()
         self._add_leg(leg)
         self._by_server_txn[txn] = leg
@@ -352,8 +354,11 @@ class B2BUA:
 
     def _take_answer(self, leg: SipLeg, response: Response) -> bool:
         try:
-            leg.media = negotiate(SessionDescription.parse(response.body),
-                                  codecs.allowed(self.config, leg.extension))
+            answer = SessionDescription.parse(response.body)
+            media = negotiate(answer, codecs.allowed(self.config, leg.extension), secure=True)
+            if leg.srtp is not None:
+                srtp_policy.on_answer(leg.srtp, answer, media)
+            leg.media = media
         except (SdpNegotiationError, SipParseError, ValueError) as exc:
             self._log(leg).warning("unusable SDP answer from %s: %s", leg.number, exc)
             return False
@@ -472,6 +477,7 @@ class B2BUA:
         offer = SessionDescription.parse(leg.invite.body)
         sdp = build_answer(offer, leg.media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
+        srtp_policy.secure_answer(leg.srtp, sdp, offer, leg.media)
         response.headers.set("Content-Type", "application/sdp")
         response.body = sdp.to_bytes()
 
@@ -499,7 +505,9 @@ class B2BUA:
     def _reinvite(self, leg: SipLeg, txn, request: Request) -> None:
         try:
             offer = SessionDescription.parse(request.body)
-            media = negotiate(offer, codecs.allowed(self.config, leg.extension))
+            media = negotiate(offer, codecs.allowed(self.config, leg.extension), secure=True)
+            leg.srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(leg.extension),
+                                            leg.srtp)
         except (SdpNegotiationError, SipParseError, ValueError):
             self._respond(txn, make_response(request, 488))
             return
@@ -510,6 +518,7 @@ class B2BUA:
         self.direct.phone_reinvite(leg, request.method)  # our answer anchors it again
         sdp = build_answer(offer, media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
+        srtp_policy.secure_answer(leg.srtp, sdp, offer, media)
         response = make_response(request, 200, headers=[
             ("Contact", self.contact(leg.destination)), ("Content-Type", "application/sdp")])
         response.body = sdp.to_bytes()
@@ -523,6 +532,8 @@ class B2BUA:
         sdp = build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
                           [leg.media.codec], leg.media.event_pt, session_id=leg.session_id,
                           version=leg.sdp_version)
+        if leg.srtp is not None:
+            srtp_policy.secure_offer(leg.srtp, sdp)
         response.headers.set("Content-Type", "application/sdp")
         response.body = sdp.to_bytes()
 
@@ -662,6 +673,7 @@ class B2BUA:
     def _apply_remote(self, leg: SipLeg) -> None:
         m = leg.media
         if m is not None:
+            srtp_policy.apply(self.engine, leg.stream, leg.srtp)   # keys before the first packet
             self.engine.set_remote(leg.stream, m.remote_addr, m.remote_port, codec=m.codec,
                                    pt=m.pt, event_pt=m.event_pt)
 
@@ -671,10 +683,14 @@ class B2BUA:
             leg.ring_timer = None
 
     def _offer(self, leg: SipLeg) -> bytes:
-        return build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
-                           codecs.offer_order(self.config, leg), EVENT_PT,
-                           session_id=leg.session_id, version=leg.sdp_version,
-                           ptime=self.config.rtp.ptime).to_bytes()
+        sdp = build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
+                          codecs.offer_order(self.config, leg), EVENT_PT,
+                          session_id=leg.session_id, version=leg.sdp_version,
+                          ptime=self.config.rtp.ptime)
+        if leg.srtp is None:
+            leg.srtp = srtp_policy.LegSrtp(srtp_policy.policy_of(leg.extension))
+        srtp_policy.secure_offer(leg.srtp, sdp)
+        return sdp.to_bytes()
 
     def _next_sdp_id(self) -> int:
         self._sdp_ids += 1
@@ -713,6 +729,12 @@ class B2BUA:
                 "server_txns": len(self._by_server_txn), "client_txns": len(self._by_client_txn),
                 "dialogs": len(self._by_dialog), "plays": len(self._plays),
                 "refers": self.transfers.leak_report(), "direct": self.direct.leak_report()}
+
+
+def _reason_488(exc: SdpNegotiationError) -> str:
+    """The 488's reason phrase: the SRTP refusals say why (a codec mismatch keeps the usual)."""
+    text = str(exc)
+    return text if "SRTP" in text or "crypto" in text else "Not Acceptable Here"
 
 
 def _worse(a: int, b: int) -> int:

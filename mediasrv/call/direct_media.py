@@ -340,7 +340,8 @@ class DirectMedia:
         return sdp.to_bytes()
 
     def _allows(self, leg: SipLeg) -> bool:
-        return leg.extension is not None and leg.extension.direct_media
+        return (leg.extension is not None and leg.extension.direct_media
+                and not (leg.srtp is not None and leg.srtp.active))   # keys end at us
 
     def _eligible(self, a: SipLeg, b: SipLeg) -> bool:
         return (self._fit(a) and self._fit(b) and a not in self.pairs and b not in self.pairs

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from mediasrv.call.api import Timer
+from mediasrv.call.srtp_policy import LegSrtp
 from mediasrv.config import Extension
 from mediasrv.sip.dialog import Dialog
 from mediasrv.sip.endpoint import Destination
@@ -79,6 +80,7 @@ class SipLeg:
     dialing: SipLeg | None = None  # inbound: the leg an ordinary call dialled
     last_status: int = 0  # outbound: the most telling failure of its forks
     held_peer: SipLeg | None = None  # the peer this phone put on hold
+    srtp: LegSrtp | None = None  # SDES keys of this leg (srtp_policy.py); None: never offered
 
     @property
     def call_id(self) -> str:

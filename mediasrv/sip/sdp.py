@@ -288,14 +288,17 @@ class Negotiated:
     event_fmtp: str | None = None
 
 
-def negotiate(offer: SessionDescription, local_codecs: list[str]) -> Negotiated:
-    """Choose the codec and stream to answer `offer` with (RFC 3264 §6.1).
+def negotiate(offer: SessionDescription, local_codecs: list[str], *,
+              secure: bool = False) -> Negotiated:
+    """Choose the codec and stream to answer `offer` with (RFC 3264 §6.1); secure=True
+    considers RTP/SAVP(F) streams too (the caller then handles their keys: sdp_crypto.py).
 
     Raises `SdpNegotiationError` (488) when no audio stream offers one of `local_codecs`.
     """
     wanted = {c.upper() for c in local_codecs}
+    protos = ("RTP/AVP", "RTP/AVPF") + (("RTP/SAVP", "RTP/SAVPF") if secure else ())
     for index, m in enumerate(offer.media):
-        if m.media != "audio" or m.port == 0 or m.proto.upper() not in ("RTP/AVP", "RTP/AVPF"):
+        if m.media != "audio" or m.port == 0 or m.proto.upper() not in protos:
             continue
         chosen = _first_codec(m, wanted)
         address = offer.media_address(m)

@@ -118,6 +118,8 @@ ERROR_CASES = [
      "{f}: rtp.ptime: must be between 10 and 60, not 500"),
     ("choice", "[extensions.100]\npassword = \"x\"\ndtmf = \"sip-info\"\n",
      "{f}: extensions.100.dtmf: must be one of rfc4733, inband, auto, not 'sip-info'"),
+    ("srtp policy", "[extensions.100]\npassword = \"x\"\nsrtp = \"yes\"\n",
+     "{f}: extensions.100.srtp: must be one of off, optional, required, not 'yes'"),
     ("missing password", "[extensions.100]\nname = \"x\"\n",
      "{f}: extensions.100.password: is required (or give ha1)"),
     ("failover target missing",

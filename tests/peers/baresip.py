@@ -18,6 +18,8 @@ How this works
   port is picked apart from both). ``net_interface 127.0.0.1`` keeps SDP on loopback.
 * One account: ``<sip:user@domain>`` registering every ``regint`` s through ``outbound``
   when a registrar is given (with ``auth_pass``), otherwise not registering at all.
+* ``mediaenc``: the account's media encryption, ``srtp`` (SDES best effort: RTP/AVP with
+  a=crypto), ``srtp-mand`` (RTP/SAVP, SDES only) or ``dtls_srtp``; its module is loaded.
 """
 
 from __future__ import annotations
@@ -85,13 +87,14 @@ class Baresip:
     def __init__(self, user: str = "bob", password: str | None = None, *, tone: str = "E",
                  registrar: tuple[str, int] | None = None, domain: str | None = None,
                  answer: str = "auto", regint: int = 300, codecs: str = "PCMU,PCMA",
-                 tone_hz: int | None = None) -> None:
+                 tone_hz: int | None = None, mediaenc: str | None = None) -> None:
         self.binary = require_binary("baresip")
         self.user, self.password, self.tone = user, password, tone
         self.codecs, self.tone_hz = codecs, tone_hz or audio.TONE_HZ[tone]
         self.registrar = registrar
         self.domain = domain or (registrar[0] if registrar else "127.0.0.1")
         self.answer_mode, self.regint = answer, regint
+        self.mediaenc = mediaenc
         self.sip_port = free_port(even=True)
         self.ctrl_port = free_port(socket.SOCK_STREAM)
         while self.ctrl_port in (self.sip_port, self.sip_port + 1):
@@ -121,7 +124,8 @@ class Baresip:
                  "audio_player aubridge,nowhere", "audio_alert aubridge,nowhere",
                  "ausrc_srate 48000", "ausrc_channels 2", "module_path /usr/lib/baresip/modules",
                  f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {self.dir}"]
-        lines += [f"module {m}" for m in MODULES] + [f"module_app {m}" for m in APP_MODULES]
+        modules = MODULES + ([f"{self.mediaenc.split('-')[0]}.so"] if self.mediaenc else [])
+        lines += [f"module {m}" for m in modules] + [f"module_app {m}" for m in APP_MODULES]
         return "\n".join(lines) + "\n"
 
     def _account(self) -> str:
@@ -133,6 +137,8 @@ class Baresip:
             params.append("regint=0")
         if self.password is not None:
             params.append(f"auth_pass={self.password}")
+        if self.mediaenc:
+            params.append(f"mediaenc={self.mediaenc}")
         return f"<sip:{self.user}@{self.domain}>;" + ";".join(params) + "\n"
 
     async def start(self, timeout: float = 5.0) -> Baresip:

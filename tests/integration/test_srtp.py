@@ -1,0 +1,149 @@
+"""SRTP with SDES keys (RFC 4568) through a live mediasrv, with real baresips.
+
+How this works: extensions 106 and 107 get `srtp = "required"` and their baresips
+`mediaenc=srtp-mand` (RTP/SAVP, a=crypto). Each side sends its identity tone; what each
+baresip heard (its decoded receive audio) proves the audio path through the engine, which
+decrypts one leg and re-encrypts for the other with that leg's own keys. A raw capture on
+`lo` of everything to and from the server's RTP ports proves the wire: the same payloads,
+read as G.711, carry no tone on SRTP legs, and do on a plain leg (the check's own control).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tests.integration.conftest import Harness, wait_until
+from tests.peers.baresip import Baresip
+from tests.peers.capture import LoopbackCapture, rtp_packets, tones_in_clear
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
+
+Make = Callable[..., Awaitable[Baresip]]
+REQUIRED = '[extensions.106]\nsrtp = "required"\n[extensions.107]\nsrtp = "required"\n'
+TAG_80 = 10
+
+
+@pytest.fixture
+async def baresip(harness: Harness) -> AsyncIterator[Make]:
+    started: list[Baresip] = []
+
+    async def make(ext: str, tone: str, **kw) -> Baresip:
+        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr, **kw)
+        started.append(phone)
+        await phone.start()
+        await phone.wait_registered()
+        return phone
+
+    yield make
+    for phone in started:
+        await phone.close()
+
+
+def rtp_range(h: Harness) -> Callable[[int], bool]:
+    lo, hi = h.server.config.rtp.port_min, h.server.config.rtp.port_max
+    return lambda port: lo <= port <= hi
+
+
+def leg_ports(h: Harness, number: str) -> set[int]:
+    """The server's RTP port and the phone's, of the live leg of extension `number`."""
+    leg = next(x for x in h.server.b2bua.legs if x.number == number and not x.ended)
+    assert leg.media is not None
+    return {h.server.engine.local_port(leg.stream), leg.media.remote_port}
+
+
+def srtp_counters(h: Harness) -> list[tuple[str, bool, int, int, int]]:
+    out = []
+    for leg in sorted(h.server.b2bua.legs, key=lambda x: x.number):
+        st = h.server.engine.stats(leg.stream)
+        out.append((leg.number, leg.srtp is not None and leg.srtp.active, st["packets_in"],
+                    st["srtp_auth_fail"], st["srtp_replay"]))
+    return out
+
+
+@pytest.mark.site(REQUIRED)
+async def test_baresip_to_baresip_both_legs_srtp(harness: Harness, baresip: Make) -> None:
+    alice = await baresip("106", "D", mediaenc="srtp-mand")
+    bob = await baresip("107", "E", mediaenc="srtp-mand")
+    with LoopbackCapture(rtp_range(harness)) as cap:
+        await alice.dial(harness.uri("107"))
+        await alice.wait_event("CALL_ESTABLISHED")
+        await bob.wait_event("CALL_ESTABLISHED")
+        await bob.wait_hearing({"D"})
+        await alice.wait_hearing({"E"})
+        await asyncio.sleep(1.0)                   # a second of audio on the wire
+        counters = srtp_counters(harness)
+        legs = {n: leg_ports(harness, n) for n in ("106", "107")}
+    assert [(n, active) for n, active, *_ in counters] == [("106", True), ("107", True)]
+    assert all(pkts > 40 and auth == replay == 0 for _, _, pkts, auth, replay in counters), counters
+    for number, ports in legs.items():
+        packets = rtp_packets(cap.between(ports))
+        assert len(packets) > 40, f"leg {number}: {len(packets)} RTP packets captured"
+        assert all(len(p) == 12 + 160 + TAG_80 for p in packets), f"leg {number}: not SRTP"
+        assert tones_in_clear(packets) == set(), f"leg {number}: tone in clear on the wire"
+    await alice.hangup()
+    await bob.wait_event("CALL_CLOSED")
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")
+
+
+@pytest.mark.site('[extensions.106]\nsrtp = "required"\n')
+async def test_srtp_leg_bridged_to_plain_leg(harness: Harness, baresip: Make) -> None:
+    """106 (srtp-mand) calls 107 (plain baresip, default "optional"): only 106's leg is
+    encrypted; 107's leg carries the tones in clear, which also proves the capture check."""
+    alice = await baresip("106", "D", mediaenc="srtp-mand")
+    bob = await baresip("107", "E")
+    with LoopbackCapture(rtp_range(harness)) as cap:
+        await alice.dial(harness.uri("107"))
+        await alice.wait_event("CALL_ESTABLISHED")
+        await bob.wait_hearing({"D"})
+        await alice.wait_hearing({"E"})
+        legs = {n: leg_ports(harness, n) for n in ("106", "107")}
+        active = {n: a for n, a, *_ in srtp_counters(harness)}
+    assert active == {"106": True, "107": False}
+    assert tones_in_clear(rtp_packets(cap.between(legs["106"]))) == set()
+    assert tones_in_clear(rtp_packets(cap.between(legs["107"]))) == {"D", "E"}
+    await alice.hangup()
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")
+
+
+@pytest.mark.site(REQUIRED)
+async def test_required_refuses_a_plain_offer_with_488(harness: Harness) -> None:
+    a = await harness.phone("A", "106")
+    call = await a.call(harness.uri("101"))
+    assert call.final_status == 488
+    assert not harness.server.b2bua.legs
+
+
+@pytest.mark.moh_tone
+@pytest.mark.site('[extensions.106]\nsrtp = "required"\n')
+async def test_attended_transfer_with_one_srtp_leg(harness: Harness, baresip: Make) -> None:
+    """A = baresip 106 (srtp-mand) calls B (102, plain TestPhone); B transfers it with #4 to
+    C (103, plain): A's leg stays SRTP throughout and ends up talking to C in clear."""
+    a = await baresip("106", "D", mediaenc="srtp-mand")
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103")
+    with LoopbackCapture(rtp_range(harness)) as cap:
+        await a.dial(harness.uri("102"))
+        await a.wait_event("CALL_ESTABLISHED")
+        b_call = b.active_calls()[0]
+        await b.wait_hearing({"D"})
+        await a.wait_hearing({"B"})
+        await b_call.send_dtmf("#4")
+        await wait_until(lambda: a.heard_tones() == set(), 3, "A to hear MoH, not B")
+        await b_call.send_dtmf("103#")
+        await c.next_incoming()                    # C answers at once
+        await b.wait_hearing({"C"})
+        await c.wait_hearing({"B"})
+        await b_call.hangup()
+        await a.wait_hearing({"C"})
+        await c.wait_hearing({"D"})
+        await asyncio.sleep(0.5)
+        a_leg, c_leg = leg_ports(harness, "106"), leg_ports(harness, "103")
+        active = {n: on for n, on, *_ in srtp_counters(harness)}
+    assert active == {"106": True, "103": False}
+    assert tones_in_clear(rtp_packets(cap.between(a_leg))) == set()
+    assert {"C", "D"} <= tones_in_clear(rtp_packets(cap.between(c_leg)))
+    await a.hangup()
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "all legs to end")
