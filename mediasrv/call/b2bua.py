@@ -33,8 +33,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from mediasrv.call import codecs
-from mediasrv.call import srtp_policy
+from mediasrv.call import codecs, srtp_policy
 from mediasrv.call.api import (
     CallAnswered,
     CallEvent,
