@@ -37,8 +37,9 @@ ext = Extension(
     "mediasrv._media",
     sources=["ext/_media.pyx"],
     include_dirs=[numpy.get_include(), "ext"],
-    libraries=["opus", "srtp2"],           # Debian libopus-dev, libsrtp2-dev (opus.pyx, srtp.pyx)
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("_GNU_SOURCE", "1")],
+    libraries=["opus", "srtp2", "crypto"],  # libopus-dev, libsrtp2-dev, libssl-dev (ext/*.pyx)
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("_GNU_SOURCE", "1"),
+                   ("OPENSSL_SUPPRESS_DEPRECATED", "1")],   # SHA1_* (srtp_primitives.pyx)
     extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3", "-fno-strict-aliasing"],
 )
 

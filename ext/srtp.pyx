@@ -61,8 +61,11 @@ def _srtp_status_name(int status) -> str:
     return names.get(status, f"error {status}")
 
 
+include "srtp_primitives.pyx"
+
 if srtp_init() != srtp_err_status_ok:
     raise ImportError("libsrtp2: srtp_init failed")
+SRTP_OPENSSL = srtp_ossl_install() == 0     # AES-ICM and HMAC-SHA1 from OpenSSL (see there)
 
 
 cdef srtp_t eng_srtp_new(int suite, const uint8_t* key, int inbound) noexcept nogil:

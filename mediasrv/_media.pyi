@@ -131,6 +131,7 @@ class Engine:
 
 # --- srtp (ext/srtp.pyx) ---
 SRTP_SUITES: dict[str, tuple[int, int]]   # name -> (number, master key||salt bytes)
+SRTP_OPENSSL: bool   # libsrtp2's AES-ICM and HMAC-SHA1 replaced by OpenSSL's (srtp_primitives)
 
 class SrtpError(Exception):
     status: int

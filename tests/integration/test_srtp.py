@@ -147,3 +147,29 @@ async def test_attended_transfer_with_one_srtp_leg(harness: Harness, baresip: Ma
     assert {"C", "D"} <= tones_in_clear(rtp_packets(cap.between(c_leg)))
     await a.hangup()
     await wait_until(lambda: not harness.server.b2bua.legs, 3, "all legs to end")
+
+
+@pytest.mark.moh_tone
+@pytest.mark.site(REQUIRED)
+async def test_hold_and_resume_keep_the_srtp_keys(harness: Harness, baresip: Make) -> None:
+    """baresip's hold and resume are re-INVITEs carrying its a=crypto again: the leg keeps
+    its keys (no new sessions, so the replay window and rollover counter carry on)."""
+    alice = await baresip("106", "D", mediaenc="srtp-mand")
+    bob = await baresip("107", "E", mediaenc="srtp-mand")
+    await alice.dial(harness.uri("107"))
+    await alice.wait_event("CALL_ESTABLISHED")
+    await bob.wait_hearing({"D"})
+    leg = next(x for x in harness.server.b2bua.legs if x.number == "106")
+    assert leg.srtp is not None
+    keys = leg.srtp.applied
+    await alice.hold()
+    await wait_until(lambda: leg.remote_hold, 3, "the server to see the hold")
+    await wait_until(lambda: bob.heard_tones() == set(), 3, "bob to stop hearing alice")
+    await alice.resume()
+    await bob.wait_hearing({"D"})
+    await alice.wait_hearing({"E"})
+    assert leg.srtp.applied == keys
+    stats = harness.server.engine.stats(leg.stream)
+    assert stats["srtp_auth_fail"] == stats["srtp_replay"] == 0
+    await alice.hangup()
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")
