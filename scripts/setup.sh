@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(sip-tester baresip libsndfile1 libportaudio2 libspandsp2 libopus-dev libsrtp2-dev
-              kamailio kamailio-sqlite-modules sqlite3 systemd)
+              libssl-dev kamailio kamailio-sqlite-modules sqlite3 systemd)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
