@@ -28,6 +28,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from mediasrv.call import srtp_policy
 from mediasrv.call.leg import LegState, SipLeg
 from mediasrv.config import Extension
 from mediasrv.media.engine import MediaError
@@ -222,7 +223,8 @@ class ReplacesHandler:
                   ext: Extension | None, party: SipLeg) -> SipLeg | None:
         b2bua = self.b2bua
         try:
-            media = negotiate(offer, list(b2bua.config.rtp.codecs))
+            media = negotiate(offer, list(b2bua.config.rtp.codecs), secure=True)
+            srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(ext))
             stream = b2bua.engine.open_stream()
         except SdpNegotiationError:
             b2bua._respond(txn, make_response(request, 488))
@@ -234,7 +236,7 @@ class ReplacesHandler:
         flow = (via.received or via.host, via.rport or via.port or 5060, via.transport.lower())
         number = ext.number if ext else (request.from_addr.uri.user or "anonymous")
         leg = SipLeg(party.call, True, stream, number, ext, flow, invite_txn=txn,
-                     invite=request, media=media, session_id=b2bua._next_sdp_id())
+                     invite=request, media=media, session_id=b2bua._next_sdp_id(), srtp=srtp)
         leg.tag = generate_tag()
         b2bua._add_leg(leg)
         b2bua._by_server_txn[txn] = leg

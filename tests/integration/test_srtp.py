@@ -11,11 +11,13 @@ read as G.711, carry no tone on SRTP legs, and do on a plain leg (the check's ow
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from tests.integration.conftest import Harness, wait_until
+from tests.integration.test_refer import ReplacingPhone, replaces_of
 from tests.peers.baresip import Baresip
 from tests.peers.capture import LoopbackCapture, rtp_packets, tones_in_clear
 
@@ -173,3 +175,43 @@ async def test_hold_and_resume_keep_the_srtp_keys(harness: Harness, baresip: Mak
     assert stats["srtp_auth_fail"] == stats["srtp_replay"] == 0
     await alice.hangup()
     await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")
+
+
+class SdesReplacingPhone(ReplacingPhone):
+    """Sends its INVITEs as RTP/SAVP with an a=crypto line but its RTP in clear, as a
+    broken or hostile phone would: every packet must fail authentication."""
+
+    __test__ = False
+
+    def _request(self, method, uri, from_, to, call_id, cseq, extra=(), body=b"",  # noqa: ANN001
+                 ctype="application/sdp"):
+        if method == "INVITE" and body:
+            key = base64.b64encode(bytes(range(30))).decode()
+            body = body.replace(b"RTP/AVP", b"RTP/SAVP") + \
+                f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n".encode()
+        return super()._request(method, uri, from_, to, call_id, cseq, extra, body, ctype)
+
+
+@pytest.mark.site('[extensions.104]\nsrtp = "required"\n')
+async def test_invite_with_replaces_keys_the_new_leg_and_drops_forged_packets(
+        harness: Harness) -> None:
+    a = await harness.phone("A", "101")
+    b = await harness.phone("B", "102")
+    d = SdesReplacingPhone("D", "104", harness.server.config.extensions["104"].password,
+                           server=harness.sip_addr)
+    await d.start()
+    harness.phones.append(d)
+    call = await a.call(harness.uri("102"))
+    assert await call.wait_final() == 200
+    await b.wait_hearing({"A"})
+    d.replaces = [replaces_of(call)]
+    new = await d.call(harness.uri("102"))
+    assert await new.wait_final() == 200
+    await call.wait_state("terminated")
+    leg = next(x for x in harness.server.b2bua.legs if x.number == "104")
+    assert leg.srtp is not None and leg.srtp.active
+    await wait_until(lambda: harness.server.engine.stats(leg.stream)["srtp_auth_fail"] > 20, 3,
+                     "D's clear RTP to be refused")
+    assert harness.server.engine.stats(leg.stream)["packets_in"] == 0
+    await b.wait_hearing(set())                     # nothing of D's reaches B
+    await new.hangup()
