@@ -65,10 +65,14 @@ def srtp_counters(h: Harness) -> list[tuple[str, bool, int, int, int]]:
     return out
 
 
-@pytest.mark.site(REQUIRED)
-async def test_baresip_to_baresip_both_legs_srtp(harness: Harness, baresip: Make) -> None:
-    alice = await baresip("106", "D", mediaenc="srtp-mand")
-    bob = await baresip("107", "E", mediaenc="srtp-mand")
+@pytest.mark.parametrize("mediaenc", [
+    pytest.param("srtp-mand", marks=pytest.mark.site(REQUIRED)),   # RTP/SAVP, srtp required
+    "srtp",                        # best effort: RTP/AVP with a=crypto, the default "optional"
+])
+async def test_baresip_to_baresip_both_legs_srtp(harness: Harness, baresip: Make,
+                                                 mediaenc: str) -> None:
+    alice = await baresip("106", "D", mediaenc=mediaenc)
+    bob = await baresip("107", "E", mediaenc=mediaenc)
     with LoopbackCapture(rtp_range(harness)) as cap:
         await alice.dial(harness.uri("107"))
         await alice.wait_event("CALL_ESTABLISHED")
