@@ -53,7 +53,7 @@ CALL_RESULTS = ("answered", "busy", "no_answer", "not_registered", "cancelled")
 DIGIT_SOURCES = ("rfc4733", "inband")
 TRANSFER_RESULTS = frozenset({*(str(s) for s in TERMINAL), str(State.FAIL)})
 _RTP_KEYS = ("packets_in", "bytes_in", "packets_out", "bytes_out", "lost", "late", "dropped",
-             "malformed")
+             "malformed", "srtp_auth_fail", "srtp_replay")
 
 
 class Metrics:
@@ -100,7 +100,7 @@ class Metrics:
             last = self._last.pop(str(event["leg"]), Tally())
             final = event.get("rtp")
             if isinstance(final, dict) and final:
-                last = Tally({k: final[k] for k in _RTP_KEYS})
+                last = Tally({k: final.get(k, 0) for k in _RTP_KEYS})
             self._ended.update(last)
 
     def call_finished(self, record: CallRecord) -> None:
@@ -232,3 +232,9 @@ def _rtp_families(t: Tally[str]) -> Iterator[Metric]:
                                      labels=["direction"])
         family.add_metric(["in"], t[key])
         yield family
+    refused = CounterMetricFamily("mediasrv_srtp_packets_refused",
+                                  "SRTP packets refused and dropped (RFC 3711 §3.3), by reason",
+                                  labels=["reason"])
+    refused.add_metric(["auth"], t["srtp_auth_fail"])
+    refused.add_metric(["replay"], t["srtp_replay"])
+    yield refused

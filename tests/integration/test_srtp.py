@@ -219,3 +219,11 @@ async def test_invite_with_replaces_keys_the_new_leg_and_drops_forged_packets(
     assert harness.server.engine.stats(leg.stream)["packets_in"] == 0
     await b.wait_hearing(set())                     # nothing of D's reaches B
     await new.hangup()
+    await wait_until(lambda: not any(x.number == "104" for x in harness.server.b2bua.legs), 3,
+                     "D's leg to end")
+    metrics = harness.server.metrics
+    assert metrics is not None
+    body = metrics.exposition()[0].decode()         # the ended leg's final counters stay
+    refused = next(line for line in body.splitlines()
+                   if line.startswith('mediasrv_srtp_packets_refused_total{reason="auth"}'))
+    assert float(refused.split()[-1]) > 20
