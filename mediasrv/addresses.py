@@ -52,8 +52,8 @@ def parse_listener(text: str, transports: tuple[str, ...]) -> tuple[str, str, in
     """`transport:host:port` or the reason it is not one."""
     transport, sep, rest = text.partition(":")
     if not sep or transport not in transports:
-        return (f"{text!r} is not transport:host:port with transport "
-                f"{' or '.join(transports)}")
+        names = f"{', '.join(transports[:-1])} or {transports[-1]}"
+        return f"{text!r} is not transport:host:port with transport {names}"
     parsed = parse_host_port(rest)
     if isinstance(parsed, str):
         return parsed

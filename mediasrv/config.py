@@ -33,6 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from mediasrv import addresses
+from mediasrv.config_edge import (
+    TLS_PATH_KEYS,
+    SecurityConfig,
+    TlsConfig,
+    read_security,
+    read_tls,
+)
 from mediasrv.paths import (
     SHIPPED_CONFIG_DIR,
     SHIPPED_PLUGIN_DIR,
@@ -43,7 +50,7 @@ from mediasrv.paths import (
 DEFAULT_CONFIG_DIR = SHIPPED_CONFIG_DIR  # the shipped configuration (package data)
 DEFAULT_PLUGIN_DIR = SHIPPED_PLUGIN_DIR
 
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
 CODECS = ("PCMU", "PCMA", "G722", "OPUS")   # names as in SDP, any case ("opus" is OPUS)
 DEFAULT_CODECS = ("PCMU", "PCMA")
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
@@ -202,6 +209,8 @@ class Config:
     moh: Mapping[str, MohClass]
     services: Mapping[str, ServiceConfig]
     files: tuple[str, ...] = field(default=())
+    tls: TlsConfig = field(default=TlsConfig())
+    security: SecurityConfig = field(default=SecurityConfig())
 
     def enabled_services(self) -> list[ServiceConfig]:
         return [s for s in self.services.values() if s.enabled]
@@ -246,7 +255,7 @@ def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
 
 def _resolve_paths(node: Any, base: Path, key: str) -> Any:
     """Turns the relative paths of known path keys into absolute ones, file by file."""
-    if key == "storage.path" and isinstance(node, str):
+    if (key == "storage.path" or key in TLS_PATH_KEYS and node) and isinstance(node, str):
         return str((base / node).resolve())
     if key.startswith("moh.") and key.endswith(".files") and isinstance(node, list):
         return [str(base / p) if isinstance(p, str) else p for p in node]
@@ -497,6 +506,23 @@ def _read_api(tree: _Tree, problems: list[Problem]) -> ApiConfig:
     token = r.str("token", "change-me")
     r.finish()
     return ApiConfig(listen, token)
+
+
+def _read_tls(tree: _Tree, problems: list[Problem]) -> TlsConfig:
+    r = _Reader(tree.data.get("tls", {}), "tls", tree, problems)
+    sip = tree.data.get("sip")
+    listen = sip.get("listen", []) if isinstance(sip, dict) else []
+    needs = isinstance(listen, list) and any(str(x).startswith("tls:") for x in listen)
+    tls = read_tls(r, needs)
+    r.finish()
+    return tls
+
+
+def _read_security(tree: _Tree, problems: list[Problem]) -> SecurityConfig:
+    r = _Reader(tree.data.get("security", {}), "security", tree, problems)
+    security = read_security(r)
+    r.finish()
+    return security
 
 
 def _read_console(tree: _Tree, problems: list[Problem]) -> ConsoleConfig:
@@ -796,6 +822,8 @@ _SECTIONS = {
     "storage": _read_storage,
     "api": _read_api,
     "console": _read_console,
+    "tls": _read_tls,
+    "security": _read_security,
     "extensions": _read_extensions,
     "moh": _read_moh,
 }

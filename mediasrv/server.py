@@ -18,6 +18,7 @@ import asyncio
 import logging
 import signal
 import sqlite3
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,9 @@ from mediasrv.paths import SOUNDS_DIR
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
 from mediasrv.transport.driver import SipDriver
+from mediasrv.transport.guard import Guard
 from mediasrv.transport.tcp import TcpListener
+from mediasrv.transport.tls import TlsListener
 from mediasrv.transport.udp import open_udp
 
 log = logging.getLogger("mediasrv.server")
@@ -127,7 +130,8 @@ class Server:
             registrar = Registrar(self.store)
             log.info("%d registration(s) restored", registrar.load(time.time()))
             self.engine = self._start_engine(loop)
-            self.driver = SipDriver(self._endpoint(), lambda _e: None, loop)
+            guard = Guard(self.config.security, self.config.sip.is_trusted)
+            self.driver = SipDriver(self._endpoint(), lambda _e: None, loop, guard)
             self.b2bua = B2BUA(self.config, self.driver, self.engine, registrar,
                                Gatekeeper(self.config), self.store, LoopClock(loop))
             self.control = ServiceControl(self.b2bua)
@@ -136,6 +140,8 @@ class Server:
             self.driver.on_event = self.b2bua.on_sip_event
             self._watch_calls(self.b2bua, self.store)
             await self._bind_listeners()
+            sec = self.config.security
+            self.driver.start_reaper(sec.header_timeout, sec.idle_timeout)
             await self._start_api()
             await self._start_console()
         except BaseException:
@@ -245,11 +251,22 @@ class Server:
                 if lst.transport == "udp":
                     driver.udp.append(await open_udp(lst.host, lst.port, driver.on_data))
                 else:
-                    tcp = TcpListener(driver.on_data, driver.on_closed)
+                    tcp = self._stream_listener(lst.transport)
                     await tcp.listen(lst.host, lst.port)
                     driver.tcp.append(tcp)
-            except OSError as exc:
-                raise StartupError(f"cannot listen on {lst}: {exc.strerror or exc}") from exc
+            except (OSError, ssl.SSLError) as exc:
+                why = getattr(exc, "reason", None) or exc.strerror or exc
+                raise StartupError(f"cannot listen on {lst}: {why}") from exc
+
+    def _stream_listener(self, transport: str) -> TcpListener:
+        assert self.driver is not None and self.driver.guard is not None
+        driver, sec, now = self.driver, self.config.security, self.driver.loop.time
+        limits = {"refuse": lambda host: driver.guard.is_banned(host, now()),
+                  "max_per_source": sec.max_connections_per_source}
+        if transport == "tls":
+            return TlsListener(driver.on_data, driver.on_closed, config=self.config.tls,
+                               handshake_timeout=sec.header_timeout, **limits)
+        return TcpListener(driver.on_data, driver.on_closed, **limits)
 
     # ------------------------------------------------------------------ operations
 

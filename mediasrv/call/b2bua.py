@@ -706,7 +706,7 @@ class B2BUA:
         """Our Contact towards a phone: the listener of its transport and address family
         (RFC 3261 §8.1.1.8)."""
         transport = destination[2]
-        suffix = ";transport=tcp" if transport == "tcp" else ""
+        suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
         return f"<sip:mediasrv@{self._sip_host(transport, ':' in destination[0])}{suffix}>"
 
     def _log(self, leg: SipLeg) -> logging.LoggerAdapter:

@@ -139,7 +139,7 @@ AckKey = tuple[str, str, int]  # (Call-ID, From tag, CSeq number) of an INVITE
 class SipEndpoint:
     """One SIP user agent (the B2BUA's both sides): transactions, dialogs and addressing.
 
-    `local` maps each transport ("udp", "tcp") to the (host, port) written in our Via
+    `local` maps each transport ("udp", "tcp", "tls") to the (host, port) written in our Via
     sent-by; `local_v6` does the same for requests sent to IPv6 destinations when the server
     also listens on IPv6. Responses whose top Via is not one of these are discarded (§18.1.2).
     """
@@ -160,6 +160,7 @@ class SipEndpoint:
         self._clients: dict[tuple[str, ...], ClientTransaction] = {}
         self._merge_keys: dict[tuple[str, str, int, str], tuple[str, ...]] = {}
         self._framers: dict[int, StreamFramer] = {}
+        self._partial: dict[int, float] = {}  # conn id -> when its unfinished message began
         # per INVITE we sent: the 2xx To tags already passed up, with the ACK sent for each
         self._acks: dict[AckKey, dict[str, Outgoing | None]] = {}
         self._pending_cancel: set[InviteClientTransaction] = set()
@@ -229,6 +230,7 @@ class SipEndpoint:
         2xx retransmissions are dropped. With `remote`, client transactions not yet bound
         to a connection (no response came back yet) and sent to `remote` fail too."""
         self._framers.pop(conn_id if conn_id is not None else -1, None)
+        self._partial.pop(conn_id if conn_id is not None else -1, None)
         for txn in self._all_transactions():
             bound = conn_id is not None and txn.conn_id == conn_id
             unbound = remote is not None and txn.conn_id is None and txn.peer == remote
@@ -240,6 +242,11 @@ class SipEndpoint:
                 del self._pending_2xx[key]
 
     # == the call layer's side =====================================================================
+    def partial_since(self, conn_id: int) -> float | None:
+        """When the unfinished message buffered for a stream connection began (the `now` of
+        its first bytes), or None when nothing is pending: the reaper's slowloris clock."""
+        return self._partial.get(conn_id)
+
     def next_events(self) -> list[SipEvent]:
         """Events since the last call, in the order they happened."""
         out, self._events = self._events, []
@@ -343,6 +350,11 @@ class SipEndpoint:
         if framer.should_close:
             del self._framers[conn_id]
             self._to_close.append(conn_id)
+        if framer.buffered and not framer.should_close:
+            if items or conn_id not in self._partial:
+                self._partial[conn_id] = self._now
+        else:
+            self._partial.pop(conn_id, None)
         return items
 
     def _malformed(self, error: SipParseError, arrival: _Arrival) -> None:
@@ -662,6 +674,8 @@ class SipEndpoint:
         host, port = local.get(transport) or next(iter(local.values()))
         via = (f"SIP/2.0/{transport.upper()} {_host_part(host)}:{port};"
                f"branch={generate_branch()};rport")
+        if transport in ("tcp", "tls"):
+            via += ";alias"  # RFC 5923 §5: the peer may send its requests back on this connection
         request.headers.prepend("Via", via)
         if "Max-Forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")

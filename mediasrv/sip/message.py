@@ -496,6 +496,11 @@ class StreamFramer:
         self.max_size = max_size
         self.should_close = False
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished message (CRLF keep-alives do not count)."""
+        return len(self._buffer.lstrip(b"\r\n"))
+
     def feed(self, data: bytes) -> list[Request | Response | SipParseError]:
         """Add received bytes; return every message completed by them."""
         if self.should_close:

@@ -6,8 +6,15 @@ driver `flush()`es: it writes the endpoint's queued datagrams to the right socke
 the TCP connections the endpoint gave up on, hands the endpoint's events to `on_event`, and
 re-arms the ONE `loop.call_at` timer from `get_timer()`. A call-layer action taken while
 events are being handed up is flushed by the same loop, so nothing is sent out of order.
-Over TCP a message with no connection id goes on an open connection to its destination,
-or on a new one. It knows no call logic: events go up, actions come down.
+Over TCP and TLS a message with no connection id goes on an open connection to its
+destination, or on a new one of the same transport. It knows no call logic: events go up,
+actions come down.
+
+The edge (`guard.py`) sees every input first: banned sources, the per-source rate limit and
+the UDP pre-parse drop input before the SIP parser; every message the parser then refuses is
+a strike against its source too. Once a second `_reap` closes stream connections that are
+slow (a message begun `header_timeout` seconds ago and still not complete: slowloris, or an
+inbound connection that sent nothing that long) or idle for `idle_timeout`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from mediasrv.sip.endpoint import Destination, Outgoing, SipEndpoint
 from mediasrv.sip.events import SipEvent
 from mediasrv.sip.message import Request, Response
 from mediasrv.sip.transaction import ClientTransaction, ServerTransaction
+from mediasrv.transport.guard import Guard
 from mediasrv.transport.tcp import TcpListener
 from mediasrv.transport.udp import Address, UdpListener
 
@@ -29,13 +37,16 @@ log = logging.getLogger("mediasrv.transport")
 
 class SipDriver:
     def __init__(self, endpoint: SipEndpoint, on_event: Callable[[SipEvent], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, guard: Guard | None = None) -> None:
         self.endpoint = endpoint
         self.on_event = on_event
         self.loop = loop
+        self.guard = guard
         self.udp: list[UdpListener] = []
-        self.tcp: list[TcpListener] = []
+        self.tcp: list[TcpListener] = []  # TCP and TLS listeners (`.transport` names which)
+        self.reaped: dict[str, int] = {"slow": 0, "idle": 0}
         self._timer: asyncio.TimerHandle | None = None
+        self._reaper: asyncio.TimerHandle | None = None
         self._flushing = False
 
     @property
@@ -46,7 +57,22 @@ class SipDriver:
 
     def on_data(self, data: bytes, source: Address, transport: str, conn_id: int | None,
                 local: Address) -> None:
-        self.endpoint.receive(data, source, transport, conn_id, local, self.now)
+        now = self.now
+        guard = self.guard
+        if guard is None:
+            self.endpoint.receive(data, source, transport, conn_id, local, now)
+        elif guard.admit(data, source[0], conn_id is None, now):
+            stats = self.endpoint.stats
+            before = stats["malformed_answered"] + stats["malformed_dropped"]
+            self.endpoint.receive(data, source, transport, conn_id, local, now)
+            for _ in range(stats["malformed_answered"] + stats["malformed_dropped"] - before):
+                guard.strike(source[0], now)
+        elif conn_id is not None and guard.is_banned(source[0], now):
+            for lst in self.tcp:
+                lst.close_connection(conn_id, abort=True)
+            return
+        else:
+            return
         self.flush()
 
     def on_closed(self, conn_id: int) -> None:
@@ -125,12 +151,13 @@ class SipDriver:
             if self.udp:
                 self._udp_for(item.destination).send(item.data, item.destination)
             return
-        for tcp in self.tcp:
+        streams = [t for t in self.tcp if t.transport == item.transport]
+        for tcp in streams:
             conn = item.conn_id if item.conn_id in tcp.connections else tcp.find(item.destination)
             if conn is not None and tcp.send(conn, item.data):
                 return
-        if self.tcp:
-            self.loop.create_task(self._connect_and_send(self.tcp[0], item))
+        if streams:
+            self.loop.create_task(self._connect_and_send(streams[0], item))
 
     def _udp_for(self, dest: Address) -> UdpListener:
         v6 = ":" in dest[0]
@@ -140,11 +167,40 @@ class SipDriver:
         try:
             conn = await tcp.connect(item.destination)
         except OSError as exc:
-            log.warning("tcp connect to %s:%s failed: %s", *item.destination, exc)
+            log.warning("%s connect to %s:%s failed: %s", tcp.transport, *item.destination, exc)
             return
         tcp.send(conn, item.data)
+
+    # ------------------------------------------------------------------ the edge's housekeeping
+
+    def start_reaper(self, header_timeout: float, idle_timeout: float) -> None:
+        """Once a second: close slow and idle stream connections, lift expired bans."""
+        self._reap(header_timeout, idle_timeout)
+
+    def _reap(self, header_timeout: float, idle_timeout: float) -> None:
+        now = self.now
+        if self.guard is not None:
+            self.guard.expire(now)
+        for tcp in self.tcp:
+            for conn in list(tcp.connections.values()):
+                began = self.endpoint.partial_since(conn.id)
+                silent = conn.inbound and conn.received == 0
+                if (began is not None and now - began > header_timeout
+                        or silent and now - conn.opened > header_timeout):
+                    self.reaped["slow"] += 1
+                    log.warning("mediasrv: closed slow %s connection from %s: no complete "
+                                "message in %g s", tcp.transport, conn.peer[0], header_timeout)
+                    tcp.close_connection(conn.id, abort=True)
+                elif idle_timeout and now - conn.last_rx > idle_timeout:
+                    self.reaped["idle"] += 1
+                    log.info("closed idle %s connection from %s", tcp.transport, conn.peer[0])
+                    tcp.close_connection(conn.id)
+        self._reaper = self.loop.call_later(1.0, self._reap, header_timeout, idle_timeout)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None

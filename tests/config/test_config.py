@@ -111,7 +111,7 @@ ERROR_CASES = [
      "{f}: sip.listen[0]: port 70000 is out of range 1-65535"),
     ("bad listen", "[sip]\nlisten = [\"sctp:127.0.0.1:5060\"]\n",
      "{f}: sip.listen[0]: 'sctp:127.0.0.1:5060' is not transport:host:port with transport "
-     "udp or tcp"),
+     "udp, tcp or tls"),
     ("rtp range out of range", "[rtp]\nports = [80, 90000]\n",
      "{f}: rtp.ports: ports must be between 1024 and 65535, not [80, 90000]"),
     ("value out of range", "[rtp]\nptime = 500\n",
