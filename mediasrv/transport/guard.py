@@ -5,8 +5,9 @@ the SIP parser sees it. In order, each step cheaper than the SIP parse it saves:
 
 1. a banned source is dropped (one dict lookup; the ban expires by itself);
 2. trusted sources (`sip.trusted`) skip everything else;
-3. a token bucket per source address admits `rate_limit` messages a second (burst: one
-   second's worth); the excess is dropped and counts as a strike;
+3. a token bucket per source address admits `rate_limit` requests a second (burst: one
+   second's worth; responses to our own requests are not counted); the excess is dropped
+   and counts as a strike;
 4. UDP only (a stream chunk is not a message): `preparse()` looks at the bytes without
    parsing them: size, the start line (RFC 3261 §7.1, §7.2), the five headers every request
    needs (Via, From, To, Call-ID, CSeq: §8.1.1) and the top Via's sent-by host and port
@@ -106,7 +107,7 @@ class Guard:
         if self.trusted(host):
             return True
         cfg = self.config
-        if cfg.rate_limit:
+        if cfg.rate_limit and not data.startswith(b"SIP/2.0 "):
             src = self._source(host, now)
             src.tokens = min(float(cfg.rate_limit),
                              src.tokens + (now - src.stamp) * cfg.rate_limit)

@@ -20,6 +20,9 @@ How this works
   when a registrar is given (with ``auth_pass``), otherwise not registering at all.
 * ``mediaenc``: the account's media encryption, ``srtp`` (SDES best effort: RTP/AVP with
   a=crypto), ``srtp-mand`` (RTP/SAVP, SDES only) or ``dtls_srtp``; its module is loaded.
+* ``transport="tls"`` makes the outbound proxy ``;transport=tls`` (every request of the
+  account goes over one TLS connection to the server) and ``cafile`` becomes ``sip_cafile``,
+  the CA baresip's TLS client trusts.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ class Baresip:
     def __init__(self, user: str = "bob", password: str | None = None, *, tone: str = "E",
                  registrar: tuple[str, int] | None = None, domain: str | None = None,
                  answer: str = "auto", regint: int = 300, codecs: str = "PCMU,PCMA",
-                 tone_hz: int | None = None, mediaenc: str | None = None) -> None:
+                 tone_hz: int | None = None, mediaenc: str | None = None,
+                 transport: str = "udp", cafile: str | None = None) -> None:
         self.binary = require_binary("baresip")
         self.user, self.password, self.tone = user, password, tone
         self.codecs, self.tone_hz = codecs, tone_hz or audio.TONE_HZ[tone]
@@ -95,6 +99,7 @@ class Baresip:
         self.domain = domain or (registrar[0] if registrar else "127.0.0.1")
         self.answer_mode, self.regint = answer, regint
         self.mediaenc = mediaenc
+        self.transport, self.cafile = transport, cafile
         self.sip_port = free_port(even=True)
         self.ctrl_port = free_port(socket.SOCK_STREAM)
         while self.ctrl_port in (self.sip_port, self.sip_port + 1):
@@ -124,6 +129,8 @@ class Baresip:
                  "audio_player aubridge,nowhere", "audio_alert aubridge,nowhere",
                  "ausrc_srate 48000", "ausrc_channels 2", "module_path /usr/lib/baresip/modules",
                  f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {self.dir}"]
+        if self.cafile:
+            lines.append(f"sip_cafile {self.cafile}")
         modules = MODULES + ([f"{self.mediaenc.split('-')[0]}.so"] if self.mediaenc else [])
         lines += [f"module {m}" for m in modules] + [f"module_app {m}" for m in APP_MODULES]
         return "\n".join(lines) + "\n"
@@ -132,7 +139,8 @@ class Baresip:
         params = [f"answermode={self.answer_mode}", f"audio_codecs={self.codecs}"]
         if self.registrar:
             host, port = self.registrar
-            params += [f'outbound="sip:{host}:{port}"', f"regint={self.regint}"]
+            suffix = f";transport={self.transport}" if self.transport != "udp" else ""
+            params += [f'outbound="sip:{host}:{port}{suffix}"', f"regint={self.regint}"]
         else:
             params.append("regint=0")
         if self.password is not None:

@@ -1,0 +1,202 @@
+"""SIP over TLS (issue 12): real baresips calling through mediasrv over TLS, our own TLS client.
+
+How this works: one self-signed pair per test session is made by `mediasrv.tlscert` (the same
+function `mediasrv init` uses); the harness's server gets a `tls:` listener on its own port
+with that pair, and the peers trust it as their CA. SIPp is not used here: Debian's SIPp 3.6.1
+is built without TLS (`sipp -v` shows no TLS feature), so the real peer is baresip, whose
+libre has TLS, and the protocol edges are driven by `tests.peers.stream_client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, ConfigError, load_config
+from mediasrv.server import Server
+from mediasrv.tlscert import make_self_signed
+from tests.integration.conftest import (
+    Harness,
+    assert_nothing_leaked,
+    free_port,
+    site_config,
+    wait_until,
+)
+from tests.peers.baresip import Baresip
+from tests.peers.sipmsg import Msg
+from tests.peers.stream_client import StreamClient, tls_client_context
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    d = tmp_path_factory.mktemp("tls")
+    make_self_signed(d / "cert.pem", d / "key.pem", ["localhost", "127.0.0.1"])
+    return str(d / "cert.pem"), str(d / "key.pem")
+
+
+class TlsHarness(Harness):
+    @property
+    def tls_addr(self) -> tuple[str, int]:
+        lst = next(x for x in self.server.config.sip.listen if x.transport == "tls")
+        return (lst.host, lst.port)
+
+    def client(self, ext: str, **kw) -> StreamClient:
+        cert = self.server.config.tls.cert
+        kw.setdefault("ssl_context", tls_client_context(cert))
+        return StreamClient(ext, f"demo{ext}", self.tls_addr, **kw)
+
+    @property
+    def tls_listener(self):  # noqa: ANN201
+        return next(t for t in self.server.driver.tcp if t.transport == "tls")
+
+
+def tls_site(tmp_path: Path, pair: tuple[str, str], extra: str = "") -> Path:
+    site = site_config(tmp_path)
+    port = int(site.joinpath("99-test.toml").read_text().split("udp:127.0.0.1:")[1][:5]
+               .rstrip('",'))
+    tls_port = free_port()
+    (site / "99-tls.toml").write_text(
+        f'[sip]\nlisten = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}", '
+        f'"tls:127.0.0.1:{tls_port}"]\n[tls]\ncert = "{pair[0]}"\nkey = "{pair[1]}"\n' + extra)
+    return site
+
+
+@pytest.fixture
+async def tls(tmp_path: Path, tls_pair: tuple[str, str],
+              request: pytest.FixtureRequest) -> AsyncIterator[TlsHarness]:
+    marker = request.node.get_closest_marker("site")
+    site = tls_site(tmp_path, tls_pair, marker.args[0] if marker else "")
+    server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
+    await server.start()
+    h = TlsHarness(server, tmp_path)
+    try:
+        yield h
+        await assert_nothing_leaked(h)
+    finally:
+        for phone in h.phones:
+            await phone.close()
+        await server.stop()
+
+
+async def test_register_over_tls_with_digest_and_sni(tls: TlsHarness) -> None:
+    client = await tls.client("105").connect()
+    try:
+        resp = await client.register()
+        assert resp.status == 200, resp
+        binding = tls.server.b2bua.registrar.contacts("105", time.time())[0]
+        assert (binding.transport, binding.source_port) == ("tls", client.local[1])
+        conn = tls.tls_listener.find(client.local)
+        assert conn is not None and tls.tls_listener.sni_of(conn) == "localhost"
+        tls_obj = tls.tls_listener.connections[conn].transport.get_extra_info("ssl_object")
+        assert tls_obj.version() in ("TLSv1.2", "TLSv1.3")
+    finally:
+        await client.close()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
+async def test_tls_1_1_client_is_refused(tls: TlsHarness) -> None:
+    ctx = tls_client_context(tls.server.config.tls.cert)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await tls.client("105", ssl_context=ctx).connect()
+    assert not tls.tls_listener.connections
+
+
+async def test_plain_tcp_bytes_on_the_tls_port_get_nothing(tls: TlsHarness) -> None:
+    reader, writer = await asyncio.open_connection(*tls.tls_addr)
+    writer.write(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(100), 5)
+    assert b"SIP/2.0" not in data  # an alert or a close, never a SIP answer in clear text
+    writer.close()
+
+
+async def test_server_request_goes_back_on_the_phones_tls_connection(tls: TlsHarness) -> None:
+    """A call to a phone registered over TLS reaches it on its own connection (RFC 5923)."""
+    callee = await tls.client("106").connect()
+    try:
+        assert (await callee.register()).status == 200
+        caller = await tls.phone("A", "101")
+        call = await caller.call(tls.uri("106"), wait=False)
+        invite = await callee.read_message()
+        assert invite.method == "INVITE"
+        assert invite.get("Via").startswith("SIP/2.0/TLS ") and ";alias" in invite.get("Via")
+        assert ";transport=tls>" in invite.get("Contact")
+        assert len(tls.tls_listener.connections) == 1  # no second connection was opened
+        busy = Msg("SIP/2.0 486 Busy Here", [(k, v) for k, v in invite.headers
+                                              if k in ("Via", "From", "Call-ID", "CSeq")])
+        busy.headers.append(("To", invite.get("To") + ";tag=busy1"))
+        await callee.send_raw(bytes(busy))
+        assert await call.wait_final() == 486
+        ack = await callee.read_message()
+        assert ack.method == "ACK" and ack.branch == invite.branch
+    finally:
+        await callee.close()
+    await wait_until(lambda: not tls.server.b2bua.legs, 5, "the call to end")
+
+
+async def test_sips_request_uri_is_served(tls: TlsHarness) -> None:
+    client = await tls.client("105").connect()
+    try:
+        msg = client.request("OPTIONS", f"sips:105@127.0.0.1:{tls.tls_addr[1]}")
+        resp = await client.transact(msg)
+        assert resp.status < 500 and resp.status != 416, resp
+    finally:
+        await client.close()
+
+
+def test_tls_listener_without_cert_is_a_config_error(tmp_path: Path) -> None:
+    site = site_config(tmp_path)
+    (site / "99-tls.toml").write_text('[sip]\nlisten = ["tls:127.0.0.1:5061"]\n'
+                                      '[tls]\nmin_version = "1.0"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
+    text = str(err.value)
+    assert "99-tls.toml: tls.cert: is required by the tls: listener" in text
+    assert "99-tls.toml: tls.min_version: must be one of 1.2, 1.3, not '1.0'" in text
+
+
+def test_unloadable_pair_is_a_config_error(tmp_path: Path, tls_pair: tuple[str, str]) -> None:
+    site = site_config(tmp_path)
+    (tmp_path / "bad.pem").write_text("not a key")
+    (site / "99-tls.toml").write_text(f'[tls]\ncert = "{tls_pair[0]}"\nkey = "../bad.pem"\n'
+                                      'verify_client = true\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
+    text = str(err.value)
+    assert f"99-tls.toml: tls.cert: {tls_pair[0]} with key {tmp_path}/bad.pem does not load" \
+        in text
+    assert "99-tls.toml: tls.verify_client: needs tls.ca" in text
+
+
+@pytest.mark.peer
+async def test_baresip_calls_baresip_over_tls_with_audio_both_ways(tls: TlsHarness) -> None:
+    cert = tls.server.config.tls.cert
+    phones = [Baresip(ext, f"demo{ext}", tone=tone, registrar=tls.tls_addr, transport="tls",
+                      cafile=cert) for ext, tone in (("106", "D"), ("107", "E"))]
+    alice, bob = phones
+    try:
+        for phone in phones:
+            await phone.start()
+            await phone.wait_registered()
+        now = time.time()
+        assert {b.transport for x in ("106", "107")
+                for b in tls.server.b2bua.registrar.contacts(x, now)} == {"tls"}
+        await alice.dial(tls.uri("107"))
+        await alice.wait_event("CALL_ESTABLISHED")
+        await bob.wait_event("CALL_ESTABLISHED")
+        await bob.wait_hearing({"D"})
+        await alice.wait_hearing({"E"})
+        conns = list(tls.tls_listener.connections.values())
+        assert len(conns) == 2 and all(c.inbound for c in conns), conns  # both reused
+        await alice.hangup()
+        await bob.wait_event("CALL_CLOSED")
+        await wait_until(lambda: not tls.server.b2bua.legs, 3, "both legs to end")
+    finally:
+        for phone in phones:
+            await phone.close()
