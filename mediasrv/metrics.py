@@ -47,6 +47,7 @@ from mediasrv.services.transfer import TERMINAL, State
 
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
+    from mediasrv.transport.driver import SipDriver
 
 SAMPLE_INTERVAL = 1.0
 CALL_RESULTS = ("answered", "busy", "no_answer", "not_registered", "cancelled")
@@ -85,6 +86,10 @@ class Metrics:
         self._sampler: asyncio.Task | None = None
         reg.register(_LiveCollector(self))
         ProcessCollector(registry=reg)
+
+    def watch_edge(self, driver: SipDriver) -> None:
+        """Export the SIP edge: ban list, drops before the parser, stream connections."""
+        self.registry.register(_EdgeCollector(driver))
 
     # ------------------------------------------------------------------ hooks
 
@@ -197,6 +202,45 @@ class _LiveCollector(Collector):
                                   "handling packets and ticks", value=load["busy_seconds"])
         yield CounterMetricFamily("mediasrv_media_rounds_behind", "Media thread rounds that "
                                   "came back full: it was saturated", value=load["rounds_behind"])
+
+
+class _EdgeCollector(Collector):
+    """The SIP edge (`transport/guard.py`, the stream reaper), read at scrape time."""
+
+    def __init__(self, driver: SipDriver) -> None:
+        self.driver = driver
+
+    def collect(self) -> Iterator[Metric]:
+        guard, driver = self.driver.guard, self.driver
+        if guard is None:
+            return
+        now = driver.loop.time()
+        yield _gauge("mediasrv_sip_banned_sources", "Source addresses banned now",
+                     sum(b.until > now for b in guard.bans.values()))
+        expiry = GaugeMetricFamily("mediasrv_sip_ban_expires_in_seconds", "Seconds until the "
+                                   "ban of a source address is lifted", labels=["address"])
+        for ban in guard.bans.values():
+            expiry.add_metric([ban.host], max(0.0, ban.until - now))
+        yield expiry
+        yield CounterMetricFamily("mediasrv_sip_bans", "Bans imposed", value=guard.bans_total)
+        dropped = CounterMetricFamily("mediasrv_sip_dropped_messages", "SIP input dropped "
+                                      "before the parser, by reason", labels=["reason"])
+        for reason, n in sorted(guard.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        conns = GaugeMetricFamily("mediasrv_sip_connections", "Open SIP stream connections",
+                                  labels=["transport"])
+        closed = CounterMetricFamily("mediasrv_sip_connections_closed", "Stream connections "
+                                     "closed by the server's limits, by reason",
+                                     labels=["reason"])
+        refused: Tally[str] = Tally()
+        for lst in driver.tcp:
+            conns.add_metric([lst.transport], len(lst.connections))
+            refused.update(lst.refused)
+        for reason, n in sorted({**driver.reaped, **refused}.items()):
+            closed.add_metric([reason], n)
+        yield conns
+        yield closed
 
 
 def _thread_cpu_seconds(tid: int) -> float | None:

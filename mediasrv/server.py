@@ -205,11 +205,13 @@ class Server:
             family = local_v6 if ":" in lst.host else local
             family.setdefault(lst.transport, (lst.host, lst.port))
         t1 = self.config.sip.timer_t1
+        size = self.config.security.max_message_size
         if t1 >= 0.5:
-            return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1), local_v6=local_v6)
+            return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1, max_message_size=size),
+                               local_v6=local_v6)
         # A T1 below RFC 3261's default is only for loopback tests: every wait scales with it.
-        return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1, t4=10 * t1, min_d=64 * t1),
-                           local_v6=local_v6)
+        return SipEndpoint(local, EndpointConfig(t1=t1, t2=8 * t1, t4=10 * t1, min_d=64 * t1,
+                                                 max_message_size=size), local_v6=local_v6)
 
     def _open_store(self) -> Store:
         path = self.config.storage.path
@@ -277,6 +279,8 @@ class Server:
         self.records.on_finished.append(self.metrics.call_finished)
         b2bua.observers += [self.records.observe, self.metrics.observe]
         b2bua.listener = self.metrics.count_digits(b2bua.listener)
+        if self.driver is not None:
+            self.metrics.watch_edge(self.driver)
         self.metrics.start()
 
     async def _start_api(self) -> None:

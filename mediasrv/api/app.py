@@ -13,7 +13,8 @@ Actions act through the same paths as a phone would:
 - transfer: the leg "dials" the service's start code (and then `target` and `#`) through the
   service host, with source `api` — the API is one more keypad: same code matcher, same
   permissions, same session;
-- reload: `Server.reload()`, the SIGHUP path.
+- reload: `Server.reload()`, the SIGHUP path;
+- unban: the SIP edge's guard forgets the ban at once (`GET /v1/bans` lists them).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from mediasrv.console.phone import ConsolePhone
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
     from mediasrv.server import Server
+    from mediasrv.transport.guard import Guard
 
 log = logging.getLogger("mediasrv.api")
 
@@ -78,6 +80,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/legs/{leg_id}/transfer", "transfer"),
     Route("POST", "/v1/reload", "reload"),
     Route("GET", "/v1/events", "events"),
+    Route("GET", "/v1/bans", "bans"),
+    Route("DELETE", "/v1/bans/{address}", "unban"),
     Route("GET", "/v1/console", "console"),
     Route("POST", "/v1/console/dial", "console_dial"),
     Route("POST", "/v1/console/hangup", "console_hangup"),
@@ -144,7 +148,22 @@ class ApiApp:
         sub = self.hub.subscribe(kinds)
         return EventStream(sub.events(), close=lambda: self.hub.unsubscribe(sub))
 
+    async def _bans(self, request: HttpRequest) -> Answer:
+        driver = self.server.driver
+        return HttpResponse.json(200, views.bans(self._guard(), driver.loop.time()))
+
+    def _guard(self) -> Guard:
+        driver = self.server.driver
+        if driver is None or driver.guard is None:
+            raise HttpError(503, "the server is stopping")
+        return driver.guard
+
     # ------------------------------------------------------------------ actions
+
+    async def _unban(self, request: HttpRequest, address: str) -> Answer:
+        if not self._guard().unban(address):
+            raise HttpError(404, f"{address!r} is not banned")
+        return HttpResponse.json(200, {"address": address, "unbanned": True})
 
     async def _hangup(self, request: HttpRequest, call_id: str) -> Answer:
         b2bua = self._b2bua()

@@ -20,6 +20,7 @@ from mediasrv.media.engine import MediaError
 
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
+    from mediasrv.transport.guard import Guard
 
 
 def registrations(b2bua: B2BUA, now: float | None = None) -> list[dict[str, object]]:
@@ -114,3 +115,12 @@ def _transfer(step: dict[str, object]) -> dict[str, object]:
 def _leg_order(leg_id: str) -> tuple[int, str]:
     digits = "".join(c for c in leg_id if c.isdigit())
     return (int(digits) if digits else 0, leg_id)
+
+
+def bans(guard: Guard, loop_now: float) -> list[dict[str, object]]:
+    """The SIP edge's ban list: who, why, and when the ban is lifted (wall clock)."""
+    wall = time.time()
+    return [{"address": b.host, "reason": b.reason,
+             "expires_in": round(max(0.0, b.until - loop_now), 1),
+             "until": round(wall + b.until - loop_now, 1)}
+            for b in sorted(guard.bans.values(), key=lambda b: b.until) if b.until > loop_now]

@@ -60,7 +60,15 @@ from .events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from .message import Headers, Request, Response, StreamFramer, make_response, parse_message
+from .message import (
+    MAX_MESSAGE_SIZE,
+    Headers,
+    Request,
+    Response,
+    StreamFramer,
+    make_response,
+    parse_message,
+)
 from .timers import TimerConfig
 from .transaction import (
     CALLING,
@@ -104,6 +112,7 @@ class EndpointConfig:
     t4: float = 5.0
     user_agent: str = "mediasrv"
     min_d: float = 32.0
+    max_message_size: int = MAX_MESSAGE_SIZE  # of a message on a stream (§18.3 framing)
 
     def timers(self) -> TimerConfig:
         """The `TimerConfig` these values make."""
@@ -345,7 +354,9 @@ class SipEndpoint:
             except SipParseError as exc:
                 return [exc]
         conn_id = arrival.conn_id if arrival.conn_id is not None else -1
-        framer = self._framers.setdefault(conn_id, StreamFramer())
+        framer = self._framers.get(conn_id)
+        if framer is None:
+            framer = self._framers[conn_id] = StreamFramer(self.config.max_message_size)
         items = framer.feed(data)
         if framer.should_close:
             del self._framers[conn_id]

@@ -36,6 +36,10 @@ Params = dict[str, str | None]
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9\-_.]*[A-Za-z0-9.])?")
+# The strict §25.1 hostname (labels of letters, digits and inner hyphens, no empty label), for
+# the Via sent-by: responses are routed to it, so a host that cannot exist is refused (400).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_STRICT_HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
 # user = 1*(unreserved / escaped / user-unreserved), §25.1; password allows a few less.
 _USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
 _PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
@@ -341,6 +345,8 @@ class Via:
             raise SipParseError(f"bad Via {text[:60]!r}")
         sent_by, semi, params = m.group(2).partition(";")
         host, port = parse_host_port(re.sub(r"\s+", "", sent_by))
+        if not host.startswith("[") and not _STRICT_HOSTNAME_RE.fullmatch(host):
+            raise SipParseError(f"bad Via host {host[:60]!r}")
         return cls(m.group(1).upper(), host, port, parse_params(semi + params))
 
     def __str__(self) -> str:
