@@ -13,7 +13,7 @@ stretch of the same call before it as the reference. Checked: no 2xx answers any
 (every one of them is invalid: it must get a 4xx/5xx or be dropped, RFC 3261 §8.2, §16.3),
 and the call survives (both phones still hear each other after the flood).
 
-    .venv/bin/python -m bench.sip_flood --seconds 10 --rate 2000 [--json]
+    .venv/bin/python -m bench.sip_flood --seconds 10 --rate 2000 [--no-ban] [--json]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import secrets
 import socket
@@ -195,15 +196,16 @@ def thread_cpu(pid: int, tid: int | None = None) -> float:
 class ServerProcess:
     """`python -m mediasrv run` on free ports with a site directory in a temp dir."""
 
-    def __init__(self, tmp: Path, extra: str = "") -> None:
+    def __init__(self, tmp: Path, extra: str = "", listen_extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
-        self.tls_port = free_port()
         self.tmp = tmp
         site = tmp / "site"
         site.mkdir(exist_ok=True)
+        rtp = random.randrange(42000, 58000, 200)  # apart from other runs on the machine
+        listen = [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}", *listen_extra]
         (site / "99-flood.toml").write_text(
-            f'[sip]\nlisten = ["udp:127.0.0.1:{self.port}", "tcp:127.0.0.1:{self.port}"]\n'
-            f'[rtp]\nports = [41000, 41999]\n[storage]\npath = "{tmp}/db.sqlite3"\n'
+            f'[sip]\nlisten = {json.dumps(listen)}\n'
+            f'[rtp]\nports = [{rtp}, {rtp + 199}]\n[storage]\npath = "{tmp}/db.sqlite3"\n'
             f'[api]\nlisten = ""\n' + extra)
         self.log = open(tmp / "server.log", "w+b")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
@@ -286,8 +288,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rate", type=int, default=2000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-ban", action="store_true",
+                   help="turn bans and the rate limit off: every datagram is pre-parsed")
     args = p.parse_args()
-    figures = asyncio.run(run(args.seconds, args.rate))
+    extra = "[security]\nban_threshold = 0\nrate_limit = 0\n" if args.no_ban else ""
+    figures = asyncio.run(run(args.seconds, args.rate, extra=extra))
     if args.json:
         print(json.dumps(figures, indent=1))
         return

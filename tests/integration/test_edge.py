@@ -89,7 +89,8 @@ async def _closed_after(reader: asyncio.StreamReader, timeout: float) -> float:
 
 
 @pytest.mark.site(EDGE)
-async def test_slowloris_tcp_connection_is_closed(harness: Harness) -> None:
+async def test_slowloris_tcp_connection_is_closed(harness: Harness,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
     reader, writer = await asyncio.open_connection(*harness.sip_addr)
     request = b"OPTIONS sip:101@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9"
     t0 = time.monotonic()
@@ -104,6 +105,8 @@ async def test_slowloris_tcp_connection_is_closed(harness: Harness) -> None:
     task.cancel()
     assert 0.9 < time.monotonic() - t0 < 3.5
     assert harness.server.driver.reaped["slow"] == 1
+    assert "mediasrv: closed slow tcp connection from 127.0.0.1: no complete message in 1 s" \
+        in caplog.text  # the form deploy/fail2ban's filter matches
     writer.close()
 
 
@@ -124,13 +127,15 @@ async def test_silent_connection_is_closed_and_a_quick_one_is_served(harness: Ha
 
 
 @pytest.mark.site(EDGE)
-async def test_connections_beyond_the_per_source_limit_are_closed(harness: Harness) -> None:
+async def test_connections_beyond_the_per_source_limit_are_closed(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     conns = [await asyncio.open_connection(*harness.sip_addr, local_addr=("127.0.0.8", 0))
              for _ in range(4)]
     assert await asyncio.wait_for(conns[3][0].read(100), 2) == b""  # closed at once
     tcp = harness.server.driver.tcp[0]
     await wait_until(lambda: tcp.per_source["127.0.0.8"] == 3, 2, "three connections")
     assert tcp.refused["too many connections"] == 1
+    assert "mediasrv: refused tcp connection from 127.0.0.8: 3 already open" in caplog.text
     other = await asyncio.open_connection(*harness.sip_addr, local_addr=("127.0.0.9", 0))
     await asyncio.sleep(0.2)
     assert tcp.per_source["127.0.0.9"] == 1

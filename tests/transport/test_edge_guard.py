@@ -103,3 +103,22 @@ def test_zero_turns_limits_off() -> None:
     for _ in range(1000):
         g.strike("192.0.2.8", 1.0)
     assert not g.bans
+
+
+def test_shipped_fail2ban_filter_matches_the_ban_line(caplog: pytest.LogCaptureFixture) -> None:
+    """deploy/fail2ban's failregex lines (fail2ban's <HOST> as a named group) match the log."""
+    from pathlib import Path
+    conf = (Path(__file__).parents[2] / "deploy/fail2ban/filter.d/mediasrv.conf").read_text()
+    block = conf.split("failregex =", 1)[1].split("ignoreregex", 1)[0]
+    patterns = [re.compile(line.strip().replace("<HOST>", r"(?P<host>\S+)"))
+                for line in block.splitlines() if line.strip()]
+    assert len(patterns) == 3
+    g = guard(ban_threshold=1)
+    with caplog.at_level(logging.WARNING, "mediasrv.security"):
+        g.strike("198.51.100.4", 1.0)
+    lines = [r.getMessage() for r in caplog.records] + [
+        "mediasrv: refused tls connection from 198.51.100.4: 32 already open",
+        "mediasrv: closed slow tcp connection from 198.51.100.4: no complete message in 10 s"]
+    for line, pattern in zip(lines, patterns, strict=True):
+        m = pattern.search(f"2026-12-04 12:00:00,000 WARNING mediasrv.security: {line}")
+        assert m and m["host"] == "198.51.100.4", (line, pattern)
