@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOOD_HOST = "127.0.0.3"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -209,8 +211,8 @@ class ServerProcess:
             f'[api]\nlisten = ""\n' + extra)
         self.log = open(tmp / "server.log", "w+b")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mediasrv", "run", "-c", str(ROOT / "conf.d"), "-c", str(site),
-             "--plugins", str(ROOT / "plugins"), "--log-level", "WARNING"],
+            [sys.executable, "-m", "mediasrv", "run", "-c", str(DEFAULT_CONFIG_DIR), "-c",
+             str(site), "--plugins", str(DEFAULT_PLUGIN_DIR), "--log-level", "WARNING"],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> str:

@@ -5,7 +5,9 @@ files) it writes, each taking the `Starter` (the secrets and choices made once: 
 API token, a random password per extension, the state directory) and returning the paths it
 wrote. The result is a self-contained site directory:
 
-    DIR/conf.d/00-server.toml      listeners (loopback until the operator opens them), RTP, API
+    DIR/conf.d/00-server.toml      listeners (loopback until the operator opens them), RTP, API,
+                                   [tls] (the pair below) and the [security] limits
+    DIR/tls/cert.pem, key.pem      a self-signed pair for SIP over TLS (`mediasrv.tlscert`)
     DIR/conf.d/10-extensions.toml  extensions 100-102, each with its own random password
     DIR/conf.d/20-moh.toml         the default hold-music class, reading DIR/sounds/moh/
     DIR/plugins/*.toml             the shipped service plugin files
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mediasrv.paths import SHIPPED_PLUGIN_DIR, SOUNDS_DIR
+from mediasrv.tlscert import CertError, make_self_signed
 
 EXTENSIONS = ("100", "101", "102")
 
@@ -63,7 +67,7 @@ def write_server(site: Path, s: Starter) -> list[Path]:
 [sip]
 # transport:host:port, IPv6 as "udp:[::1]:5060". To serve phones on the network, put this
 # machine's address (or 0.0.0.0) here; mediasrv refuses a demo password on such a listener.
-listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "tls:127.0.0.1:5061"]
 realm = "mediasrv"
 trusted = []                    # CIDRs whose requests need no digest auth (trunks, a front proxy)
 digest_algorithms = ["MD5"]     # or ["SHA-256", "MD5"] (RFC 8760); many phones give up on SHA-256
@@ -82,6 +86,23 @@ path = "{s.storage_path()}"   # registrations, voicemail index, call records
 [api]
 listen = "127.0.0.1:8088"       # HTTP state/control API and /metrics; "" turns it off
 token = "{s.api_token}"   # fresh and random: send it as "Authorization: Bearer ..."
+
+[tls]                           # SIP over TLS (the tls: listener); TLS 1.2+ only
+cert = "../tls/cert.pem"        # self-signed by `mediasrv init`: replace with your CA's pair
+key = "../tls/key.pem"
+ca = ""                         # CA file for phones' certificates and outbound TLS peers
+verify_client = false           # true: phones must show a certificate signed by `ca`
+min_version = "1.2"             # or "1.3"
+
+[security]                      # limits at the SIP edge, per source address (0 = off)
+rate_limit = 200                # requests a second
+ban_threshold = 50              # invalid (or over-limit) requests within ban_window that ban
+ban_window = 10                 # seconds
+ban_time = 600                  # seconds a ban lasts (GET /v1/bans; DELETE lifts one)
+max_message_size = 16384        # bytes
+max_connections_per_source = 32 # TCP/TLS connections
+header_timeout = 10             # seconds to complete a started message (and a TLS handshake)
+idle_timeout = 900              # seconds a TCP/TLS connection may stay silent
 ''')]
 
 
@@ -124,8 +145,17 @@ def write_plugins(site: Path, s: Starter) -> list[Path]:
     return written
 
 
+def write_tls(site: Path, s: Starter) -> list[Path]:
+    cert, key = site / "tls" / "cert.pem", site / "tls" / "key.pem"
+    try:
+        make_self_signed(cert, key, ["localhost", "127.0.0.1", socket.gethostname()])
+    except CertError as exc:
+        raise InitError(f"cannot make the TLS certificate: {exc}") from exc
+    return [cert, key]
+
+
 Step = Callable[[Path, Starter], list[Path]]
-STEPS: list[Step] = [write_server, write_extensions, write_moh, write_plugins]
+STEPS: list[Step] = [write_server, write_extensions, write_moh, write_plugins, write_tls]
 
 
 def init_site(site: Path, starter: Starter | None = None) -> list[Path]:

@@ -26,13 +26,16 @@ def test_init_writes_a_site_that_loads(tmp_path: Path) -> None:
     names = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
     assert names == ["conf.d/00-server.toml", "conf.d/10-extensions.toml", "conf.d/20-moh.toml",
                      "plugins/attended_transfer.toml", "plugins/blind_transfer.toml",
-                     "sounds/moh/default.wav"]
+                     "sounds/moh/default.wav", "tls/cert.pem", "tls/key.pem"]
     cfg = load_config([site / "conf.d"])  # plugins/ beside conf.d/ is found by default
     assert sorted(cfg.extensions) == ["100", "101", "102"]
     assert {s.name for s in cfg.enabled_services()} == {"attended_transfer", "blind_transfer"}
     assert cfg.moh["default"].files() == [str(site / "conf.d" / ".." / "sounds" / "moh" /
                                               "default.wav")]
     assert cfg.storage.path == (site / "var" / "mediasrv.sqlite3").resolve()
+    assert cfg.tls.cert == str((site / "tls" / "cert.pem").resolve())  # loaded as a pair
+    assert "tls:127.0.0.1:5061" in [str(lst) for lst in cfg.sip.listen]
+    assert (site / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600
     check = mediasrv("check-config", "-c", "site/conf.d", cwd=tmp_path)
     assert check.returncode == 0 and "configuration OK" in check.stdout, check.stderr
 
