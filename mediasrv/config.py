@@ -423,7 +423,8 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
     outbound_proxy = r.str("outbound_proxy", "")
     if outbound_proxy and not _is_proxy_uri(outbound_proxy):
         r.error("outbound_proxy", f"{outbound_proxy!r} is not a sip: URI with a host "
-                "(e.g. \"sip:127.0.0.1:5060\", \";transport=tcp\" for TCP)")
+                "(e.g. \"sip:127.0.0.1:5060\", \";transport=tcp\" for TCP, \";transport=tls\" "
+                "or sips: for TLS)")
     node_id = r.str("node_id", "") or socket.gethostname()
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", node_id):
         r.error("node_id", f"{node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
@@ -436,8 +437,8 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
 
 
 def _is_proxy_uri(text: str) -> bool:
-    m = re.fullmatch(r"sip:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(;transport=(udp|tcp))?",
-                     text)
+    m = re.fullmatch(r"sips?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?"
+                     r"(;transport=(udp|tcp|tls))?", text)
     return m is not None and (not m.group(2) or 1 <= int(m.group(2)[1:]) <= 65535)
 
 

@@ -51,9 +51,9 @@ def via_proxy(number: str, config: Config) -> list[BindingRow]:
         return []
     proxy = SipUri.parse(config.sip.outbound_proxy)
     host, port = proxy.host_port()
-    transport = (proxy.transport or "UDP").lower()
+    transport = "tls" if proxy.scheme == "sips" else (proxy.transport or "UDP").lower()
     hostport = f"[{host}]" if ":" in host else host
-    suffix = ";transport=tcp" if transport == "tcp" else ""
+    suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
     contact = f"sip:{number}@{hostport}:{port}{suffix}"
     return [BindingRow(number, contact, 0.0, "", 0, 1.0, host, port, transport)]
 

@@ -168,6 +168,8 @@ class SipDriver:
             conn = await tcp.connect(item.destination)
         except OSError as exc:
             log.warning("%s connect to %s:%s failed: %s", tcp.transport, *item.destination, exc)
+            self.endpoint.connection_lost(None, item.destination)  # its transactions fail now
+            self.flush()
             return
         tcp.send(conn, item.data)
 

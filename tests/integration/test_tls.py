@@ -200,3 +200,89 @@ async def test_baresip_calls_baresip_over_tls_with_audio_both_ways(tls: TlsHarne
     finally:
         for phone in phones:
             await phone.close()
+
+
+class _TlsPeer:
+    """A TLS server standing in for a front proxy: records SNI, answers INVITEs 486."""
+
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(*pair)
+        self.ctx.sni_callback = lambda _obj, name, _ctx: self.sni.append(name)
+        self.sni: list[str | None] = []
+        self.invites: list[Msg] = []
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ctx)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = StreamClient("proxy", "", ("", 0))
+        client.reader, client.writer = reader, writer
+        try:
+            while True:
+                msg = await client.read_message(timeout=10)
+                if msg.method == "INVITE" and msg.is_request:
+                    self.invites.append(msg)
+                    busy = Msg("SIP/2.0 486 Busy Here", [(k, v) for k, v in msg.headers if k in
+                                                         ("Via", "From", "Call-ID", "CSeq")])
+                    busy.headers.append(("To", msg.get("To") + ";tag=px1"))
+                    await client.send_raw(bytes(busy))
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_outbound_tls_to_a_proxy_sends_sni_and_verifies_it(
+        tmp_path: Path, tls_pair: tuple[str, str]) -> None:
+    peer = _TlsPeer(tls_pair)
+    port = await peer.start()
+    site = tls_site(tmp_path, tls_pair, f'ca = "{tls_pair[0]}"\n')
+    (site / "99-zz-proxy.toml").write_text(
+        f'[sip]\noutbound_proxy = "sip:localhost:{port};transport=tls"\n')
+    server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
+    await server.start()
+    h = TlsHarness(server, tmp_path)
+    try:
+        a = await h.phone("A", "101")
+        call = await a.call(h.uri("105"))  # not registered here: the proxy's
+        assert await call.wait_final() == 486
+        assert peer.sni == ["localhost"]
+        [invite] = peer.invites
+        assert invite.get("Via").startswith("SIP/2.0/TLS ") and ";alias" in invite.get("Via")
+        conns = list(h.tls_listener.connections.values())
+        assert len(conns) == 1 and not conns[0].inbound  # ours, kept for reuse
+        await assert_nothing_leaked(h)
+    finally:
+        for phone in h.phones:
+            await phone.close()
+        await server.stop()
+        peer.close()
+
+
+async def test_outbound_tls_to_an_unverifiable_peer_is_not_used(
+        tmp_path: Path, tls_pair: tuple[str, str]) -> None:
+    """Without `tls.ca` the self-signed proxy is checked against the system store: refused."""
+    peer = _TlsPeer(tls_pair)
+    port = await peer.start()
+    site = tls_site(tmp_path, tls_pair)
+    (site / "99-zz-proxy.toml").write_text(
+        f'[sip]\noutbound_proxy = "sip:localhost:{port};transport=tls"\n')
+    server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
+    await server.start()
+    h = TlsHarness(server, tmp_path)
+    try:
+        a = await h.phone("A", "101")
+        call = await a.call(h.uri("105"))
+        assert await call.wait_final() >= 400
+        assert peer.sni == ["localhost"] and peer.invites == []  # handshake began, no request
+        await assert_nothing_leaked(h)
+    finally:
+        for phone in h.phones:
+            await phone.close()
+        await server.stop()
+        peer.close()
