@@ -191,7 +191,20 @@ class Server:
             self.b2bua.gatekeeper.config = config
         if self.services is not None:
             self.services.configure(config.services.values())
+        if self.driver is not None and self.driver.guard is not None:
+            self._apply_edge(self.driver, config)
         log.info("configuration reloaded: new calls use it")
+
+    @staticmethod
+    def _apply_edge(driver: SipDriver, config: Config) -> None:
+        """`[security]` and `sip.trusted` take effect at once; listeners and `[tls]` need a
+        restart (the certificate is loaded when its listener binds)."""
+        sec = config.security
+        assert driver.guard is not None
+        driver.guard.config, driver.guard.trusted = sec, config.sip.is_trusted
+        driver.header_timeout, driver.idle_timeout = sec.header_timeout, sec.idle_timeout
+        for lst in driver.tcp:
+            lst.max_per_source = sec.max_connections_per_source
 
     def _status(self) -> str:
         return f"SIP on {', '.join(str(lst) for lst in self.config.sip.listen)}"

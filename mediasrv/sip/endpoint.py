@@ -25,7 +25,9 @@ Dialogs (§12) are kept in `self.dialogs`: the endpoint creates them from 101-29
 to an initial INVITE (ours or theirs), confirms them on 2xx, and forgets them after a
 non-2xx final, a BYE, or a 481/408/timeout in the dialog (§12.2.1.2, §15).
 
-Responses are addressed per §18.2.2 (received + rport, or the same TCP connection).
+Responses are addressed per §18.2.2 (received + rport, or the same TCP connection). TLS is
+a stream like TCP (transport name "tls", Via `SIP/2.0/TLS`); the Via of a request we send
+over TCP or TLS carries `alias` (RFC 5923 §5) so the peer may reuse our connection.
 
 The adapter's loop, in full::
 

@@ -45,6 +45,7 @@ class SipDriver:
         self.udp: list[UdpListener] = []
         self.tcp: list[TcpListener] = []  # TCP and TLS listeners (`.transport` names which)
         self.reaped: dict[str, int] = {"slow": 0, "idle": 0}
+        self.header_timeout, self.idle_timeout = 10.0, 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._reaper: asyncio.TimerHandle | None = None
         self._flushing = False
@@ -176,11 +177,13 @@ class SipDriver:
     # ------------------------------------------------------------------ the edge's housekeeping
 
     def start_reaper(self, header_timeout: float, idle_timeout: float) -> None:
-        """Once a second: close slow and idle stream connections, lift expired bans."""
-        self._reap(header_timeout, idle_timeout)
+        """Once a second: close slow and idle stream connections, lift expired bans. The
+        timeouts are attributes, so a reload can change them."""
+        self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
+        self._reap()
 
-    def _reap(self, header_timeout: float, idle_timeout: float) -> None:
-        now = self.now
+    def _reap(self) -> None:
+        now, header_timeout, idle_timeout = self.now, self.header_timeout, self.idle_timeout
         if self.guard is not None:
             self.guard.expire(now)
         for tcp in self.tcp:
@@ -197,7 +200,7 @@ class SipDriver:
                     self.reaped["idle"] += 1
                     log.info("closed idle %s connection from %s", tcp.transport, conn.peer[0])
                     tcp.close_connection(conn.id)
-        self._reaper = self.loop.call_later(1.0, self._reap, header_timeout, idle_timeout)
+        self._reaper = self.loop.call_later(1.0, self._reap)
 
     def close(self) -> None:
         if self._timer is not None:

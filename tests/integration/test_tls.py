@@ -286,3 +286,35 @@ async def test_outbound_tls_to_an_unverifiable_peer_is_not_used(
             await phone.close()
         await server.stop()
         peer.close()
+
+
+@pytest.mark.site("[security]\nheader_timeout = 1\n")
+async def test_a_client_that_never_finishes_the_handshake_is_closed(tls: TlsHarness) -> None:
+    reader, writer = await asyncio.open_connection(*tls.tls_addr)
+    writer.write(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+    t0 = time.monotonic()
+    assert await asyncio.wait_for(reader.read(100), 5) == b""
+    assert 0.8 < time.monotonic() - t0 < 3.5
+    writer.close()
+
+
+async def test_verify_client_wants_a_certificate_signed_by_ca(
+        tmp_path: Path, tls_pair: tuple[str, str]) -> None:
+    site = tls_site(tmp_path, tls_pair, f'ca = "{tls_pair[0]}"\nverify_client = true\n')
+    server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
+    await server.start()
+    h = TlsHarness(server, tmp_path)
+    try:
+        anonymous = h.client("105")
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await anonymous.connect()
+            await anonymous.register()  # TLS 1.3: the refusal arrives after the handshake
+        ctx = tls_client_context(tls_pair[0])
+        ctx.load_cert_chain(*tls_pair)  # the phone's certificate, signed by the CA
+        phone = await h.client("105", ssl_context=ctx).connect()
+        try:
+            assert (await phone.register()).status == 200
+        finally:
+            await phone.close()
+    finally:
+        await server.stop()

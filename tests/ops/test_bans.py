@@ -59,3 +59,23 @@ async def test_ban_is_listed_exported_and_lifted(ops: OpsHarness) -> None:
         assert (await ops.api.get("/v1/bans", token=None)).status == 401
     finally:
         sock.close()
+
+
+async def test_reload_applies_new_edge_limits(ops: OpsHarness) -> None:
+    (ops.tmp_path / "site" / "99-zz-edge.toml").write_text(
+        "[security]\nban_threshold = 5\nheader_timeout = 2\nmax_connections_per_source = 4\n")
+    reply = await ops.api.request("POST", "/v1/reload")
+    assert reply.status == 200 and reply.json()["reloaded"], reply.body
+    driver = ops.server.driver
+    assert (driver.guard.config.ban_threshold, driver.header_timeout) == (5, 2)
+    assert all(lst.max_per_source == 4 for lst in driver.tcp)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.12", 0))
+    try:
+        bad = KINDS["garbage"]("127.0.0.1:5060", "127.0.0.12:5", "flood-g-1")
+        for _ in range(5):
+            sock.sendto(bad, ops.sip_addr)
+        await asyncio.sleep(0.3)
+        assert driver.guard.is_banned("127.0.0.12", driver.now)
+    finally:
+        sock.close()
