@@ -7,9 +7,10 @@ is needed); `ApiApp.__call__` matches a request against it (404 for an unknown p
 runs the handler. Views are computed from the live server on each request (`views.py`).
 
 Actions act through the same paths as a phone would:
-- hang up: every leg of the call is ended (BYE, CANCEL or a final answer, as its state
-  needs), then the event listener (the service host) is told each leg hung up, so a service
-  session that owned a leg finishes as it would when the phone hangs up;
+- hang up: through the call control services use (`ServiceControl.end_from_outside`): every
+  leg of the call is ended (BYE, CANCEL or a final answer, as its state needs), then every
+  owner of a leg (a REFER transfer, a service session) is told it hung up, so it finishes as
+  it would when the phone hangs up;
 - transfer: the leg "dials" the service's start code (and then `target` and `#`) through the
   service host, with source `api` — the API is one more keypad: same code matcher, same
   permissions, same session;
@@ -26,19 +27,24 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote
 
 from mediasrv.api import openapi, views
 from mediasrv.api.events import EventHub
 from mediasrv.api.http import EventStream, HttpError, HttpRequest, HttpResponse, HttpServer
-from mediasrv.call.api import DigitReceived, LegHungUp
+from mediasrv.call.api import DigitReceived
 from mediasrv.call.leg import SipLeg
 from mediasrv.console.phone import ConsolePhone
 
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
-    from mediasrv.server import Server
+    from mediasrv.call.control import ServiceControl
+    from mediasrv.call.records import CallRecords
+    from mediasrv.config import Config
+    from mediasrv.metrics import Metrics
+    from mediasrv.services.host import ServiceHost
+    from mediasrv.transport.driver import SipDriver
     from mediasrv.transport.guard import Guard
 
 log = logging.getLogger("mediasrv.api")
@@ -46,6 +52,21 @@ log = logging.getLogger("mediasrv.api")
 Answer = HttpResponse | EventStream
 HANGUP_ROUNDS = 3  # a session told of a hang-up may still dial; those legs go in a later round
 _TARGET = re.compile(r"[0-9*]{0,15}")
+
+
+class Server(Protocol):
+    """The parts of the running server the API reads and acts through (`server.Server`)."""
+
+    config: Config
+    b2bua: B2BUA | None
+    driver: SipDriver | None
+    control: ServiceControl | None
+    services: ServiceHost | None
+    records: CallRecords | None
+    metrics: Metrics | None
+    console: ConsolePhone | None
+
+    def reload(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -166,16 +187,13 @@ class ApiApp:
         return HttpResponse.json(200, {"address": address, "unbanned": True})
 
     async def _hangup(self, request: HttpRequest, call_id: str) -> Answer:
-        b2bua = self._b2bua()
-        if not _legs_of(b2bua, call_id):
+        b2bua, control = self._b2bua(), self.server.control
+        if not _legs_of(b2bua, call_id) or control is None:
             raise HttpError(404, f"no live call {call_id!r}")
         ended: list[str] = []
         for _ in range(HANGUP_ROUNDS):
             legs = _legs_of(b2bua, call_id)
-            for leg in legs:
-                b2bua.hangup(leg)
-            for leg in legs:
-                b2bua.listener(LegHungUp(leg))
+            control.end_from_outside(legs)
             ended += [leg.id for leg in legs]
         return HttpResponse.json(200, {"call_id": call_id, "legs": ended})
 
@@ -186,7 +204,7 @@ class ApiApp:
         name, target = str(body.get("service", "attended_transfer")), str(body.get("target", ""))
         if not _TARGET.fullmatch(target):
             raise HttpError(422, f"target {target[:20]!r} is not a number to dial")
-        leg = next((g for g in b2bua.legs if g.id == leg_id), None)
+        leg = b2bua.legs.by_id(leg_id)
         host = self.server.services
         service = host.services.get(name) if host else None
         if leg is None or host is None or service is None:
@@ -272,7 +290,7 @@ def _loopback(host: str) -> bool:
 
 
 def _legs_of(b2bua: B2BUA, call_id: str) -> list[SipLeg]:
-    return [leg for leg in b2bua.legs if leg.call_id == call_id]
+    return b2bua.legs.of_call(call_id)
 
 
 def _check_transferable(b2bua: B2BUA, leg: SipLeg, name: str, code: str) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from mediasrv.call import codecs, srtp_policy
 from mediasrv.call.api import (
@@ -45,22 +44,21 @@ from mediasrv.call.api import (
     PromptFinished,
 )
 from mediasrv.call.clock import Clock
-from mediasrv.call.direct_media import DirectMedia, WatchedTopology
+from mediasrv.call.direct_media import DirectMedia
 from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
 from mediasrv.call.gatekeeper import Gatekeeper
-from mediasrv.call.leg import Call, Fork, LegState, SipLeg
+from mediasrv.call.leg import Fork, LegState, SipLeg
+from mediasrv.call.legs import ALLOW, Legs, SipPort
 from mediasrv.call.proxy_mode import Drain, via_proxy
 from mediasrv.call.refer import ReferTransfers
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.replaces import ReplacesHandler
 from mediasrv.call.store import Store
 from mediasrv.call.voicemail import Voicemail
-from mediasrv.config import Config, FailoverAction
-from mediasrv.logs import call_logger
+from mediasrv.config import Config, Extension, FailoverAction
 from mediasrv.media import events as media_events
-from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.media.engine import MediaEngine
 from mediasrv.sip import events as sip
-from mediasrv.sip.dialog import Dialog
 from mediasrv.sip.endpoint import Destination
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.message import Headers, Request, Response, make_response
@@ -72,50 +70,38 @@ from mediasrv.sip.sdp import (
     is_hold,
     negotiate,
 )
-from mediasrv.sip.transaction import ClientTransaction, ServerTransaction
+from mediasrv.sip.transaction import ServerTransaction
 from mediasrv.sip.uri import generate_call_id, generate_tag
 
 log = logging.getLogger("mediasrv.call")
-
-class SipPort(Protocol):
-    """What the B2BUA needs of the SIP side (the transport driver provides it)."""
-
-    def send_request(self, request: Request, destination: Destination) -> ClientTransaction: ...
-    def send_response(self, txn: ServerTransaction, response: Response) -> Dialog | None: ...
-    def cancel(self, invite_txn: ClientTransaction) -> None: ...
-    def send_ack_2xx(self, ack: Request, destination: Destination) -> None: ...
-
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REGISTER, REFER"
-EVENT_PT = 101
 
 
 class B2BUA:
     def __init__(self, config: Config, sip_port: SipPort, engine: MediaEngine,
                  registrar: Registrar, gatekeeper: Gatekeeper, store: Store,
                  clock: Clock) -> None:
-        self.config = config
+        self.legs = Legs(config, sip_port, engine, clock)  # the legs and their indexes
         self.sip = sip_port  # SipDriver: send_request / send_response / cancel / send_ack_2xx
         self.engine = engine
         self.registrar = registrar
         self.gatekeeper = gatekeeper
         self.store = store
         self.clock = clock
-        self.direct = DirectMedia(self)  # direct media per extension: watches the topology
-        self.topology = WatchedTopology(engine, self.direct.changed)
+        self.topology = self.legs.topology
+        self.observers = self.legs.observers
+        self.direct = DirectMedia(self.legs)  # direct media per extension: watches the topology
         self.listener: Callable[[CallEvent], bool] = lambda _event: False
-        self.legs: set[SipLeg] = set()
-        self._by_stream: dict[int, SipLeg] = {}
-        self._by_server_txn: dict[object, SipLeg] = {}
-        self._by_client_txn: dict[object, tuple[SipLeg, Fork]] = {}
-        self._by_dialog: dict[tuple[str, str, str], SipLeg] = {}
-        self._plays: dict[int, Callable[[], None]] = {}
-        self.recordings: dict[int, Voicemail] = {}
-        self._sdp_ids = int(clock.wall())
-        self.observers: list[Callable[[dict[str, object]], None]] = []
-        self.transfers = ReferTransfers(self)
-        self.replaces = ReplacesHandler(self)
+        self.transfers = ReferTransfers(self.legs, self, self.direct.is_direct)
+        self.replaces = ReplacesHandler(self.legs)
         self.drain = Drain()  # SIGTERM: new calls and OPTIONS get 503, existing calls go on
+
+    @property
+    def config(self) -> Config:
+        return self.legs.config
+
+    @config.setter
+    def config(self, config: Config) -> None:  # a reload: new calls use it
+        self.legs.config = config
 
     # ================================================================== SIP events
 
@@ -126,64 +112,59 @@ class B2BUA:
             self._on_response(event)
         elif isinstance(event, sip.CancelReceived):
             self._caller_gone(event.invite_txn)
-        elif isinstance(event, sip.TransportFailed) and event.txn in self._by_server_txn:
+        elif isinstance(event, sip.TransportFailed) and self.legs.by_server_txn(event.txn):
             self._caller_gone(event.txn)  # its TCP connection closed while ringing (§17.2.4)
         elif isinstance(event, sip.TransactionTimedOut | sip.TransportFailed):
             self._on_client_failure(event.txn)
         elif isinstance(event, sip.AckReceived) and event.dialog is not None:
-            self.direct.on_ack(self._by_dialog.get(event.dialog.id))
+            self.direct.on_ack(self.legs.by_dialog(event.dialog.id))
         elif isinstance(event, sip.AckTimedOut) and event.dialog is not None:
-            leg = self._by_dialog.get(event.dialog.id)
+            leg = self.legs.by_dialog(event.dialog.id)
             if leg is not None:
-                self.hangup(leg)
-                self._leg_gone(leg, notify=False)
+                self._leg_gone(leg, notify=False, bye=True)
 
     def _caller_gone(self, invite_txn: object) -> None:
-        leg = self._by_server_txn.get(invite_txn)
+        leg = self.legs.by_server_txn(invite_txn)
         if leg is not None and not leg.answered:
             self._leg_gone(leg)
 
     def _on_request(self, event: sip.RequestReceived) -> None:
         request = event.request
         if event.dialog is not None:
-            leg = self._by_dialog.get(event.dialog.id)
+            leg = self.legs.by_dialog(event.dialog.id)
             if leg is None:
-                self._respond(event.txn, make_response(request, 481))
+                self.legs.respond(event.txn, make_response(request, 481))
             else:
                 self._in_dialog(leg, event.txn, request)
             return
         refusal = self.drain.refusal(request)
         if refusal is not None:
-            self._respond(event.txn, refusal)
+            self.legs.respond(event.txn, refusal)
             return
         handler = {"REGISTER": self._on_register, "INVITE": self._on_invite,
                    "OPTIONS": self._on_options}.get(request.method)
         if handler is None:
-            self._respond(event.txn, make_response(request, 405, headers=[("Allow", ALLOW)]))
+            self.legs.respond(event.txn, make_response(request, 405, headers=[("Allow", ALLOW)]))
         else:
             handler(event.txn, request)
 
-    def _respond(self, txn: ServerTransaction, response: Response) -> Dialog | None:
-        response.headers.set("Server", "mediasrv")
-        return self.sip.send_response(txn, response)
-
     def _on_options(self, txn, request: Request) -> None:
-        self._respond(txn, make_response(request, 200, headers=[
+        self.legs.respond(txn, make_response(request, 200, headers=[
             ("Allow", ALLOW), ("Accept", "application/sdp")]))
 
     def _on_register(self, txn, request: Request) -> None:
         verdict = self.gatekeeper.check(request, self.clock.now())
         if verdict.response is not None:
             if verdict.response.status:
-                self._respond(txn, verdict.response)
+                self.legs.respond(txn, verdict.response)
             return
         if verdict.extension is None:
-            self._respond(txn, make_response(request, 403, "Trusted sources do not register"))
+            self.legs.respond(txn, make_response(request, 403, "Trusted sources do not register"))
             return
         via = request.top_via
         source = (via.received or via.host, via.rport or via.port or 5060,
                   via.transport.lower())
-        self._respond(txn, self.registrar.register(verdict.extension.number, request, source,
+        self.legs.respond(txn, self.registrar.register(verdict.extension.number, request, source,
                                                    self.clock.wall()))
 
     # ================================================================== inbound INVITE
@@ -192,50 +173,33 @@ class B2BUA:
         verdict = self.gatekeeper.check(request, self.clock.now())
         if verdict.response is not None:
             if verdict.response.status:
-                self._respond(txn, verdict.response)
+                self.legs.respond(txn, verdict.response)
             return
         try:
             target = request.request_uri.user or ""
             offer = SessionDescription.parse(request.body) if request.body else None
         except (SipParseError, ValueError) as exc:
-            self._respond(txn, make_response(request, 400, f"Bad request: {exc}"))
+            self.legs.respond(txn, make_response(request, 400, f"Bad request: {exc}"))
             return
         if offer is None:
-            self._respond(txn, make_response(request, 488, "An SDP offer is required"))
+            self.legs.respond(txn, make_response(request, 488, "An SDP offer is required"))
             return
         if "Replaces" in request.headers:
             self.replaces.on_invite(txn, request, offer, verdict.extension)
             return
         if target not in self.config.extensions:
-            self._respond(txn, make_response(request, 404))
+            self.legs.respond(txn, make_response(request, 404))
             return
         self._start_call(txn, request, offer, target, verdict.extension)
 
-    def _start_call(self, txn, request: Request, offer: SessionDescription, target: str,
-                    caller_ext) -> None:
-        try:
-            media = negotiate(offer, codecs.allowed(self.config, caller_ext), secure=True)
-            srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(caller_ext))
-            stream = self.engine.open_stream()
-        except SdpNegotiationError as exc:
-            self._respond(txn, make_response(request, 488, _reason_488(exc)))
+    def _start_call(self, txn: ServerTransaction, request: Request,
+                    offer: SessionDescription, target: str,
+                    caller_ext: Extension | None) -> None:
+        leg = self.legs.open_inbound(txn, request, offer, caller_ext)
+        if leg is None:
             return
-        except MediaError as exc:
-            log.error("cannot take call %s: %s", request.call_id, exc)
-            self._respond(txn, make_response(request, 503, "No media ports"))
-            return
-        via = request.top_via
-        flow = (via.received or via.host, via.rport or via.port or 5060, via.transport.lower())
-        call = Call(request.call_id)
-        number = caller_ext.number if caller_ext else (request.from_addr.uri.user or "anonymous")
-        leg = SipLeg(call, True, stream, number, caller_ext, flow, invite_txn=txn,
-                     invite=request, media=media, session_id=self._next_sdp_id(), srtp=srtp)
-        leg.tag = generate_tag()
-        self._add_leg(leg)
-        self._by_server_txn[txn] = leg
-        self._apply_remote(leg)
-        self._log(leg).info("call from %s to %s", number, target)
-        self.publish(leg, "call.started", caller=number, callee=target)
+        self._log(leg).info("call from %s to %s", leg.number, target)
+        self.publish(leg, "call.started", caller=leg.number, callee=target)
         callee = self.dial(target, caller=leg, purpose="call")
         leg.dialing = callee
 
@@ -246,10 +210,10 @@ class B2BUA:
         ext = self.config.extensions.get(number)
         stream = self.engine.open_stream()
         leg = SipLeg(caller.call, False, stream, number, ext, ("", 0, "udp"),
-                     purpose=purpose, session_id=self._next_sdp_id())
+                     purpose=purpose, session_id=self.legs.next_sdp_id())
         leg.caller = caller
         leg.owner = caller.owner if purpose != "call" else ""
-        self._add_leg(leg)
+        self.legs.add(leg)
         self._invite_contacts(leg)
         return leg
 
@@ -260,13 +224,12 @@ class B2BUA:
             self.clock.call_soon(self._failed, leg, NOT_REGISTERED, 480)
             return
         call_id, tag = generate_call_id(self.config.rtp.address), generate_tag()
-        offer = self._offer(leg)
+        offer = self.legs.offer(leg)
         for binding in contacts:
             dest = (binding.source_host, binding.source_port, binding.transport)
             request = self._initial_invite(leg, binding.contact, call_id, tag, offer, dest)
             fork = Fork(self.sip.send_request(request, dest), request, dest)
-            leg.forks.append(fork)
-            self._by_client_txn[fork.txn] = (leg, fork)
+            self.legs.add_fork(leg, fork)
         leg.invite = leg.forks[0].request
         timeout = leg.extension.ring_timeout if leg.extension else 20.0
         leg.ring_timer = self.clock.call_later(timeout, self._ring_timeout, leg)
@@ -277,7 +240,7 @@ class B2BUA:
     def _initial_invite(self, leg: SipLeg, contact: str, call_id: str, tag: str,
                         offer: bytes, destination: Destination) -> Request:
         caller = leg.caller
-        host = self._sip_host(destination[2], ":" in destination[0])
+        host = self.legs.sip_host(destination[2], ":" in destination[0])
         display = caller.extension.name if caller and caller.extension else ""
         from_user = caller.number if caller else "mediasrv"
         headers = Headers([
@@ -286,13 +249,13 @@ class B2BUA:
              else f"<sip:{from_user}@{host}>;tag={tag}"),
             ("To", f"<sip:{leg.number}@{host}>"),
             ("Call-ID", call_id), ("CSeq", "1 INVITE"),
-            ("Contact", self.contact(destination)), ("Allow", ALLOW),
+            ("Contact", self.legs.contact(destination)), ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
         ])
         return Request("INVITE", contact, headers, offer)
 
     def _on_response(self, event: sip.ResponseReceived) -> None:
-        found = self._by_client_txn.get(event.txn)
+        found = self.legs.by_client_txn(event.txn)
         if found is None:
             if not self.direct.on_response(event):  # our re-INVITEs moving media
                 self._stray_answer(event)
@@ -306,7 +269,7 @@ class B2BUA:
             self._fork_answered(leg, fork, event)
         else:
             fork.done = True
-            self._by_client_txn.pop(event.txn, None)
+            self.legs.drop_fork(event.txn)
             leg.last_status = _worse(leg.last_status, status)
             if not leg.answered and all(f.done for f in leg.forks):
                 self._failed(leg, condition_for_status(leg.last_status), leg.last_status)
@@ -336,16 +299,15 @@ class B2BUA:
         ack = dialog.create_request("ACK")
         self.sip.send_ack_2xx(ack, fork.destination)
         fork.done = True
-        self._by_client_txn.pop(event.txn, None)
+        self.legs.drop_fork(event.txn)
         if leg.answered or leg.ended:  # a second fork answered too late: ACK then BYE
             self.sip.send_request(dialog.create_request("BYE"), fork.destination)
             return
-        leg.dialog, leg.destination = dialog, fork.destination
-        leg.invite = fork.request
-        self._by_dialog[dialog.id] = leg
+        self.legs.set_dialog(leg, dialog)
+        leg.destination, leg.invite = fork.destination, fork.request
         self._take_answer(leg, event.response)
-        self._cancel_other_forks(leg)
-        self._stop_ring_timer(leg)
+        self.legs.cancel_forks(leg)
+        self.legs.stop_ring_timer(leg)
         leg.state = LegState.ANSWERED
         self._log(leg).info("%s answered", leg.number)
         self.publish(leg, "leg.answered", number=leg.number)
@@ -361,26 +323,22 @@ class B2BUA:
         except (SdpNegotiationError, SipParseError, ValueError) as exc:
             self._log(leg).warning("unusable SDP answer from %s: %s", leg.number, exc)
             return False
-        self._apply_remote(leg)
+        self.legs.apply_remote(leg)
         return True
-
-    def _cancel_other_forks(self, leg: SipLeg) -> None:
-        for fork in leg.forks:
-            if not fork.done:
-                fork.done = True
-                self.sip.cancel(fork.txn)
 
     def _ring_timeout(self, leg: SipLeg) -> None:
         leg.ring_timer = None
         if leg.answered or leg.ended:
             return
-        self._cancel_other_forks(leg)
+        self.legs.cancel_forks(leg)
         self._failed(leg, "no_answer", 408)
 
     def _on_client_failure(self, txn) -> None:
-        found = self._by_client_txn.pop(txn, None)
+        found = self.legs.drop_fork(txn)
         if found is None:
-            self.direct.on_failure(txn)
+            lost = self.direct.on_failure(txn)  # our re-INVITE: the phone is gone
+            if lost is not None:
+                self._leg_gone(lost, bye=True)
             return
         leg, fork = found
         fork.done = True
@@ -390,7 +348,7 @@ class B2BUA:
     def _failed(self, leg: SipLeg, condition: str, status: int) -> None:
         if leg.answered or leg.ended:
             return
-        self._stop_ring_timer(leg)
+        self.legs.stop_ring_timer(leg)
         step = next_step(self.config.extensions, leg.number, condition, leg.hops)
         self._log(leg).info("%s failed: %s (%d), failover %s", leg.number, condition, status,
                             step.action.action)
@@ -399,13 +357,13 @@ class B2BUA:
         if step.action.action == "forward":
             self._forward(leg, step.action.to)
             return
-        self._end_leg(leg)
+        self.legs.end(leg)
         self._emit(LegFailed(leg, condition, step.action, status),
                    default=lambda: self._failed_default(leg, condition, step.action, status))
 
     def _forward(self, leg: SipLeg, number: str) -> None:
         for fork in leg.forks:
-            self._by_client_txn.pop(fork.txn, None)
+            self.legs.drop_fork(fork.txn)
         leg.forks, leg.hops, leg.number = [], leg.hops + 1, number
         leg.extension = self.config.extensions.get(number)
         leg.state = LegState.CALLING
@@ -453,39 +411,22 @@ class B2BUA:
         if caller.invite is None or caller.invite_txn is None:
             return
         response = make_response(caller.invite, status, to_tag=caller.tag,
-                                 headers=[("Contact", self.contact(caller.destination))])
+                                 headers=[("Contact", self.legs.contact(caller.destination))])
         if with_sdp:
-            self._attach_answer(caller, response)
+            self.legs.attach_answer(caller, response)
         caller.state = LegState.RINGING
-        self._respond(caller.invite_txn, response)
+        self.legs.respond(caller.invite_txn, response)
 
     def answer(self, leg: SipLeg) -> None:
         """200 OK to an inbound leg's INVITE with our SDP answer."""
-        if not leg.inbound or leg.answered or leg.ended or leg.invite is None:
-            return
-        response = make_response(leg.invite, 200, to_tag=leg.tag, headers=[
-            ("Contact", self.contact(leg.destination)), ("Allow", ALLOW)])
-        self._attach_answer(leg, response)
-        dialog = self._respond(leg.invite_txn, response)
-        leg.state = LegState.ANSWERED
-        if dialog is not None:
-            leg.dialog = dialog
-            self._by_dialog[dialog.id] = leg
-
-    def _attach_answer(self, leg: SipLeg, response: Response) -> None:
-        offer = SessionDescription.parse(leg.invite.body)
-        sdp = build_answer(offer, leg.media, self.config.rtp.address,
-                           self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
-        srtp_policy.secure_answer(leg.srtp, sdp, offer, leg.media)
-        response.headers.set("Content-Type", "application/sdp")
-        response.body = sdp.to_bytes()
+        self.legs.answer(leg)
 
     # ================================================================== in-dialog requests
 
     def _in_dialog(self, leg: SipLeg, txn, request: Request) -> None:
         method = request.method
         if method == "BYE":
-            self._respond(txn, make_response(request, 200))
+            self.legs.respond(txn, make_response(request, 200))
             self._log(leg).info("%s hung up", leg.number)
             self._leg_gone(leg)
         elif method in ("INVITE", "UPDATE") and request.body:
@@ -493,13 +434,13 @@ class B2BUA:
         elif method in ("INVITE", "UPDATE", "INFO", "OPTIONS", "NOTIFY"):
             response = make_response(request, 200)
             if method == "INVITE":
-                response.headers.set("Contact", self.contact(leg.destination))
+                response.headers.set("Contact", self.legs.contact(leg.destination))
                 self._attach_current_sdp(leg, response)
-            self._respond(txn, response)
+            self.legs.respond(txn, response)
         elif method == "REFER":
             self.transfers.on_refer(leg, txn, request)
         else:
-            self._respond(txn, make_response(request, 501))
+            self.legs.respond(txn, make_response(request, 501))
 
     def _reinvite(self, leg: SipLeg, txn, request: Request) -> None:
         try:
@@ -508,20 +449,20 @@ class B2BUA:
             leg.srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(leg.extension),
                                             leg.srtp)
         except (SdpNegotiationError, SipParseError, ValueError):
-            self._respond(txn, make_response(request, 488))
+            self.legs.respond(txn, make_response(request, 488))
             return
         leg.media = media
         leg.sdp_version += 1
-        self._apply_remote(leg)
+        self.legs.apply_remote(leg)
         hold = is_hold(offer)
         self.direct.phone_reinvite(leg, request.method)  # our answer anchors it again
         sdp = build_answer(offer, media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
         srtp_policy.secure_answer(leg.srtp, sdp, offer, media)
         response = make_response(request, 200, headers=[
-            ("Contact", self.contact(leg.destination)), ("Content-Type", "application/sdp")])
+            ("Contact", self.legs.contact(leg.destination)), ("Content-Type", "application/sdp")])
         response.body = sdp.to_bytes()
-        self._respond(txn, response)
+        self.legs.respond(txn, response)
         if hold != leg.remote_hold:
             self._phone_hold(leg, hold)
 
@@ -556,16 +497,16 @@ class B2BUA:
 
     def hangup(self, leg: SipLeg, status: int = 0, reason: str | None = None) -> None:
         """BYE an answered leg, CANCEL a ringing outbound one, reject an unanswered inbound one."""
-        if leg.ended:
-            return
-        if leg.answered and leg.dialog is not None:
-            self.sip.send_request(leg.dialog.create_request("BYE"), leg.destination)
-        elif leg.inbound and leg.invite is not None and leg.invite_txn is not None:
-            self._respond(leg.invite_txn, make_response(leg.invite, status or 480, reason,
-                                                        to_tag=leg.tag))
-        else:
-            self._cancel_other_forks(leg)
-        self._end_leg(leg)
+        self.legs.hangup(leg, status, reason)
+
+    def end_from_outside(self, legs: list[SipLeg]) -> None:
+        """Hangs up `legs`, then tells each one's owners (REFER transfers first, then the
+        services) that it hung up: the API's hang-up, on the path a phone's BYE takes."""
+        live = [leg for leg in legs if not leg.ended]
+        for leg in live:
+            self.legs.hangup(leg)
+        for leg in live:
+            self._tell(LegHungUp(leg))
 
     def hold(self, leg: SipLeg, moh_class: str = "") -> None:
         cls = moh_class or (leg.extension.moh_class if leg.extension else "") or "default"
@@ -575,43 +516,37 @@ class B2BUA:
 
     def play_prompt(self, leg: SipLeg, name: str,
                     then: Callable[[], None] | None = None) -> int:
-        play_id = self.topology.prompt(leg, f"{leg.language}/{name}")
-        if then is not None:
-            self._plays[play_id] = then
-        return play_id
+        return self.legs.play_prompt(leg, name, then)
 
     def voicemail(self, leg: SipLeg, mailbox: str) -> None:
-        Voicemail(self, leg, mailbox).start()
+        Voicemail(self.legs, self.store, leg, mailbox).start()
 
     def stop_recording(self, leg: SipLeg) -> None:
         """A new media action on a leg ends its voicemail recording (the message is kept)."""
-        voicemail = self.recordings.get(leg.stream)
-        if voicemail is not None and not voicemail.interrupted:
-            voicemail.interrupt()
+        self.legs.stop_recording(leg)
 
     # ================================================================== media events
 
     def on_media_event(self, event: media_events.MediaEvent) -> None:
         if isinstance(event, media_events.RecordingFinished):
-            voicemail = self.recordings.pop(event.stream, None)
+            voicemail = self.legs.recordings.pop(event.stream, None)
             if voicemail is not None:
                 voicemail.finished(event)
             return
-        leg = self._by_stream.get(event.stream)
+        leg = self.legs.by_stream(event.stream)
         if leg is None or leg.ended:
             return
         if isinstance(event, media_events.DtmfReceived):
             self._log(leg).info("digit %s from %s (%s)", event.digit, leg.number, event.source)
             self.listener(DigitReceived(leg, event.digit, event.source))
         elif isinstance(event, media_events.PlayFinished):
-            then = self._plays.pop(event.play_id, None)
+            then = self.legs.prompt_done(event.play_id)
             if event.completed:
                 self._emit(PromptFinished(leg, event.play_id), default=then or (lambda: None))
         elif isinstance(event, media_events.RtpTimedOut):
             if leg.answered and not leg.remote_hold:
                 self._log(leg).warning("no RTP from %s: hanging up", leg.number)
-                self.hangup(leg)
-                self._leg_gone(leg, notify=True)
+                self._leg_gone(leg, bye=True)
 
     # ================================================================== leg bookkeeping
 
@@ -623,13 +558,17 @@ class B2BUA:
         """A REFER transfer owning the leg hears the event first, then the services."""
         return self.transfers.handle(event) or self.listener(event)
 
-    def _leg_gone(self, leg: SipLeg, notify: bool = True) -> None:
-        """The far side ended the leg (BYE, CANCEL, timeout): tell its owner, end its peers."""
+    def _leg_gone(self, leg: SipLeg, notify: bool = True, bye: bool = False) -> None:
+        """The far side ended the leg (BYE, CANCEL, timeout): tell its owner, end its peers.
+        `bye`: the phone did not say so itself (a timeout), so it is sent a BYE first."""
         if leg.ended:
             return
         peer = self.topology.peer_of(leg)
         group = [m for m in self.topology.group_of(leg) if m is not leg]
-        self._end_leg(leg)
+        if bye:
+            self.legs.hangup(leg)
+        else:
+            self.legs.end(leg)
         if notify and self._tell(LegHungUp(leg)) or leg.owner:
             return
         dialled_for = leg.caller if not leg.inbound and leg.purpose == "call" else None
@@ -637,103 +576,17 @@ class B2BUA:
             if other is not None and not other.ended and not other.owner:
                 self.hangup(other)
 
-    def _end_leg(self, leg: SipLeg) -> None:
-        if leg.ended:
-            return
-        leg.state = LegState.ENDED
-        self._stop_ring_timer(leg)
-        self.replaces.finder.leg_ended(leg)
-        self.topology.remove(leg)
-        self.legs.discard(leg)
-        self._by_stream.pop(leg.stream, None)
-        if leg.invite_txn is not None:
-            self._by_server_txn.pop(leg.invite_txn, None)
-        for fork in leg.forks:
-            if fork.done:
-                self._by_client_txn.pop(fork.txn, None)
-        if leg.dialog is not None:
-            self._by_dialog.pop(leg.dialog.id, None)
-        rtp: dict[str, int] = {}
-        try:
-            rtp = self.engine.stats(leg.stream)     # the final counters, read before closing
-            self.engine.close_stream(leg.stream)
-        except MediaError:
-            pass
-        self._log(leg).debug("leg %s (%s) ended", leg.id, leg.number)
-        self.publish(leg, "leg.ended", number=leg.number, rtp=rtp)
-
-    def _add_leg(self, leg: SipLeg) -> None:
-        leg.call.legs.append(leg)
-        self.legs.add(leg)
-        self._by_stream[leg.stream] = leg
-        mode = leg.extension.dtmf if leg.extension else "auto"
-        self.engine.set_dtmf(leg.stream, mode=mode, forward=True)
-
-    def _apply_remote(self, leg: SipLeg) -> None:
-        m = leg.media
-        if m is not None:
-            srtp_policy.apply(self.engine, leg.stream, leg.srtp)   # keys before the first packet
-            self.engine.set_remote(leg.stream, m.remote_addr, m.remote_port, codec=m.codec,
-                                   pt=m.pt, event_pt=m.event_pt)
-
-    def _stop_ring_timer(self, leg: SipLeg) -> None:
-        if leg.ring_timer is not None:
-            leg.ring_timer.cancel()
-            leg.ring_timer = None
-
-    def _offer(self, leg: SipLeg) -> bytes:
-        sdp = build_offer(self.config.rtp.address, self.engine.local_port(leg.stream),
-                          codecs.offer_order(self.config, leg), EVENT_PT,
-                          session_id=leg.session_id, version=leg.sdp_version,
-                          ptime=self.config.rtp.ptime)
-        if leg.srtp is None:
-            leg.srtp = srtp_policy.LegSrtp(srtp_policy.policy_of(leg.extension))
-        srtp_policy.secure_offer(leg.srtp, sdp)
-        return sdp.to_bytes()
-
-    def _next_sdp_id(self) -> int:
-        self._sdp_ids += 1
-        return self._sdp_ids
-
-    def _sip_host(self, transport: str = "udp", v6: bool = False) -> str:
-        listeners = self.config.sip.listen
-        lst = next((x for x in listeners if x.transport == transport and (":" in x.host) == v6),
-                   next((x for x in listeners if x.transport == transport), listeners[0]))
-        host = f"[{lst.host}]" if ":" in lst.host else lst.host
-        return f"{host}:{lst.port}"
-
-    def contact(self, destination: Destination) -> str:
-        """Our Contact towards a phone: the listener of its transport and address family
-        (RFC 3261 §8.1.1.8)."""
-        transport = destination[2]
-        suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
-        return f"<sip:mediasrv@{self._sip_host(transport, ':' in destination[0])}{suffix}>"
-
     def _log(self, leg: SipLeg) -> logging.LoggerAdapter:
-        return call_logger(log, leg.call_id)
+        return self.legs.log(leg)
 
     def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
         """Hands one event (call lifecycle, transfer states) to every observer."""
-        event: dict[str, object] = {"kind": kind, "call_id": leg.call_id, "leg": leg.id,
-                                    "time": self.clock.wall(), **fields}
-        for observer in self.observers:
-            try:
-                observer(event)
-            except Exception:  # an observer's bug must not break call handling
-                log.exception("observer failed on %s", kind)
+        self.legs.publish(leg, kind, **fields)
 
     def leak_report(self) -> dict[str, int]:
         """Live objects, for tests that check nothing leaked."""
-        return {"legs": len(self.legs), "streams": len(self._by_stream),
-                "server_txns": len(self._by_server_txn), "client_txns": len(self._by_client_txn),
-                "dialogs": len(self._by_dialog), "plays": len(self._plays),
-                "refers": self.transfers.leak_report(), "direct": self.direct.leak_report()}
-
-
-def _reason_488(exc: SdpNegotiationError) -> str:
-    """The 488's reason phrase: the SRTP refusals say why (a codec mismatch keeps the usual)."""
-    text = str(exc)
-    return text if "SRTP" in text or "crypto" in text else "Not Acceptable Here"
+        return {**self.legs.leak_report(), "refers": self.transfers.leak_report(),
+                "direct": self.direct.leak_report()}
 
 
 def _worse(a: int, b: int) -> int:

@@ -96,6 +96,11 @@ class ServiceControl:
     def hangup(self, leg: SipLeg, status: int = 0) -> None:
         self.b2bua.hangup(leg, status)
 
+    def end_from_outside(self, legs: list[SipLeg]) -> None:
+        """The operator ends `legs` (the API): each is hung up, then every owner of one (a
+        REFER transfer, a service session) is told it hung up, as when its phone hangs up."""
+        self.b2bua.end_from_outside(legs)
+
     def take_over(self, leg: SipLeg, service: str) -> None:
         leg.owner = service
 

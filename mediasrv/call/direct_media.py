@@ -1,11 +1,12 @@
 """Direct media: two phones that both allow it send RTP to each other, not through us.
 
 How this works (RFC 3264 §8 re-offers inside RFC 3261 §14 re-INVITEs):
-- `WatchedTopology` is the B2BUA's `Topology` that reports every change of who hears what.
-  After a bridge of two legs, `DirectMedia.review` (run on the next loop turn, once the
-  caller finished setting owners) checks the pair: both answered, both extensions with
-  `direct_media = true`, neither held nor taken over by a service or a transfer, the same
-  codec on both sides, and not refused before. Such a pair goes direct:
+- The leg table's `WatchedTopology` (topology.py) reports every change of who hears what
+  to `DirectMedia.changed`. After a bridge of two legs, `DirectMedia.review` (run on the
+  next loop turn, once the caller finished setting owners) checks the pair: both
+  answered, both extensions with `direct_media = true`, neither held nor taken over by a
+  service or a transfer, the same codec on both sides, and not refused before. Such a pair
+  goes direct:
   re-INVITE the first phone with an offer carrying the second phone's address (OFFER_FIRST);
   its answer gives the first phone's address, which the second phone is then offered
   (OFFER_SECOND); when both answered the pair is DIRECT and the engine stops sending to and
@@ -27,73 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from mediasrv.call.leg import SipLeg
-from mediasrv.call.topology import Topology
-from mediasrv.media.engine import MediaEngine
+from mediasrv.call.legs import ALLOW, Legs
 from mediasrv.sip import events as sip
 from mediasrv.sip.errors import SdpNegotiationError, SipParseError
 from mediasrv.sip.sdp import Negotiated, SessionDescription, build_offer, negotiate
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from mediasrv.call.b2bua import B2BUA
-
-
-class WatchedTopology(Topology):
-    """The media topology, telling `on_change` which legs each change touched."""
-
-    def __init__(self, engine: MediaEngine, on_change: Callable[[set[SipLeg], bool], None],
-                 ) -> None:
-        super().__init__(engine)
-        self.on_change = on_change
-
-    def _touched(self, legs: tuple[SipLeg, ...]) -> set[SipLeg]:
-        out = set(legs)
-        for leg in legs:
-            feed = self.hears(leg)
-            out.update(feed.group)
-            if feed.peer is not None:
-                out.add(feed.peer)
-        return out
-
-    def bridge(self, a: SipLeg, b: SipLeg) -> None:
-        touched = self._touched((a, b))
-        super().bridge(a, b)
-        self.on_change(touched, True)
-
-    def mix(self, legs: list[SipLeg]) -> None:
-        touched = self._touched(tuple(legs))
-        super().mix(legs)
-        self.on_change(touched, False)
-
-    def moh(self, leg: SipLeg, moh_class: str) -> None:
-        touched = self._touched((leg,))
-        super().moh(leg, moh_class)
-        self.on_change(touched, False)
-
-    def prompt(self, leg: SipLeg, name: str) -> int:
-        touched = self._touched((leg,))
-        play_id = super().prompt(leg, name)
-        self.on_change(touched, False)
-        return play_id
-
-    def tone(self, leg: SipLeg, tone: str) -> None:
-        touched = self._touched((leg,))
-        super().tone(leg, tone)
-        self.on_change(touched, False)
-
-    def silence(self, leg: SipLeg) -> None:
-        touched = self._touched((leg,))
-        super().silence(leg)
-        self.on_change(touched, False)
-
-    def remove(self, leg: SipLeg) -> None:
-        touched = self._touched((leg,))
-        super().remove(leg)
-        self.on_change(touched, False)
 
 
 class State(StrEnum):
@@ -141,8 +81,9 @@ class Pair:
 class DirectMedia:
     """Puts eligible two-party calls on direct media and takes the media back on need."""
 
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
+    def __init__(self, legs: Legs) -> None:
+        self.legs = legs
+        legs.topology.watchers.append(self.changed)
         self.pairs: dict[SipLeg, Pair] = {}
         self._pending: dict[object, tuple[SipLeg, bool]] = {}  # txn -> (leg, direct offer)
         self._busy: set[SipLeg] = set()  # legs with a re-INVITE of ours running
@@ -174,7 +115,7 @@ class DirectMedia:
             if not self._still_direct(pair):
                 self._fire(pair, E.NEEDED)
         if bridged and any(self._allows(leg) for leg in legs):
-            self.b2bua.clock.call_soon(self.review, *legs)
+            self.legs.clock.call_soon(self.review, *legs)
 
     def phone_reinvite(self, leg: SipLeg, method: str) -> None:
         """The phone re-INVITEd (or UPDATEd) on its own: our answer anchors it; its peer
@@ -188,7 +129,7 @@ class DirectMedia:
 
     def review(self, *legs: SipLeg) -> None:
         """Starts direct media for any two of `legs` bridged together that qualify."""
-        topology = self.b2bua.topology
+        topology = self.legs.topology
         for leg in legs:
             peer = topology.peer_of(leg)
             if peer is not None and self._eligible(leg, peer):
@@ -207,7 +148,7 @@ class DirectMedia:
         self._busy.discard(leg)
         ok = 200 <= event.response.status < 300
         if ok and leg.dialog is not None:
-            self.b2bua.sip.send_ack_2xx(leg.dialog.create_request("ACK"), leg.destination)
+            self.legs.sip.send_ack_2xx(leg.dialog.create_request("ACK"), leg.destination)
         media = self._answer(event.response.body, leg) if ok else None
         pair = self.pairs.get(leg)
         if direct:
@@ -216,16 +157,15 @@ class DirectMedia:
             self._anchor_answered(pair, leg, media)
         return True
 
-    def on_failure(self, txn: object) -> bool:
-        """Our re-INVITE timed out: the phone is gone, so is its leg."""
+    def on_failure(self, txn: object) -> SipLeg | None:
+        """Our re-INVITE timed out: the phone is gone; its leg is returned for the call
+        layer to end as a hang-up."""
         found = self._pending.pop(txn, None)
         if found is None:
-            return False
+            return None
         leg = found[0]
         self._busy.discard(leg)
-        self.b2bua.hangup(leg)
-        self.b2bua._leg_gone(leg)
-        return True
+        return leg
 
     def _direct_answered(self, pair: Pair | None, leg: SipLeg, media: Negotiated | None,
                          accepted: bool) -> None:
@@ -244,15 +184,15 @@ class DirectMedia:
     def _anchor_answered(self, pair: Pair | None, leg: SipLeg, media: Negotiated | None) -> None:
         if media is not None and not leg.ended:  # a transfer may have BYEd it meanwhile
             leg.media = media
-            self.b2bua._apply_remote(leg)
+            self.legs.apply_remote(leg)
         if pair is not None:
             self._anchor_next(pair)
 
     def _answer(self, body: bytes, leg: SipLeg) -> Negotiated | None:
         try:
-            return negotiate(SessionDescription.parse(body), list(self.b2bua.config.rtp.codecs))
+            return negotiate(SessionDescription.parse(body), list(self.legs.config.rtp.codecs))
         except (SdpNegotiationError, SipParseError, ValueError) as exc:
-            self.b2bua._log(leg).warning("unusable re-INVITE answer from %s: %s", leg.number, exc)
+            self.legs.log(leg).warning("unusable re-INVITE answer from %s: %s", leg.number, exc)
             return None
 
     # ------------------------------------------------------------------ table actions
@@ -269,7 +209,7 @@ class DirectMedia:
 
     def offer_second(self, pair: Pair) -> None:
         """The first phone now sends to the second; the second is offered the first."""
-        engine = self.b2bua.engine
+        engine = self.legs.engine
         engine.set_direction(pair.second.stream, send=False, recv=True)
         self._reinvite(pair.second, self._offer_towards(pair.second, pair.first_media),
                        direct=True)
@@ -277,8 +217,8 @@ class DirectMedia:
     def go_direct(self, pair: Pair) -> None:
         """Both phones send to each other: the server neither sends nor waits for RTP."""
         for leg in pair.legs:
-            self.b2bua.engine.set_direction(leg.stream, send=False, recv=False)
-        self.b2bua.publish(pair.first, "direct_media", state="DIRECT", peer=pair.second.id)
+            self.legs.engine.set_direction(leg.stream, send=False, recv=False)
+        self.legs.publish(pair.first, "direct_media", state="DIRECT", peer=pair.second.id)
 
     def refuse(self, pair: Pair) -> None:
         """A phone would not go direct: this pair stays anchored."""
@@ -289,19 +229,19 @@ class DirectMedia:
         """Media through the server again: the engine sends at once, the phones follow."""
         for leg in pair.legs:
             if not leg.ended:
-                self.b2bua.engine.set_direction(leg.stream, send=not leg.remote_hold, recv=True)
-        self.b2bua.publish(pair.first, "direct_media", state="ANCHORING", peer=pair.second.id)
-        self.b2bua.clock.call_soon(self._anchor_next, pair)
+                self.legs.engine.set_direction(leg.stream, send=not leg.remote_hold, recv=True)
+        self.legs.publish(pair.first, "direct_media", state="ANCHORING", peer=pair.second.id)
+        self.legs.clock.call_soon(self._anchor_next, pair)
 
     def anchored(self, pair: Pair) -> None:
         """Every phone sends to us again; the pair may qualify again later."""
         for leg in pair.legs:
             if self.pairs.get(leg) is pair:
                 del self.pairs[leg]
-        self.b2bua.publish(pair.first, "direct_media", state="ANCHORED", peer=pair.second.id)
+        self.legs.publish(pair.first, "direct_media", state="ANCHORED", peer=pair.second.id)
         live = [leg for leg in pair.legs if not leg.ended]
         if live:
-            self.b2bua.clock.call_soon(self.review, *live)
+            self.legs.clock.call_soon(self.review, *live)
 
     def _anchor_next(self, pair: Pair) -> None:
         """Re-INVITEs the next switched phone back to us, one INVITE per dialog at a time."""
@@ -313,19 +253,18 @@ class DirectMedia:
             elif leg not in self._busy:
                 pair.switched.discard(leg)
                 leg.sdp_version += 1
-                self._reinvite(leg, self.b2bua._offer(leg), direct=False)
+                self._reinvite(leg, self.legs.offer(leg), direct=False)
         if not pair.switched and not any(leg in self._busy for leg in pair.legs):
             self._fire(pair, E.ANCHORED)
 
     # ------------------------------------------------------------------ helpers
 
     def _reinvite(self, leg: SipLeg, body: bytes, direct: bool) -> None:
-        from mediasrv.call.b2bua import ALLOW  # the B2BUA module imports this one
         if leg.dialog is None or leg.ended:
             return
         request = leg.dialog.create_request("INVITE", body=body, headers=(
             ("Allow", ALLOW), ("Content-Type", "application/sdp")))
-        txn = self.b2bua.sip.send_request(request, leg.destination)
+        txn = self.legs.sip.send_request(request, leg.destination)
         self._pending[txn] = (leg, direct)
         self._busy.add(leg)
 
@@ -333,7 +272,7 @@ class DirectMedia:
         """An offer to `leg`'s phone with the other phone's address, codec and events."""
         assert other is not None and leg.media is not None
         leg.sdp_version += 1
-        sdp = build_offer(self.b2bua.config.rtp.address, other.remote_port, [other.codec],
+        sdp = build_offer(self.legs.config.rtp.address, other.remote_port, [other.codec],
                           other.event_pt, session_id=leg.session_id, version=leg.sdp_version,
                           ptime=other.ptime)
         sdp.connection = other.remote_addr
@@ -352,11 +291,11 @@ class DirectMedia:
         return (self._allows(leg) and leg.answered and not leg.owner and not leg.remote_hold
                 and (leg in self._acked or not leg.inbound) and leg not in self._awaiting_ack
                 and leg.dialog is not None and leg not in self._busy
-                and leg.stream not in self.b2bua.recordings)
+                and leg.stream not in self.legs.recordings)
 
     def _still_direct(self, pair: Pair) -> bool:
         a, b = pair.legs
-        topology = self.b2bua.topology
+        topology = self.legs.topology
         return (topology.peer_of(a) is b and topology.peer_of(b) is a
                 and self._fit_now(a) and self._fit_now(b))
 
@@ -368,7 +307,7 @@ class DirectMedia:
         return frozenset(leg.id for leg in pair.legs)
 
     def _log(self, pair: Pair, what: str) -> None:
-        self.b2bua._log(pair.first).info("direct media %s-%s: %s", pair.first.number,
+        self.legs.log(pair.first).info("direct media %s-%s: %s", pair.first.number,
                                         pair.second.number, what)
 
     def leak_report(self) -> int:

@@ -31,9 +31,10 @@ How this works:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mediasrv.call.api import (
     CallAnswered,
@@ -45,16 +46,14 @@ from mediasrv.call.api import (
 )
 from mediasrv.call.failover import CONDITION_STATUS, MAX_HOPS
 from mediasrv.call.leg import SipLeg
-from mediasrv.call.replaces import CHECKS, Match, ReplacesId, party_of
+from mediasrv.call.legs import Legs, party_of
+from mediasrv.call.replaces import CHECKS, Match, ReplacesId, find
 from mediasrv.config import FailoverAction
 from mediasrv.media.engine import MediaError
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.message import REASON_PHRASES, Request, make_response
 from mediasrv.sip.transaction import ServerTransaction
 from mediasrv.sip.uri import NameAddr, split_outside
-
-if TYPE_CHECKING:
-    from mediasrv.call.b2bua import B2BUA
 
 OWNER = "refer"
 FAILED_TONE_SECONDS = 2.0  # the "failed" tone a transferred party hears before it is let go
@@ -97,11 +96,20 @@ def sipfrag(status: int) -> bytes:
     return f"SIP/2.0 {status} {REASON_PHRASES.get(status, 'Unknown')}\r\n".encode()
 
 
+class Calls(Protocol):
+    """What a REFER transfer asks of the B2BUA beyond the leg table."""
+
+    listener: Callable[[CallEvent], bool]
+
+    def dial(self, number: str, *, caller: SipLeg, purpose: str) -> SipLeg: ...
+    def voicemail(self, leg: SipLeg, mailbox: str) -> None: ...
+
+
 class Subscription:
     """The implicit subscription a REFER creates (RFC 3515 §2.4.4-§2.4.6)."""
 
-    def __init__(self, b2bua: B2BUA, leg: SipLeg, refer: Request, enabled: bool) -> None:
-        self.b2bua, self.leg, self.enabled = b2bua, leg, enabled
+    def __init__(self, legs: Legs, leg: SipLeg, refer: Request, enabled: bool) -> None:
+        self.legs, self.leg, self.enabled = legs, leg, enabled
         self.event = f"refer;id={refer.cseq[0]}"
         self.done = False
 
@@ -116,7 +124,7 @@ class Subscription:
         request = self.leg.dialog.create_request("NOTIFY", body=sipfrag(status), headers=(
             ("Event", self.event), ("Subscription-State", state),
             ("Content-Type", "message/sipfrag;version=2.0")))
-        self.b2bua.sip.send_request(request, self.leg.destination)
+        self.legs.sip.send_request(request, self.leg.destination)
 
 
 @dataclass(eq=False)
@@ -136,8 +144,10 @@ class ReferSession:
 class ReferTransfers:
     """REFER handling for the B2BUA; it owns (`leg.owner == "refer"`) the legs it moves."""
 
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
+    def __init__(self, legs: Legs, calls: Calls, is_direct: Callable[[SipLeg], bool]) -> None:
+        self.legs = legs
+        self.calls = calls
+        self._is_direct = is_direct
         self._sessions: dict[SipLeg, ReferSession] = {}
 
     # ------------------------------------------------------------------ the REFER
@@ -146,16 +156,16 @@ class ReferTransfers:
         """Answer an in-dialog REFER and start the transfer it asks for."""
         status, uri_or_reason = self._check(leg, request)
         if status:
-            self.b2bua._respond(txn, make_response(request, status, uri_or_reason or None))
+            self.legs.respond(txn, make_response(request, status, uri_or_reason or None))
             return
         enabled = (request.headers.get("Refer-Sub") or "").strip().lower() != "false"
-        headers = [("Contact", self.b2bua.contact(leg.destination))]
+        headers = [("Contact", self.legs.contact(leg.destination))]
         if not enabled:
             headers.append(("Refer-Sub", "false"))
-        self.b2bua._respond(txn, make_response(request, 202, headers=headers))
-        sub = Subscription(self.b2bua, leg, request, enabled)
+        self.legs.respond(txn, make_response(request, 202, headers=headers))
+        sub = Subscription(self.legs, leg, request, enabled)
         sub.notify(100)
-        transferred = party_of(self.b2bua, leg)
+        transferred = party_of(self.legs, leg)
         assert transferred is not None
         replaces = _replaces_param(uri_or_reason)
         if replaces is None:
@@ -175,11 +185,11 @@ class ReferTransfers:
                 ReplacesId.parse(replaces)
         except (SipParseError, ValueError) as exc:
             return getattr(exc, "status", 400) or 400, "Bad Refer-To"
-        transferred = party_of(self.b2bua, leg)
+        transferred = party_of(self.legs, leg)
         if (leg in self._sessions or leg.owner or not leg.answered or transferred is None
                 or not transferred.answered or transferred.owner):
             return 603, "Nothing to transfer now"
-        if replaces is None and uri.user not in self.b2bua.config.extensions:
+        if replaces is None and uri.user not in self.legs.config.extensions:
             return 404, ""
         if replaces is None and transferred.extension is not None \
                 and uri.user == transferred.extension.number:
@@ -190,11 +200,10 @@ class ReferTransfers:
 
     def _blind(self, transferer: SipLeg, transferred: SipLeg, number: str,
                sub: Subscription) -> None:
-        b2bua = self.b2bua
         failover = not self._direct(transferer)
         self._take(transferer, transferred)
         try:
-            target = b2bua.dial(number, caller=transferred, purpose=OWNER)
+            target = self.calls.dial(number, caller=transferred, purpose=OWNER)
         except MediaError:
             self._publish(transferred, "FAIL", "result", transferer=transferer.number,
                           target=number, status=503)
@@ -212,14 +221,14 @@ class ReferTransfers:
         self._take(transferer, transferred)
         target.owner, target.purpose, target.caller = OWNER, OWNER, transferred
         replaced.dialing = None
-        self.b2bua.hangup(replaced, 487)  # the transferer's own consultation call ends here
+        self.legs.hangup(replaced, 487)  # the transferer's own consultation call ends here
         session = ReferSession(transferer, transferred, target, sub, S.BLOND, failover)
         self._start(session)
 
     def _take(self, transferer: SipLeg, transferred: SipLeg) -> None:
         transferer.owner = transferred.owner = OWNER
-        self.b2bua.topology.silence(transferer)
-        self.b2bua.topology.tone(transferred, "ringback")
+        self.legs.topology.silence(transferer)
+        self.legs.topology.tone(transferred, "ringback")
 
     def _start(self, session: ReferSession) -> None:
         for leg in (session.transferer, session.transferred, session.target):
@@ -231,9 +240,9 @@ class ReferTransfers:
 
     def _attended(self, transferer: SipLeg, transferred: SipLeg, rid: ReplacesId,
                   sub: Subscription) -> None:
-        match, replaced = self.b2bua.replaces.finder.find(rid)
+        match, replaced = find(self.legs, rid)
         status = REFER_CHECKS.get((match, rid.early_only))
-        target = party_of(self.b2bua, replaced) if replaced is not None else None
+        target = party_of(self.legs, replaced) if replaced is not None else None
         if status is None and replaced is transferer:
             status = 488
         elif status is None and (target is None or target.owner or target is transferred):
@@ -251,17 +260,17 @@ class ReferTransfers:
 
     def _join(self, transferer: SipLeg, transferred: SipLeg, replaced: SipLeg,
               target: SipLeg, sub: Subscription) -> None:
-        b2bua = self.b2bua
+        legs = self.legs
         fields = {"transferer": transferer.number, "target": target.number}
         self._publish(transferred, "COMPLETE", "start", **fields)
         if not target.answered:
-            b2bua.answer(target)  # a caller waiting on the transferer's ringing leg
+            legs.answer(target)  # a caller waiting on the transferer's ringing leg
         for leg in (transferer, replaced):
             leg.dialing = leg.caller = leg.held_peer = None
         self._connect(transferred, target)
         sub.notify(200)
-        b2bua.hangup(replaced)
-        b2bua.hangup(transferer)
+        legs.hangup(replaced)
+        legs.hangup(transferer)
         self._publish(transferred, "COMPLETE", "result", status=200, **fields)
 
     # ------------------------------------------------------------------ events
@@ -322,7 +331,7 @@ class ReferTransfers:
     def abandon(self, session: ReferSession) -> None:
         """The transferred party hung up while the target rang."""
         session.status = 487
-        self.b2bua.hangup(session.target)
+        self.legs.hangup(session.target)
         session.sub.notify(487)
         self._release(session.transferer)
 
@@ -333,24 +342,24 @@ class ReferTransfers:
         for leg in (a, b):
             leg.owner, leg.held_peer = "", None
         b.purpose, b.caller = "call", a
-        self.b2bua.topology.bridge(a, b)
-        self.b2bua.listener(CallAnswered(a, b))
+        self.legs.topology.bridge(a, b)
+        self.calls.listener(CallAnswered(a, b))
 
     def _carry_out(self, leg: SipLeg, action: FailoverAction, mailbox: str) -> None:
         leg.owner = ""
-        b2bua = self.b2bua
         if action.action == "announce":
-            b2bua.play_prompt(leg, action.prompt or "unavailable", then=lambda: b2bua.hangup(leg))
+            self.legs.play_prompt(leg, action.prompt or "unavailable",
+                                  then=lambda: self.legs.hangup(leg))
         else:
-            b2bua.voicemail(leg, mailbox)
+            self.calls.voicemail(leg, mailbox)
 
     def _reconnect_or_release(self, transferer: SipLeg, transferred: SipLeg) -> None:
         if transferer.ended and transferred.ended:
             return
         if transferer.ended:
             transferred.owner = ""
-            self.b2bua.topology.tone(transferred, "failed")
-            self.b2bua.clock.call_later(FAILED_TONE_SECONDS, self.b2bua.hangup, transferred)
+            self.legs.topology.tone(transferred, "failed")
+            self.legs.clock.call_later(FAILED_TONE_SECONDS, self.legs.hangup, transferred)
         elif transferred.ended:
             self._release(transferer)
         else:
@@ -358,12 +367,12 @@ class ReferTransfers:
 
     def _release(self, transferer: SipLeg) -> None:
         transferer.owner = ""
-        self.b2bua.hangup(transferer)
+        self.legs.hangup(transferer)
 
     # ------------------------------------------------------------------ helpers
 
     def _direct(self, leg: SipLeg) -> bool:
-        return self.b2bua.direct.is_direct(leg)
+        return self._is_direct(leg)
 
     @staticmethod
     def _describe(session: ReferSession) -> dict[str, object]:
@@ -371,8 +380,8 @@ class ReferTransfers:
                 "failover": session.failover}
 
     def _publish(self, anchor: SipLeg, state: str, phase: str, **fields: object) -> None:
-        self.b2bua._log(anchor).info("REFER transfer %s: %s %s", phase, state, fields)
-        self.b2bua.publish(anchor, "transfer", service=OWNER, state=state, phase=phase,
+        self.legs.log(anchor).info("REFER transfer %s: %s %s", phase, state, fields)
+        self.legs.publish(anchor, "transfer", service=OWNER, state=state, phase=phase,
                            transferred=anchor.number, **fields)
 
     def leak_report(self) -> int:

@@ -5,10 +5,10 @@ How this works:
   RFC 3891 §6.1), from the header or from a Refer-To URI's `?Replaces=` (percent-decoded,
   RFC 3515 §2.1). The to-tag is the tag of the UA holding the dialog (ours), the from-tag
   the other UA's, so the pair is our dialog ID (Call-ID, local tag, remote tag), RFC 3261 §12.
-- `DialogFinder.find` matches it against our legs: a confirmed dialog (`leg.dialog`), the
+- `find(legs, rid)` matches it against our legs: a confirmed dialog (`leg.dialog`), the
   early dialog of an inbound leg we sent 180/183 on (we are its UAS), or the early dialog of
-  one of an outbound leg's forks (we initiated it). Dialog IDs of legs that ended are kept
-  for `ENDED_MEMORY` seconds so a late Replaces gets 603, not 481.
+  one of an outbound leg's forks (we initiated it). The leg table remembers the dialog IDs of
+  legs that ended for a while, so a late Replaces gets 603, not 481.
 - `check()` is RFC 3891 §3 as a table: no match 481; a dialog that ended 603; a confirmed
   dialog named with `early-only` 486; an early dialog we did not initiate 481 (for an
   INVITE; a REFER may name one, see refer.py: that is the blond transfer of the spec).
@@ -22,27 +22,17 @@ How this works:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from mediasrv.call import srtp_policy
 from mediasrv.call.leg import LegState, SipLeg
+from mediasrv.call.legs import DialogId, Legs, inbound_early_id, party_of
 from mediasrv.config import Extension
-from mediasrv.media.engine import MediaError
-from mediasrv.sip.errors import SdpNegotiationError
 from mediasrv.sip.message import Request, make_response
-from mediasrv.sip.sdp import SessionDescription, negotiate
+from mediasrv.sip.sdp import SessionDescription
 from mediasrv.sip.transaction import ServerTransaction
-from mediasrv.sip.uri import generate_tag
 
-if TYPE_CHECKING:
-    from mediasrv.call.b2bua import B2BUA
-
-ENDED_MEMORY = 32.0  # seconds a terminated dialog is still recognised (64·T1 with T1 = 0.5 s)
-ENDED_MAX = 4096  # at most this many remembered, oldest forgotten first
 OWNER = "replaces"
 
 
@@ -84,7 +74,7 @@ class ReplacesId:
         return cls(call_id, fields["to-tag"], fields["from-tag"], "early-only" in fields)
 
     @property
-    def dialog_id(self) -> tuple[str, str, str]:
+    def dialog_id(self) -> DialogId:
         """Our dialog ID (Call-ID, local tag, remote tag): the to-tag is the holder's."""
         return (self.call_id, self.to_tag, self.from_tag)
 
@@ -94,71 +84,28 @@ def check(match: Match, early_only: bool) -> int | None:
     return CHECKS.get((match, early_only))
 
 
-class DialogFinder:
-    """Our dialogs by ID, live (from the legs) or recently ended."""
-
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
-        self._ended: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-
-    def find(self, rid: ReplacesId) -> tuple[Match, SipLeg | None]:
-        """The leg whose dialog `rid` names, and how it matched."""
-        wanted = rid.dialog_id
-        for leg in self.b2bua.legs:
-            match = _match_leg(leg, wanted)
-            if match is not Match.NONE:
-                return match, leg
-        return (Match.ENDED if self._recently_ended(wanted) else Match.NONE), None
-
-    def leg_ended(self, leg: SipLeg) -> None:
-        """Remember the dialogs of a leg that ended (for 603)."""
-        now = self.b2bua.clock.now()
-        for dialog_id in _dialog_ids(leg):
-            self._ended[dialog_id] = now
-            self._ended.move_to_end(dialog_id)
-        while len(self._ended) > ENDED_MAX:
-            self._ended.popitem(last=False)
-
-    def _recently_ended(self, dialog_id: tuple[str, str, str]) -> bool:
-        ended = self._ended.get(dialog_id)
-        return ended is not None and self.b2bua.clock.now() - ended < ENDED_MEMORY
+def find(legs: Legs, rid: ReplacesId) -> tuple[Match, SipLeg | None]:
+    """The leg whose dialog `rid` names, and how it matched."""
+    wanted = rid.dialog_id
+    for leg in legs:
+        match = _match_leg(leg, wanted)
+        if match is not Match.NONE:
+            return match, leg
+    return (Match.ENDED if legs.recently_ended(wanted) else Match.NONE), None
 
 
-def _inbound_early_id(leg: SipLeg) -> tuple[str, str, str] | None:
-    """The early dialog the caller sees once we sent it a 180/183 with our tag."""
-    if not leg.inbound or leg.invite is None or not leg.tag:
-        return None
-    return (leg.invite.call_id, leg.tag, leg.invite.from_tag or "")
-
-
-def _dialog_ids(leg: SipLeg) -> list[tuple[str, str, str]]:
-    ids = [leg.dialog.id] if leg.dialog is not None else []
-    early = _inbound_early_id(leg)
-    ids += [early] if early is not None else []
-    return ids + [f.dialog.id for f in leg.forks if f.dialog is not None]
-
-
-def _match_leg(leg: SipLeg, wanted: tuple[str, str, str]) -> Match:
+def _match_leg(leg: SipLeg, wanted: DialogId) -> Match:
     if leg.ended:
         return Match.NONE
     if leg.dialog is not None and leg.dialog.id == wanted:
         return Match.CONFIRMED
     if not leg.answered:
-        if leg.inbound and leg.state is LegState.RINGING and _inbound_early_id(leg) == wanted:
+        if leg.inbound and leg.state is LegState.RINGING and inbound_early_id(leg) == wanted:
             return Match.EARLY_THEIRS
         if any(f.dialog is not None and f.dialog.id == wanted and not f.done
                for f in leg.forks):
             return Match.EARLY_OURS
     return Match.NONE
-
-
-def party_of(b2bua: B2BUA, leg: SipLeg) -> SipLeg | None:
-    """The remote party `leg` is (or was until a hold) talking to, or is ringing for."""
-    topology = b2bua.topology
-    for other in (topology.peer_of(leg), leg.held_peer, leg.dialing, leg.caller):
-        if other is not None and not other.ended:
-            return other
-    return None
 
 
 def single_replaces(request: Request) -> ReplacesId:
@@ -172,73 +119,46 @@ def single_replaces(request: Request) -> ReplacesId:
 class ReplacesHandler:
     """INVITE with Replaces received from a phone (RFC 3891 §3)."""
 
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
-        self.finder = DialogFinder(b2bua)
+    def __init__(self, legs: Legs) -> None:
+        self.legs = legs
 
     def on_invite(self, txn: ServerTransaction, request: Request, offer: SessionDescription,
                   caller_ext: Extension | None) -> None:
         """Check the named dialog; on success the new leg takes its place."""
-        b2bua = self.b2bua
+        legs = self.legs
         try:
             rid = single_replaces(request)
         except ValueError as exc:
-            b2bua._respond(txn, make_response(request, 400, str(exc)[:80]))
+            legs.respond(txn, make_response(request, 400, str(exc)[:80]))
             return
-        match, old = self.finder.find(rid)
+        match, old = find(legs, rid)
         status = check(match, rid.early_only)
-        party = party_of(b2bua, old) if old is not None else None
+        party = party_of(legs, old) if old is not None else None
         if status is None and (party is None or old.owner or party.owner):
             status = 603  # nothing to join, or a service is using the call right now
         if status is not None:
-            b2bua._respond(txn, make_response(request, status))
+            legs.respond(txn, make_response(request, status))
             return
         assert old is not None and party is not None
-        self._replace(txn, request, offer, caller_ext, old, party)
+        new = legs.open_inbound(txn, request, offer, caller_ext, party.call)
+        if new is not None:
+            self._replace(old, party, new)
 
-    def _replace(self, txn: ServerTransaction, request: Request, offer: SessionDescription,
-                 caller_ext: Extension | None, old: SipLeg, party: SipLeg) -> None:
-        new = self._open_leg(txn, request, offer, caller_ext, party)
-        if new is None:
-            return
-        b2bua = self.b2bua
-        b2bua._log(old).info(
+    def _replace(self, old: SipLeg, party: SipLeg, new: SipLeg) -> None:
+        legs = self.legs
+        legs.log(old).info(
             "%s replaces %s (%s) in the call with %s", new.number, old.number, old.id,
             party.number)
-        b2bua.publish(party, "transfer", service=OWNER, state="START", replaced=old.id,
-                      by=new.id, number=new.number)
-        b2bua.answer(new)
+        legs.publish(party, "transfer", service=OWNER, state="START", replaced=old.id,
+                     by=new.id, number=new.number)
+        legs.answer(new)
         if not party.answered and party.inbound:
-            b2bua.answer(party)  # our early dialog was picked up: the caller is answered
-        b2bua.topology.bridge(party, new)
+            legs.answer(party)  # our early dialog was picked up: the caller is answered
+        legs.topology.bridge(party, new)
         for ref in ("dialing", "caller"):
             if getattr(party, ref) is old:
                 setattr(party, ref, new)
         old.dialing = old.caller = old.held_peer = None
-        b2bua.hangup(old)  # BYE (confirmed) or CANCEL (early, ours): RFC 3891 §3
-        b2bua.publish(party, "transfer", service=OWNER, state="COMPLETE", replaced=old.id,
-                      by=new.id, number=new.number)
-
-    def _open_leg(self, txn: ServerTransaction, request: Request, offer: SessionDescription,
-                  ext: Extension | None, party: SipLeg) -> SipLeg | None:
-        b2bua = self.b2bua
-        try:
-            media = negotiate(offer, list(b2bua.config.rtp.codecs), secure=True)
-            srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(ext))
-            stream = b2bua.engine.open_stream()
-        except SdpNegotiationError:
-            b2bua._respond(txn, make_response(request, 488))
-            return None
-        except MediaError:
-            b2bua._respond(txn, make_response(request, 503, "No media ports"))
-            return None
-        via = request.top_via
-        flow = (via.received or via.host, via.rport or via.port or 5060, via.transport.lower())
-        number = ext.number if ext else (request.from_addr.uri.user or "anonymous")
-        leg = SipLeg(party.call, True, stream, number, ext, flow, invite_txn=txn,
-                     invite=request, media=media, session_id=b2bua._next_sdp_id(), srtp=srtp)
-        leg.tag = generate_tag()
-        b2bua._add_leg(leg)
-        b2bua._by_server_txn[txn] = leg
-        b2bua._apply_remote(leg)
-        return leg
+        legs.hangup(old)  # BYE (confirmed) or CANCEL (early, ours): RFC 3891 §3
+        legs.publish(party, "transfer", service=OWNER, state="COMPLETE", replaced=old.id,
+                     by=new.id, number=new.number)

@@ -10,6 +10,7 @@ left: they become a plain bridge), so no leg ever hears a stale source.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mediasrv.call.leg import SipLeg
@@ -107,3 +108,61 @@ class Topology:
         elif rest:
             self.feeds[rest[0]] = SILENCE
             self.engine.play_silence(rest[0].stream)
+
+
+class WatchedTopology(Topology):
+    """The media topology, telling its `watchers` which legs each change touched (and whether
+    the change was a new bridge): direct media watches it."""
+
+    def __init__(self, engine: MediaEngine) -> None:
+        super().__init__(engine)
+        self.watchers: list[Callable[[set[SipLeg], bool], None]] = []
+
+    def on_change(self, legs: set[SipLeg], bridged: bool) -> None:
+        for watcher in self.watchers:
+            watcher(legs, bridged)
+
+    def _touched(self, legs: tuple[SipLeg, ...]) -> set[SipLeg]:
+        out = set(legs)
+        for leg in legs:
+            feed = self.hears(leg)
+            out.update(feed.group)
+            if feed.peer is not None:
+                out.add(feed.peer)
+        return out
+
+    def bridge(self, a: SipLeg, b: SipLeg) -> None:
+        touched = self._touched((a, b))
+        super().bridge(a, b)
+        self.on_change(touched, True)
+
+    def mix(self, legs: list[SipLeg]) -> None:
+        touched = self._touched(tuple(legs))
+        super().mix(legs)
+        self.on_change(touched, False)
+
+    def moh(self, leg: SipLeg, moh_class: str) -> None:
+        touched = self._touched((leg,))
+        super().moh(leg, moh_class)
+        self.on_change(touched, False)
+
+    def prompt(self, leg: SipLeg, name: str) -> int:
+        touched = self._touched((leg,))
+        play_id = super().prompt(leg, name)
+        self.on_change(touched, False)
+        return play_id
+
+    def tone(self, leg: SipLeg, tone: str) -> None:
+        touched = self._touched((leg,))
+        super().tone(leg, tone)
+        self.on_change(touched, False)
+
+    def silence(self, leg: SipLeg) -> None:
+        touched = self._touched((leg,))
+        super().silence(leg)
+        self.on_change(touched, False)
+
+    def remove(self, leg: SipLeg) -> None:
+        touched = self._touched((leg,))
+        super().remove(leg)
+        self.on_change(touched, False)

@@ -15,53 +15,51 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mediasrv.call.leg import SipLeg
+from mediasrv.call.legs import Legs
+from mediasrv.call.store import Store
 from mediasrv.logs import call_logger
 from mediasrv.media.events import RecordingFinished
-
-if TYPE_CHECKING:
-    from mediasrv.call.b2bua import B2BUA
 
 log = logging.getLogger("mediasrv.voicemail")
 
 
 class Voicemail:
-    def __init__(self, b2bua: B2BUA, leg: SipLeg, mailbox: str) -> None:
-        self.b2bua, self.leg, self.mailbox = b2bua, leg, mailbox
-        ext = b2bua.config.extensions.get(mailbox)
+    def __init__(self, legs: Legs, store: Store, leg: SipLeg, mailbox: str) -> None:
+        self.legs, self.store, self.leg, self.mailbox = legs, store, leg, mailbox
+        ext = legs.config.extensions.get(mailbox)
         self.max_seconds = ext.voicemail_max_seconds if ext else 120.0
         self.log = call_logger(log, leg.call_id)
         self.interrupted = False
 
     def start(self) -> None:
-        self.b2bua.play_prompt(self.leg, "vm-greeting", then=self._beep)
+        self.legs.play_prompt(self.leg, "vm-greeting", then=self._beep)
 
     def _beep(self) -> None:
-        self.b2bua.play_prompt(self.leg, "beep", then=self._record)
+        self.legs.play_prompt(self.leg, "beep", then=self._record)
 
     def _record(self) -> None:
         if self.leg.ended:
             return
-        folder = self.b2bua.config.storage.path.parent / "voicemail" / self.mailbox
+        folder = self.legs.config.storage.path.parent / "voicemail" / self.mailbox
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.b2bua.clock.wall()))
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.legs.clock.wall()))
         path = folder / f"{stamp}-{self.leg.number}.wav"
-        self.b2bua.topology.silence(self.leg)
-        self.b2bua.recordings[self.leg.stream] = self
-        self.b2bua.engine.record_start(self.leg.stream, str(path), self.max_seconds)
+        self.legs.topology.silence(self.leg)
+        self.legs.recordings[self.leg.stream] = self
+        self.legs.engine.record_start(self.leg.stream, str(path), self.max_seconds)
         self.log.info("recording a message from %s for %s to %s", self.leg.number,
                       self.mailbox, path)
 
     def interrupt(self) -> None:
         """Stop recording because the leg is given something else to hear."""
         self.interrupted = True
-        self.b2bua.engine.record_stop(self.leg.stream)
+        self.legs.engine.record_stop(self.leg.stream)
 
     def finished(self, event: RecordingFinished) -> None:
-        self.b2bua.store.add_voicemail(self.mailbox, self.leg.number, str(Path(event.path)),
-                                       event.seconds, self.b2bua.clock.wall())
+        self.store.add_voicemail(self.mailbox, self.leg.number, str(Path(event.path)),
+                                 event.seconds, self.legs.clock.wall())
         self.log.info("message for %s saved (%.1f s)", self.mailbox, event.seconds)
         if not self.leg.ended and not self.interrupted:
-            self.b2bua.hangup(self.leg)
+            self.legs.hangup(self.leg)

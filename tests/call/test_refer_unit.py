@@ -1,0 +1,245 @@
+"""REFER transfers (RFC 3515, RFC 5589) on the fake clock: blind, attended, blond, refusals.
+
+Each case runs the real B2BUA and SIP endpoints with in-memory phones (`world.py`), so the
+REFER, its 202, the NOTIFY sipfrags and the BYEs are real SIP messages; who hears whom is the
+media topology the engine is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mediasrv.call.control import ServiceControl
+from tests.call.world import Phone, PhoneCall, World
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def talking(world: World, a: Phone, b: Phone) -> PhoneCall:
+    """`a` calls `b`, `b` answers; `a`'s side of the call."""
+    call = a.call(b.number)
+    b.answer()
+    assert call.status == 200
+    return call
+
+
+def refer_status(phone: Phone) -> int:
+    return phone.responses[-1].status
+
+
+def hold(phone: Phone, call: PhoneCall) -> None:
+    phone.request(call, "INVITE", (("Content-Type", "application/sdp"),),
+                  phone.sdp().replace(b"sendrecv", b"sendonly"))
+
+
+# ---------------------------------------------------------------------------- blind
+
+
+def test_blind_transfer_notifies_and_connects_the_transferred_party(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")  # B (the callee) transfers A to C
+    assert refer_status(b) == 202
+    assert b.notifies[0] == ("active;expires=60", "SIP/2.0 100 Trying")
+    assert world.hears("101") == "tone:ringback"
+    c.answer()
+    assert b.final_notify == "SIP/2.0 200 OK"
+    assert world.hears("101") == "103" and world.hears("103") == "101"
+    assert b.calls[0].ended  # the transferer is released with a BYE
+    assert world.transfer_events()[0] == ("CALLING_TARGET", "start")
+    assert ("COMPLETE", "result") in world.transfer_events()
+    a.hangup(ab)
+    assert c.calls[0].ended
+    world.settled()
+
+
+def test_blind_transfer_to_a_busy_target_reconnects_the_transferer(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    c.answer_with = 486
+    b.refer(b.calls[0], "103")
+    world.advance(0.1)
+    assert b.final_notify == "SIP/2.0 486 Busy Here"
+    assert world.hears("101") == "102" and not b.calls[0].ended
+    a.hangup(ab)
+    world.settled()
+
+
+def test_blind_transfer_goes_on_when_the_transferer_byes_after_the_202(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    b.hangup(b.calls[0])  # RFC 5589 §6: it usually does
+    assert world.hears("101") == "tone:ringback"
+    c.answer()
+    assert world.hears("101") == "103"
+    a.hangup(ab)
+    world.settled()
+
+
+def test_blind_transfer_not_answered_plays_the_failed_tone_then_hangs_up(
+        world: World) -> None:
+    a, b, _c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    b.hangup(b.calls[0])
+    world.advance(21.0)  # 103's ring timeout; its failover returns: nobody to return to
+    assert world.hears("101") == "tone:failed"
+    world.advance(2.5)
+    assert ab.ended
+    world.settled()
+
+
+def test_refer_sub_false_gets_no_notify(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103", extra=(("Refer-Sub", "false"),))
+    assert refer_status(b) == 202
+    assert b.responses[-1].headers.get("Refer-Sub") == "false"
+    c.answer()
+    assert b.notifies == [] and world.hears("101") == "103"
+    a.hangup(ab)
+    world.settled()
+
+
+@pytest.mark.parametrize("target, status", [("999", 404), ("101", 403)])
+def test_refer_to_an_unknown_or_the_same_party_is_refused(world: World, target: str,
+                                                           status: int) -> None:
+    a, b = world.phone("101"), world.phone("102")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], target)
+    assert refer_status(b) == status
+    assert world.hears("101") == "102"
+    a.hangup(ab)
+    world.settled()
+
+
+def test_refer_without_refer_to_is_400(world: World) -> None:
+    a, b = world.phone("101"), world.phone("102")
+    ab = talking(world, a, b)
+    b.request(b.calls[0], "REFER")
+    assert refer_status(b) == 400
+    a.hangup(ab)
+    world.settled()
+
+
+def test_a_second_refer_while_one_runs_is_603(world: World) -> None:
+    a, b, _c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    b.refer(b.calls[0], "104")
+    assert refer_status(b) == 603
+    a.hangup(ab)
+    world.settled()
+
+
+def test_the_operator_hanging_up_during_a_refer_transfer_ends_it_for_every_owner(
+        world: World) -> None:
+    """The API's hang-up goes through call control: the REFER transfer owning the legs is
+    told, so it ends (FAIL) and leaves no session behind."""
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    ServiceControl(world.b2bua).end_from_outside(world.b2bua.legs.of_call(ab.call_id))
+    world.advance(1.0)
+    assert ab.ended and b.calls[0].ended and c.calls[0].ended  # BYE, BYE, CANCEL
+    assert world.transfer_events()[-1] == ("FAIL", "result")
+    world.settled()  # no REFER session left
+
+
+# ---------------------------------------------------------------------------- attended
+
+
+def test_attended_transfer_joins_the_two_remote_parties_locally(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    talking(world, b, a)  # B called A
+    hold(a, a.calls[0])
+    assert world.hears("102").startswith("moh")
+    consult = talking(world, a, c)
+    a.refer(a.calls[0], "103", replaces=a.replaces_for(consult))
+    assert refer_status(a) == 202
+    assert a.final_notify == "SIP/2.0 200 OK"
+    assert world.hears("102") == "103" and world.hears("103") == "102"
+    assert consult.ended and a.calls[0].ended
+    assert len(c.calls) == 1  # joined here: no new INVITE went to C
+    b.hangup(b.calls[0])
+    world.settled()
+
+
+@pytest.mark.parametrize("case, status", [
+    ("unknown dialog", 481), ("confirmed but early-only", 486), ("its own dialog", 488)])
+def test_attended_refer_naming_a_bad_dialog_gets_the_rfc3891_answer_in_the_notify(
+        world: World, case: str, status: int) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    talking(world, b, a)
+    consult = talking(world, a, c)
+    named = {"unknown dialog": "nope@x;to-tag=1;from-tag=2",
+             "confirmed but early-only": a.replaces_for(consult, early_only=True),
+             "its own dialog": a.replaces_for(a.calls[0])}[case]
+    a.refer(a.calls[0], "103", replaces=named)
+    assert refer_status(a) == 202
+    assert a.final_notify == f"SIP/2.0 {status} " + {
+        481: "Call/Transaction Does Not Exist", 486: "Busy Here",
+        488: "Not Acceptable Here"}[status]
+    assert world.hears("102") == "101"  # the call goes on
+    a.hangup(a.calls[0])
+    a.hangup(consult)
+    world.settled()
+
+
+# ---------------------------------------------------------------------------- blond
+
+
+@pytest.mark.parametrize("outcome, final", [
+    ("answer", "SIP/2.0 200 OK"), ("busy", "SIP/2.0 486 Busy Here"),
+    ("no answer", "SIP/2.0 480 Temporarily Unavailable"),
+    ("transferred hangs up", "SIP/2.0 487 Request Terminated")])
+@pytest.mark.parametrize("early_media", [False, True])
+def test_blond_transfer_to_a_ringing_consultation_ends_with_a_final_notify(
+        world: World, outcome: str, final: str, early_media: bool) -> None:
+    """RFC 5589 §7 before the consultation is answered (the spec's BLOND): the transferer's
+    subscription ends with the outcome, whatever it is."""
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    c.early_media = early_media
+    talking(world, b, a)  # B called A; A transfers B to C while C still rings
+    consult = a.call("103")
+    assert consult.status == 0 and consult.remote_tag
+    a.refer(a.calls[0], "103", replaces=a.replaces_for(consult))
+    assert refer_status(a) == 202
+    assert consult.status == 487  # the transferer's own consultation call ends
+    assert world.hears("102") == "tone:ringback"
+    assert world.transfer_events()[0] == ("BLOND", "start")
+    if outcome == "answer":
+        c.answer()
+        assert world.hears("102") == "103"
+    elif outcome == "busy":
+        c.answer(status=486)
+    elif outcome == "no answer":
+        world.advance(21.0)
+    else:
+        b.hangup(b.calls[0])
+    world.advance(3.0)
+    assert a.final_notify == final, a.notifies
+    for phone in (a, b, c):
+        for call in phone.calls:
+            if call.dialog is not None and not call.ended:
+                phone.hangup(call)
+    world.settled()
+
+
+def test_refer_naming_a_call_ringing_at_the_transferer_answers_it_for_the_party(
+        world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    talking(world, b, a)
+    from_c = c.call("101")  # C calls A; A sends B to that ringing call
+    a.refer(a.calls[0], "103", replaces=a.replaces_for(a.ringing()))
+    assert refer_status(a) == 202
+    assert a.final_notify == "SIP/2.0 200 OK"
+    assert from_c.status == 200 and world.hears("103") == "102"
+    c.hangup(from_c)
+    world.settled()
