@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mediasrv.config import FailoverAction
 from tests.call.world import SERVER, Phone, PhoneCall, World
 
 
@@ -99,4 +100,33 @@ def test_a_phone_gone_during_our_reinvite_is_hung_up_with_its_peer(world: World)
     b.answer()
     world.advance(40.0)  # our re-INVITE to A times out (64·T1): A's leg and its peer end
     assert b.calls[0].ended
+    world.settled()
+
+
+def test_a_refer_transfer_of_a_direct_call_skips_the_target_failover(tmp_path: Path) -> None:
+    """Media was direct: the transfer does not forward (no hop is left), it gives the call
+    back, anchored again."""
+    world = World(tmp_path, direct=("101", "102"), failover={
+        "103": {"not_registered": FailoverAction("forward", "104")}})
+    a, b, d = world.phone("101"), world.phone("102"), world.phone("104")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    world.advance(0.5)
+    assert d.calls == []  # no forward to 104
+    assert b.final_notify == "SIP/2.0 480 Temporarily Unavailable"
+    assert world.hears("101") == "102"
+    a.hangup(ab)
+    world.settled()
+
+
+def test_invite_with_replaces_takes_over_a_direct_media_call(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    assert direct_states(world) == ["DIRECT"]
+    new = c.call("101", replaces=b.replaces_for(b.calls[0]))
+    world.advance(0.5)
+    assert new.status == 200 and b.calls[0].ended
+    assert world.hears("101") == "103"
+    assert sends_to(a) == c.addr[0]  # the new pair went direct in turn
+    a.hangup(ab)
     world.settled()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mediasrv.call.control import ServiceControl
+from mediasrv.config import FailoverAction
 from tests.call.world import Phone, PhoneCall, World
 
 
@@ -95,6 +96,50 @@ def test_blind_transfer_not_answered_plays_the_failed_tone_then_hangs_up(
     world.settled()
 
 
+@pytest.mark.parametrize("case, status", [
+    ("busy", 486), ("declined", 480), ("no answer", 480), ("not registered", 480)])
+def test_a_blind_transfer_that_fails_notifies_and_gives_the_call_back(
+        world: World, case: str, status: int) -> None:
+    a, b = world.phone("101"), world.phone("102")
+    if case != "not registered":
+        c = world.phone("103")
+        c.answer_with = {"busy": 486, "declined": 603, "no answer": 0}[case]
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    world.advance(21.0)
+    assert b.final_notify.startswith(f"SIP/2.0 {status} ")
+    assert world.transfer_events()[-1] == ("FAIL", "result")
+    assert world.hears("101") == "102" and not b.calls[0].ended  # the call is given back
+    a.hangup(ab)
+    world.settled()
+
+
+def test_a_blind_transfer_follows_the_target_failover(tmp_path: Path) -> None:
+    world = World(tmp_path, failover={
+        "103": {"not_registered": FailoverAction("forward", "104")}})
+    a, b, d = world.phone("101"), world.phone("102"), world.phone("104")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")  # 103 is not registered: forwarded to 104
+    world.advance(0.1)
+    d.answer()
+    assert b.final_notify == "SIP/2.0 200 OK"
+    assert world.hears("101") == "104"
+    a.hangup(ab)
+    world.settled()
+
+
+def test_a_blind_transfer_from_a_held_call_connects_without_hold_music(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    hold(b, b.calls[0])
+    assert world.hears("101").startswith("moh")
+    b.refer(b.calls[0], "103")
+    c.answer()
+    assert world.hears("101") == "103" and world.hears("103") == "101"
+    a.hangup(ab)
+    world.settled()
+
+
 def test_refer_sub_false_gets_no_notify(world: World) -> None:
     a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
     ab = talking(world, a, b)
@@ -168,6 +213,18 @@ def test_attended_transfer_joins_the_two_remote_parties_locally(world: World) ->
     assert consult.ended and a.calls[0].ended
     assert len(c.calls) == 1  # joined here: no new INVITE went to C
     b.hangup(b.calls[0])
+    world.settled()
+
+
+def test_attended_transfer_survives_the_transferer_bye(world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    talking(world, b, a)
+    consult = talking(world, a, c)
+    a.refer(a.calls[0], "103", replaces=a.replaces_for(consult))
+    a.hangup(a.calls[0])
+    assert world.hears("102") == "103" and world.hears("103") == "102"
+    assert consult.ended
+    c.hangup(c.calls[0])
     world.settled()
 
 

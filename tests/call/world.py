@@ -26,7 +26,13 @@ from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import SipLeg
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.store import Store
-from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, Config, load_config
+from mediasrv.config import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_PLUGIN_DIR,
+    Config,
+    FailoverAction,
+    load_config,
+)
 from mediasrv.sip import events as sip
 from mediasrv.sip.dialog import Dialog
 from mediasrv.sip.endpoint import Destination, SipEndpoint
@@ -369,10 +375,11 @@ class World:
     """The server and its phones; `pump()` and `advance()` drive everything."""
 
     def __init__(self, tmp_path: Path, *, direct: tuple[str, ...] = (),
-                 ring_timeout: float = 20.0) -> None:
+                 ring_timeout: float = 20.0,
+                 failover: dict[str, dict[str, FailoverAction]] | None = None) -> None:
         self.clock = FakeClock()
         self.engine = FakeEngine()
-        self.config = _config(tmp_path, direct, ring_timeout)
+        self.config = _config(tmp_path, direct, ring_timeout, failover or {})
         self.server = SipEndpoint({"udp": SERVER, "tcp": SERVER})
         self.store = Store(tmp_path / "state.db")
         self.registrar = Registrar(self.store)
@@ -467,9 +474,11 @@ class World:
         assert self.engine.open_stream_count() == 0
 
 
-def _config(tmp_path: Path, direct: tuple[str, ...], ring_timeout: float) -> Config:
+def _config(tmp_path: Path, direct: tuple[str, ...], ring_timeout: float,
+            failover: dict[str, dict[str, FailoverAction]]) -> Config:
     extensions = {
-        number: dataclasses.replace(ext, direct_media=number in direct, ring_timeout=ring_timeout)
+        number: dataclasses.replace(ext, direct_media=number in direct, ring_timeout=ring_timeout,
+                                    failover={**ext.failover, **failover.get(number, {})})
         for number, ext in SHIPPED.extensions.items()}
     sip_cfg = dataclasses.replace(SHIPPED.sip,
                                   trusted=(ipaddress.ip_network("127.0.1.0/24"),))
