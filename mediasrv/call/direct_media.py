@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mediasrv.call import codecs
 from mediasrv.call.leg import SipLeg
 from mediasrv.call.legs import ALLOW, Legs
 from mediasrv.sip import events as sip
@@ -190,7 +191,8 @@ class DirectMedia:
 
     def _answer(self, body: bytes, leg: SipLeg) -> Negotiated | None:
         try:
-            return negotiate(SessionDescription.parse(body), list(self.legs.config.rtp.codecs))
+            return negotiate(SessionDescription.parse(body),
+                             codecs.allowed(self.legs.config, leg.extension))
         except (SdpNegotiationError, SipParseError, ValueError) as exc:
             self.legs.log(leg).warning("unusable re-INVITE answer from %s: %s", leg.number, exc)
             return None
