@@ -198,6 +198,7 @@ cdef class Engine:
             if c.st[i].used:
                 eng_close_slot(c, i)
             free(c.st[i].jb)
+            free(c.st[i].crs)
         for i in range(ENG_MAX_REC):
             free(c.rec[i].ring)
         for fd in (c.epfd, c.tfd, c.wakefd, c.evfd):

@@ -13,6 +13,12 @@ cdef struct EngRs:
     int16_t hist[ENG_RS_TAPS - 1]
 
 
+cdef struct EngConfRs:
+    EngRs up                    # a narrow member's 8 kHz frame into the 16 kHz mix
+    EngRs down                  # its 16 kHz mix-minus back to 8 kHz
+    EngRs rdown                 # the whole 16 kHz mix into an 8 kHz recording
+
+
 cdef struct EngCodec:
     int codec
     G722State g722_enc

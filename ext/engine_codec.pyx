@@ -14,9 +14,10 @@
 #   exactly one Opus packet was lost, its frame is first recovered from the next packet's
 #   in-band FEC and sent too (relayed Opus leaves that to the far phone's decoder).
 # - Recordings are at the leg's rate: a wideband leg's at 16 kHz (its decoded audio, or a
-#   conference mix up-sampled). The other services run at 8 kHz: DTMF detection and
-#   conference mixing see the down-sampled audio, and tones, prompts and MoH are up-sampled
-#   for a wideband stream.
+#   conference mix up-sampled). A conference with a wideband member mixes at 16 kHz
+#   (eng_conf_mix_wide): narrow members are up-sampled into it and get their mix-minus
+#   down-sampled. The other services run at 8 kHz: DTMF detection sees the down-sampled
+#   audio, and tones, prompts and MoH are up-sampled for a wideband stream.
 #   DTMF (697-1633 Hz) on purpose: fed the 16 kHz signal, the detector (tuned at 8 kHz,
 #   tone power against total power) lost 40 % of a 120 ms digit to G.722's 4-8 kHz noise.
 # Clocks: G.711 and G.722 use an 8000 Hz RTP clock (RFC 3551 §4.5.2, G.722 too); Opus 48000
@@ -261,6 +262,12 @@ cdef void eng_conf_put_wide(EngCore* c, EngStream* s, EngRtpView* v,
         c.dec_slot = s.port
     if c.npcm == 0:
         return
+    if s.jb.linear:                     # a 16 kHz conference: the wideband frame itself
+        if s.muted:
+            memset(c.wpcm, 0, c.nwpcm * sizeof(int16_t))
+        jb_put(s.jb, v.seq, v.ts // <uint32_t>s.tsmul, <const uint8_t*>c.wpcm,
+               c.nwpcm * sizeof(int16_t), c.now / 1e9)
+        return
     if s.muted:
         memset(codes, 0xFF, c.npcm)
     else:
@@ -280,3 +287,73 @@ cdef void eng_rec_put(EngCore* c, EngStream* s, const int16_t* pcm, int n,
         eng_rec_write(r, c.wpcm, c.nwpcm)
     else:
         eng_rec_write(r, up, eng_rs_up(&s.cx.rec_up, pcm, n, up))
+
+
+# ---------------------------------------------------------------- 16 kHz conferences
+
+cdef int eng_conf_is_wide(EngCore* c, EngConf* f) noexcept nogil:
+    cdef int i
+    cdef EngStream* s
+    for i in range(f.n):
+        s = &c.st[f.slot[i]]
+        if s.jb != NULL and s.jb.linear:
+            return 1
+    return 0
+
+
+cdef void eng_conf_mix_wide(EngCore* c, EngConf* f) noexcept nogil:
+    """One tick of a conference with a wideband member: mix-minus at 16 kHz."""
+    cdef const int16_t* own[ENG_CONF_MAX]
+    cdef int16_t up[ENG_CONF_MAX][ENG_WIDE_FRAME]
+    cdef int32_t total[ENG_WIDE_FRAME]
+    cdef int16_t out[ENG_WIDE_FRAME]
+    cdef int i, w = 2 * c.frame
+    cdef const int16_t* p
+    cdef EngStream* s
+    for i in range(f.n):
+        s = &c.st[f.slot[i]]
+        p = eng_conf_take(c, s, i)
+        if p != NULL and not s.jb.linear:
+            eng_rs_up(&s.crs.up, p, c.frame, up[i])
+            p = up[i]
+        own[i] = p
+    mix_sum_c(own, f.n, w, total)
+    for i in range(f.n):
+        s = &c.st[f.slot[i]]
+        if s.rec >= 0:                  # a member's recording is the whole conference
+            mix_minus_one_c(total, NULL, out, w)
+            eng_conf_record_wide(c, s, out, w)
+        if eng_dtmf_send_tick(c, s):
+            continue
+        mix_minus_one_c(total, own[i], out, w)
+        eng_conf_send_wide(c, s, out, w)
+
+
+cdef void eng_conf_record_wide(EngCore* c, EngStream* s, const int16_t* mix,
+                               int w) noexcept nogil:
+    cdef int16_t pcm[ENG_MAX_FRAME]
+    cdef EngRec* r = &c.rec[s.rec]
+    if r.rate == ENG_WIDE_RATE:
+        eng_rec_write(r, mix, w)
+    else:
+        eng_rec_write(r, pcm, eng_rs_down(&s.crs.rdown, mix, w, pcm))
+
+
+cdef void eng_conf_send_wide(EngCore* c, EngStream* s, const int16_t* mix,
+                             int w) noexcept nogil:
+    """A member's 16 kHz mix-minus: encoded as is for a wideband member, down-sampled
+    for a narrow one."""
+    cdef int16_t pcm[ENG_MAX_FRAME]
+    cdef int marker = 0
+    cdef int n
+    cdef uint32_t ts
+    if s.cx == NULL:
+        eng_rs_down(&s.crs.down, mix, w, pcm)
+        eng_send_pcm(c, s, pcm)
+        return
+    n = eng_encode_wide(s, mix, w, c.wenc)
+    if n <= 0:
+        s.send_errors += 1
+        return
+    ts = eng_stamp(c, s, &marker)
+    eng_send_raw(c, s, s.pt, marker, ts, c.wenc, n)

@@ -9,7 +9,8 @@
 # - Conferences are mix-minus (each member hears the sum of the others): each member's packets
 #   go through its own adaptive jitter buffer (jitter.pyx, which decodes them); on each tick
 #   one frame per member is taken, and mixer.pyx sums them in int32 once, subtracts each
-#   member's own frame and saturates to int16.
+#   member's own frame and saturates to int16. With a wideband member (G.722/Opus, ptime up
+#   to 20 ms) the conference mixes at 16 kHz (engine_codec.pyx: eng_conf_mix_wide).
 
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
@@ -214,6 +215,9 @@ cdef void eng_conf_mix(EngCore* c, EngConf* f) noexcept nogil:
     cdef int32_t total[ENG_MAX_FRAME]
     cdef int i
     cdef EngStream* s
+    if eng_conf_is_wide(c, f):
+        eng_conf_mix_wide(c, f)
+        return
     for i in range(f.n):
         own[i] = eng_conf_take(c, &c.st[f.slot[i]], i)
     mix_sum_c(own, f.n, c.frame, total)
@@ -254,6 +258,8 @@ cdef void eng_conf_leave(EngCore* c, int slot) noexcept nogil:
     s.conf = -1
     free(s.jb)
     s.jb = NULL
+    free(s.crs)
+    s.crs = NULL
 
 
 cdef int eng_conf_new(EngCore* c) noexcept nogil:
@@ -271,11 +277,17 @@ cdef int eng_conf_join(EngCore* c, int conf, int slot) noexcept nogil:
     cdef EngStream* s = &c.st[slot]
     cdef EngConf* f = &c.conf[conf]
     s.jb = <JitterState*>calloc(1, sizeof(JitterState))
-    if s.jb == NULL or jb_init(s.jb, ENG_JB_MIN_MS, ENG_JB_MAX_MS, c.frame // 8,
-                               s.codec == ENG_PCMA) < 0:
+    s.crs = <EngConfRs*>calloc(1, sizeof(EngConfRs))
+    if s.jb == NULL or s.crs == NULL or jb_init(s.jb, ENG_JB_MIN_MS, ENG_JB_MAX_MS,
+                                                c.frame // 8, s.codec == ENG_PCMA) < 0:
         free(s.jb)
+        free(s.crs)
         s.jb = NULL
+        s.crs = NULL
         return -1
+    if s.cx != NULL and 2 * c.frame <= ENG_MAX_FRAME:   # a wideband member: 16 kHz frames
+        s.jb.linear = 1
+        s.jb.frame = 2 * c.frame
     s.conf = conf
     s.feed = ENG_FEED_CONF
     f.slot[f.n] = slot

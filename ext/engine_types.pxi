@@ -138,6 +138,7 @@ cdef struct EngStream:
     int64_t last_digit_ns
     # conference input: H3's adaptive jitter buffer, allocated while in a conference
     JitterState* jb
+    EngConfRs* crs             # its resamplers while in a 16 kHz conference (engine_codec)
     EngCrypto crypto           # SRTP sessions (srtp.pyx); NULL = plain RTP
     # counters
     uint64_t pkts_in

@@ -9,7 +9,7 @@
 # jitter_ms and target_ms give the estimate and the playout delay it drives.
 """Adaptive jitter buffer for one G.711 stream, on the 20 ms media clock.
 
-How this works. `put` decodes each packet with G.711 at once and files the PCM frame in a
+How this works. `put` decodes each packet with G.711 (or, `linear`, copies int16 PCM) at once and files the PCM frame in a
 ring slot chosen by its extended sequence number (RFC 3550 A.1 style: the 16-bit number is
 extended against the highest seen). `get`, called once per ptime, plays the next sequence
 number. Playout starts when the first packet has waited the target delay. Each arrival also
@@ -72,6 +72,7 @@ ctypedef struct JitterState:
     int64_t slot_seq[64]
     int16_t slot[64][480]
     int16_t last[480]
+    bint linear                    # payloads are int16 PCM (a 16 kHz conference member)
 
 
 cdef int jb_init(JitterState* jb, int min_ms, int max_ms, int ptime_ms, bint alaw) noexcept nogil:
@@ -165,10 +166,14 @@ cdef void _jb_store(JitterState* jb, int64_t ext, const uint8_t* payload, Py_ssi
     if jb.slot_valid[i] and jb.slot_seq[i] == ext:
         jb.duplicates += 1
         return
-    n = min(n, <Py_ssize_t>jb.frame)
-    if jb.alaw:
+    if jb.linear:                                  # n bytes of native int16 samples
+        n = min(n // 2, <Py_ssize_t>jb.frame)
+        memcpy(jb.slot[i], payload, n * sizeof(int16_t))
+    elif jb.alaw:
+        n = min(n, <Py_ssize_t>jb.frame)
         alaw_decode_c(payload, jb.slot[i], n)
     else:
+        n = min(n, <Py_ssize_t>jb.frame)
         ulaw_decode_c(payload, jb.slot[i], n)
     if n < jb.frame:
         memset(&jb.slot[i][n], 0, (jb.frame - n) * sizeof(int16_t))

@@ -282,3 +282,30 @@ async def test_a_lost_opus_packet_is_recovered_from_fec_when_transcoding(engines
     assert np.sqrt(np.mean(recovered ** 2)) > 1000    # speech, not a silent gap
     for sid in (so, sn):
         eng.close_stream(sid)
+
+
+async def test_a_conference_with_wideband_members_mixes_at_16khz(engines, peers) -> None:
+    # G.722 sends 6 kHz, Opus 1.1 kHz, PCMU 1.7 kHz: the wideband members hear 6 kHz from
+    # each other, the PCMU member hears the rest and nothing folded down from 6 kHz.
+    eng = engines().engine
+    codecs = ("G722", "OPUS", "PCMU")
+    trio = [Phone(p, c) for p, c in zip(peers(3), codecs, strict=True)]
+    sids = [wire(eng, ph.peer, ph.codec) for ph in trio]
+    eng.conference(sids)
+    freqs = (6000.0, 1100.0, 1700.0)
+    frames = [tone(f, ph.rate, 40, 5000) for f, ph in zip(freqs, trio, strict=True)]
+    for i in range(40):
+        for k, ph in enumerate(trio):
+            ph.send_frame(eng.local_port(sids[k]), frames[k][i])
+        await asyncio.sleep(0.02)
+    got = [ph.peer.recv_for(0.1) for ph in trio]
+    for sid in sids:
+        eng.close_stream(sid)
+    heard = []
+    for ph, pkts in zip(trio, got, strict=True):
+        pcm = ph.decode(pkts)[ph.rate // 5: ph.rate * 7 // 10]
+        heard.append({f: goertzel_power(pcm, f, ph.rate) for f in (*freqs, 2000.0)})
+    g722, opus, pcmu = heard
+    assert opus[6000] > 0.2 and opus[1700] > 0.2 and opus[1100] < 0.02, opus
+    assert g722[1100] > 0.2 and g722[1700] > 0.2 and g722[6000] < 0.02, g722
+    assert pcmu[1100] > 0.8 and pcmu[2000] < 0.01, pcmu
