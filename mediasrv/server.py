@@ -287,7 +287,7 @@ class Server:
 
     def _watch_calls(self, b2bua: B2BUA, store: Store) -> None:
         """Call records and metrics observe every call event from the first call on."""
-        self.records = CallRecords(store.db, b2bua)
+        self.records = CallRecords(store.db, b2bua, self.config.sip.node_id)
         self.metrics = Metrics(b2bua)
         self.records.on_finished.append(self.metrics.call_finished)
         b2bua.observers += [self.records.observe, self.metrics.observe]

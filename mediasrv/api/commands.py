@@ -39,6 +39,8 @@ def add_parsers(sub: argparse._SubParsersAction,
     show.add_argument("--api", metavar="HOST:PORT", help="API address (default: [api] listen)")
     show.add_argument("--token", help="API token (default: [api] token)")
     show.add_argument("--json", action="store_true", help="print the API's JSON")
+    show.add_argument("--nodes", metavar="HOST:PORT,...",
+                      help="ask these nodes' APIs (behind a proxy) and merge their answers")
     config_options(show)
     calls = sub.add_parser("calls", help="print call records from the store")
     calls.add_argument("--since", default="1d", help="date/time or age like 4h (default 1d)")
@@ -52,15 +54,40 @@ def add_parsers(sub: argparse._SubParsersAction,
 
 def show(cfg: Config, args: argparse.Namespace) -> str:
     """The text `mediasrv show VIEW` prints."""
+    token = args.token if args.token is not None else cfg.api.token
+    if args.nodes:
+        return _show_nodes(args.view, [n.strip() for n in args.nodes.split(",") if n.strip()],
+                           token, args.json)
     listen = args.api or cfg.api.listen
     if not listen:
         raise CommandError("the API is off ([api] listen is empty); give --api HOST:PORT")
-    data = fetch(listen, args.token if args.token is not None else cfg.api.token,
-                 f"/v1/{args.view}")
+    data = fetch(listen, token, f"/v1/{args.view}")
     if args.json:
         return json.dumps(data, indent=2)
     return {"registrations": _registrations, "calls": _calls,
             "channels": _channels}[args.view](data)
+
+
+def _show_nodes(view: str, nodes: list[str], token: str, as_json: bool) -> str:
+    """One view over several nodes: each node's rows tagged with it, in node order; a node
+    that cannot be asked is named with the reason and the others are still shown."""
+    merged: list[dict] = []
+    down: list[str] = []
+    for listen in nodes:
+        try:
+            rows = fetch(listen, token, f"/v1/{view}")
+        except CommandError as exc:
+            down.append(f"node {listen}: {exc}")
+            continue
+        for row in rows if isinstance(rows, list) else []:
+            merged.append({**row, "node": row.get("node") or listen, "api": listen})
+    if as_json:
+        return json.dumps({"rows": merged, "unreachable": down}, indent=2)
+    render = {"registrations": _registrations, "calls": _calls, "channels": _channels}[view]
+    parts = []
+    for node in dict.fromkeys(r["node"] for r in merged):
+        parts.append(f"== node {node}\n" + render([r for r in merged if r["node"] == node]))
+    return "\n".join(parts + down) or f"no {view} on {', '.join(nodes)}"
 
 
 def fetch(listen: str, token: str, path: str) -> object:

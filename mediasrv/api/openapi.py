@@ -44,7 +44,7 @@ SCHEMAS: dict[str, Schema] = {
                  "on_hold": BOOL, "hears": _ref("Hears")}),
     "Transfer": _obj({"service": STR, "state": STR, "transferer": NSTR, "transferred": NSTR,
                       "addressee": NSTR, "time": NUM}),
-    "Call": _obj({"id": STR, "caller": NSTR, "callee": NSTR, "started_at": NNUM,
+    "Call": _obj({"id": STR, "node": STR, "caller": NSTR, "callee": NSTR, "started_at": NNUM,
                   "answered_at": NNUM, "legs": _array(_ref("Leg")),
                   "conferences": _array(_array(STR)),
                   "transfer": {"oneOf": [_ref("Transfer"), {"type": "null"}]}}),

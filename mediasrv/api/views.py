@@ -58,6 +58,7 @@ def call(b2bua: B2BUA, records: CallRecords | None, call_id: str,
              for leg in legs}
     return {
         "id": call_id,
+        "node": b2bua.config.sip.node_id,
         "caller": record.caller if record else None,
         "callee": record.callee if record else None,
         "started_at": record.started_at if record else None,

@@ -9,6 +9,9 @@ with a WAL journal, so each statement is its own committed transaction and a cra
 the server loses no finished call's record. Rows a crashed server left `active` are marked
 `interrupted` at the next start.
 
+Each row carries the node that carried the call (`sip.node_id`), so the stores of several
+nodes behind a proxy merge into one history: rows are unique by (node, call_id).
+
 Results: `answered` (some dialled leg answered), else the failover condition of the last
 failure (`busy`, `no_answer`, `not_registered`), else `cancelled` (the caller gave up first).
 """
@@ -33,14 +36,16 @@ CREATE TABLE IF NOT EXISTS call_records (
     ended_at    REAL,
     result      TEXT NOT NULL,
     status      INTEGER,
-    transfers   TEXT NOT NULL DEFAULT '[]'
+    transfers   TEXT NOT NULL DEFAULT '[]',
+    node        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS call_records_started ON call_records (started_at);
 """
 
 ACTIVE, INTERRUPTED = "active", "interrupted"
 _COLUMNS = ("call_id, caller, callee, answered_by, started_at, answered_at, ended_at, result, "
-            "status, transfers")
+            "status, transfers, node")
+_PLACES = ",".join("?" * len(_COLUMNS.split(",")))
 
 
 class _HasLegs(Protocol):
@@ -66,12 +71,13 @@ class CallRecord:
     transfers: list[dict[str, object]] = field(default_factory=list)
     row_id: int = 0
     failure: str = ""
+    node: str = ""  # sip.node_id of the server that carried the call
 
     def row(self) -> tuple[object, ...]:
         """The column values, in `_COLUMNS` order."""
         return (self.call_id, self.caller, self.callee, self.answered_by, self.started_at,
                 self.answered_at, self.ended_at, self.result, self.status,
-                json.dumps(self.transfers))
+                json.dumps(self.transfers), self.node)
 
     def to_json(self) -> dict[str, object]:
         """The record as the CLI's and API's JSON show it."""
@@ -88,12 +94,15 @@ class CallRecord:
 class CallRecords:
     """The call-record observer: rows in `db` (the server's `Store.db`), live calls in memory."""
 
-    def __init__(self, db: sqlite3.Connection, b2bua: _HasLegs) -> None:
+    def __init__(self, db: sqlite3.Connection, b2bua: _HasLegs, node: str = "") -> None:
         self.db = db
         self.b2bua = b2bua
+        self.node = node
         self.active: dict[str, CallRecord] = {}
         self.on_finished: list[Callable[[CallRecord], None]] = []
         self.db.executescript(SCHEMA)
+        if not _has_node_column(db):  # a store written before records carried the node
+            self.db.execute("ALTER TABLE call_records ADD COLUMN node TEXT NOT NULL DEFAULT ''")
         self.db.execute("UPDATE call_records SET result = ? WHERE result = ?",
                         (INTERRUPTED, ACTIVE))
 
@@ -119,9 +128,9 @@ class CallRecords:
 
     def _started(self, call_id: str, event: dict[str, object]) -> None:
         record = CallRecord(call_id, str(event.get("caller", "")), str(event.get("callee", "")),
-                            _float(event["time"]))
-        cursor = self.db.execute(f"INSERT INTO call_records ({_COLUMNS}) "
-                                 "VALUES (?,?,?,?,?,?,?,?,?,?)", record.row())
+                            _float(event["time"]), node=self.node)
+        cursor = self.db.execute(f"INSERT INTO call_records ({_COLUMNS}) VALUES ({_PLACES})",
+                                 record.row())
         record.row_id = int(cursor.lastrowid or 0)
         self.active[call_id] = record
 
@@ -134,8 +143,8 @@ class CallRecords:
             record.result = "answered"
         else:
             record.result = record.failure or "cancelled"
-        self.db.execute(f"UPDATE call_records SET ({_COLUMNS}) = (?,?,?,?,?,?,?,?,?,?) "
-                        "WHERE id = ?", (*record.row(), record.row_id))
+        self.db.execute(f"UPDATE call_records SET ({_COLUMNS}) = ({_PLACES}) WHERE id = ?",
+                        (*record.row(), record.row_id))
         del self.active[record.call_id]
         for hook in self.on_finished:
             hook(record)
@@ -153,9 +162,14 @@ def _transfer_step(event: dict[str, object]) -> dict[str, object]:
 
 def query(db: sqlite3.Connection, since: float = 0.0, limit: int = 1000) -> list[CallRecord]:
     """Records of calls started at or after `since` (Unix time), oldest first."""
-    rows = db.execute(f"SELECT id, {_COLUMNS} FROM call_records WHERE started_at >= ? "
+    columns = _COLUMNS if _has_node_column(db) else _COLUMNS.replace(", node", ", ''")
+    rows = db.execute(f"SELECT id, {columns} FROM call_records WHERE started_at >= ? "
                       "ORDER BY started_at, id LIMIT ?", (since, limit))
     return [_from_row(r) for r in rows]
+
+
+def _has_node_column(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "node" for row in db.execute("PRAGMA table_info(call_records)"))
 
 
 def open_readonly(path: str) -> sqlite3.Connection:
@@ -167,6 +181,6 @@ def open_readonly(path: str) -> sqlite3.Connection:
 
 def _from_row(r: tuple) -> CallRecord:
     row_id, call_id, caller, callee, answered_by, started, answered, ended, result, status, \
-        transfers = r
+        transfers, node = r
     return CallRecord(call_id, caller, callee, started, answered_by, answered, ended, result,
-                      status, json.loads(transfers), row_id)
+                      status, json.loads(transfers), row_id, node=node)

@@ -9,14 +9,17 @@ extension. Proved by audio: every phone sends its own tone and the tests assert 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import Cluster, Node, require_kamailio
+from mediasrv.config import DEFAULT_CONFIG_DIR
+from tests.integration.cluster import TOKEN, Cluster, Node, require_kamailio
 from tests.integration.test_refer import ReplacingPhone, replaces_of
 from tests.peers.call import Call, until
 from tests.peers.phone import TestPhone
@@ -74,8 +77,34 @@ async def test_calls_spread_over_the_nodes_and_each_node_lists_its_own(cluster: 
         listed = {call["id"] for call in node.api("/v1/calls")}
         mine = {out.call_id for out, _, n in calls if n is node}
         assert listed == mine, (node.name, listed, mine)
+    merged = json.loads(await cli("show", "calls", "--json", *nodes_args(cluster)))
+    assert sorted((r["node"], r["id"]) for r in merged["rows"]) == \
+        sorted((n.name, out.call_id) for out, _, n in calls)
+    text = await cli("show", "calls", *nodes_args(cluster))
+    assert all(f"== node {n.name}" in text for n in cluster.nodes)
     for out, inc, _ in calls:
         await hangup(out, inc)
+    for node in cluster.nodes:  # each node's call records carry its node id: they merge
+        records = json.loads(await cli("calls", "--json", "-c", str(DEFAULT_CONFIG_DIR),
+                                       "-c", str(node.site)))
+        assert {r["node"] for r in records} == {node.name}
+        assert {r["call_id"] for r in records} == {o.call_id for o, _, n in calls if n is node}
+
+
+def nodes_args(c: Cluster) -> list[str]:
+    """`show --nodes` over every node's API (the shipped conf.d stands for the local one)."""
+    apis = ",".join(f"127.0.0.1:{n.api_port}" for n in c.nodes)
+    return ["--nodes", apis, "--token", TOKEN, "-c", str(DEFAULT_CONFIG_DIR)]
+
+
+async def cli(*args: str) -> str:
+    """`mediasrv ARGS` as a process; its stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mediasrv", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def test_sigkill_of_a_node_under_load(cluster: Cluster) -> None:
@@ -84,6 +113,7 @@ async def test_sigkill_of_a_node_under_load(cluster: Cluster) -> None:
     victim = calls[0][2]
     victim.signal(signal.SIGKILL)
     t0 = time.monotonic()
+    seen = asyncio.create_task(cli("show", "calls", "--json", *nodes_args(cluster)))
     # the caller whose calls hash to the dead node calls again: the next node takes it
     before = list(p["106"].calls)
     retry = await p["100"].call(cluster.uri("106"))
@@ -109,6 +139,9 @@ async def test_sigkill_of_a_node_under_load(cluster: Cluster) -> None:
             await hangup(out, inc)
     for call in (retry, again):
         await call.hangup()
+    merged = json.loads(await seen)  # the dead node is named, the live ones still listed
+    assert [u.split(":")[0] for u in merged["unreachable"]] == ["node 127.0.0.1"]
+    assert {r["node"] for r in merged["rows"]} == {n.name for n in cluster.nodes} - {victim.name}
     print(f"first new call after SIGKILL answered in {recovered:.2f} s")
 
 
