@@ -108,8 +108,13 @@ def summary(cfg: Config) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from mediasrv.logs import setup_logging
-    from mediasrv.server import Server, StartupError
 
+    try:  # the compiled media core comes in with the server
+        from mediasrv.server import Server, StartupError
+    except ImportError as exc:
+        print(f"mediasrv: not starting: cannot load {exc.name or 'a module'}: {exc}",
+              file=sys.stderr)
+        return 1
     setup_logging(args.log_level)
     try:
         cfg = _load(args)

@@ -156,3 +156,15 @@ def test_each_start_up_failure_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
         f"mediasrv: not starting: storage.path {blocked}/db.sqlite3: File exists"]
+
+
+def test_a_missing_media_core_is_one_line(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['mediasrv._media'] = None\n"
+            "from mediasrv.cli import main\n"
+            f"sys.exit(main(['run', '-c', {str(DEFAULT_CONFIG_DIR)!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "mediasrv: not starting: cannot load mediasrv._media: import of mediasrv._media "
+        "halted; None in sys.modules"]

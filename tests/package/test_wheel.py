@@ -62,12 +62,27 @@ def _seed_compiled_core(src: Path) -> None:
     os.utime(lib / "mediasrv" / built[0].name, (now, now))
 
 
+_NOT_SOURCE = {".git", ".venv", "build", "dist", "var", "__pycache__", ".pytest_cache",
+               ".ruff_cache", ".hypothesis", ".benchmarks"}
+
+
+def _source_files() -> list[str]:
+    """The checkout's files as git sees them (tracked and new, not ignored); without git (a
+    source tarball), every file outside the build and cache directories."""
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, text=True)
+    if out.returncode == 0 and out.stdout:
+        return [n for n in out.stdout.split("\n") if n]
+    return [str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
+            if p.is_file() and not _NOT_SOURCE & set(p.relative_to(ROOT).parts)
+            and p.suffix not in (".so", ".c", ".pyc") and ".egg-info" not in str(p)]
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     src, dist = work / "src", work / "dist"
-    files = _sh(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT).stdout.split("\n")
-    for name in filter(None, files):
+    for name in _source_files():
         if (ROOT / name).is_file():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
