@@ -177,11 +177,13 @@ class Server:
             return
         notify.reloading()
         try:
-            self._apply(self._reload_config())
+            config = self._reload_config()
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration:\n%s", exc)
         except Exception as exc:  # e.g. the configuration directory is gone: keep serving
             log.error("reload refused, keeping the running configuration: %s", exc)
+        else:
+            self._apply(config)
         notify.ready(self._status())
 
     def _apply(self, config: Config) -> None:
