@@ -256,7 +256,9 @@ def _parse_media_line(value: str) -> MediaDescription:
     if len(parts) < 4:
         raise SdpParseError(f"bad m= line {value[:60]!r}")
     port, slash, count = parts[1].partition("/")
-    if not port.isdigit() or int(port) > 65535 or (slash and not count.isdigit()):
+    # RFC 4566 §5.14: <port>/<number of ports>; a count of zero ports means nothing.
+    if not port.isdigit() or int(port) > 65535 or (slash and not (count.isdigit()
+                                                                  and int(count) > 0)):
         raise SdpParseError(f"bad m= port {parts[1][:20]!r}")
     return MediaDescription(
         parts[0], int(port), parts[2], parts[3:], port_count=int(count) if slash else None

@@ -169,6 +169,7 @@ def test_session_level_direction_applies_to_media() -> None:
         sdp("v=0", "o=- 1 1 IN IP4 h", "c=IN IP9 x"), sdp("v=0", "o=- 1 1 IN IP4 h", "bogus"),
         sdp("v=0", "o=- 1 1 IN IP4 h", "m=audio 70000 RTP/AVP 0"),
         sdp("v=0", "o=- 1 1 IN IP4 h", "m=audio 4000 RTP/AVP"),
+        sdp("v=0", "o=- 1 1 IN IP4 h", "m=audio 4000/000 RTP/AVP 0"),  # zero ports
         sdp("v=0", "o=- 1 1 IN IP4 h", "m=audio 4000 RTP/AVP 0", "a=rtpmap:x PCMU/8000"),
         sdp("v=0", "o=- 1 1 IN IP4 h", "m=audio 4000 RTP/AVP 0", "a=ptime:abc"),
         b"v=0\r\n\xff\r\n",
