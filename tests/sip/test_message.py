@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_sample, sample_names
 
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.message import (
@@ -16,6 +15,7 @@ from mediasrv.sip.message import (
     parse_message,
 )
 from mediasrv.sip.uri import NameAddr, Via
+from tests.sip.samples import load_sample, sample_names
 
 
 @pytest.mark.parametrize("name", sample_names("valid"))

@@ -3,7 +3,6 @@ messages (bit flips, truncation, inserted bytes) that must only ever raise SipPa
 
 from __future__ import annotations
 
-from conftest import load_sample, sample_names
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from mediasrv.sip.message import (
     parse_message,
 )
 from mediasrv.sip.uri import NameAddr, SipUri, Via
+from tests.sip.samples import load_sample, sample_names
 
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)

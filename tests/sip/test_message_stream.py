@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import load_sample
-
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.message import Request, Response, StreamFramer, parse_message
+from tests.sip.samples import load_sample
 
 
 def test_two_messages_fed_byte_by_byte_with_keepalives() -> None:
