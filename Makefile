@@ -2,8 +2,15 @@
 PY := .venv/bin/python
 # The shipped configuration lives in the package (mediasrv/data/) so that a wheel carries it.
 SHIPPED := mediasrv/data/conf.d
+# The suite mostly waits on sockets and timers (about 10 % of a core serially), so it runs on
+# more worker processes than the machine has cores; `make test TEST_WORKERS=0` runs it serially.
+TEST_WORKERS ?= 6
+# The unit tiers: no server, no SIPp or baresip, no engine over UDP (`make test-fast`).
+FAST_TESTS := tests/sip tests/config tests/services tests/call tests/media \
+	tests/peers_selftest/test_audio.py tests/peers_selftest/test_sipmsg.py \
+	--ignore-glob='tests/media/test_engine*'
 
-.PHONY: setup run test bench lint check-config clean
+.PHONY: setup run test test-fast bench lint check-config clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,7 +19,10 @@ run: setup
 	$(PY) -m mediasrv run -c $(SHIPPED)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+test-fast: setup
+	$(PY) -m pytest -q -n 2 $(FAST_TESTS)
 
 bench: setup
 	$(PY) -m pytest bench -q --benchmark-disable-gc --benchmark-columns=min,median,max

@@ -8,6 +8,7 @@ stream, transaction or dialog may outlive the calls.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
+from tests.parallel import windows
 from tests.peers.phone import TestPhone
 
-_next_rtp_base = [31000]
+# Each server's RTP range: the next 200-port window of this xdist worker's slice of 20000-32599.
+_rtp_bases = itertools.cycle(windows(20000, 32599, 200))
 
 
 def free_port() -> int:
@@ -50,8 +53,7 @@ def moh_tone_site(tmp_path: Path) -> str:
 
 def site_config(tmp_path: Path, extra: str = "") -> Path:
     port = free_port()
-    base = _next_rtp_base[0]
-    _next_rtp_base[0] = base + 200 if base < 39000 else 31000
+    base = next(_rtp_bases)
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "99-test.toml").write_text(

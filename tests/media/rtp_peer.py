@@ -2,18 +2,19 @@
 
 RtpPeer builds packets byte by byte (RFC 3550 §5.1 fixed header, so tests send exactly
 what they mean, malformed ones included) and parses what the engine sends back.
-`engine_factory` starts MediaEngines on a per-test port window and, on exit, checks that
-nothing leaked: no open stream, every port bindable again, the media and writer threads gone.
+`engine_factory` starts MediaEngines on port windows of their own (`tests.parallel`) and, on
+exit, checks that nothing leaked: no open stream, every port bindable again, the media and
+writer threads gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import struct
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.events import MediaEvent
+from tests.parallel import windows
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,15 @@ class EngineUnderTest:
         raise AssertionError(f"no {count} {kind.__name__} within {timeout} s: {self.events}")
 
 
-def port_window(name: str, size: int) -> int:
-    """A per-test window (12000-19639): below the ephemeral ports of RtpPeer sockets and
-    the default RTP range (20000+) other tests may use; at most 40 ports."""
-    return 12000 + (zlib.crc32(name.encode()) % 190) * 40
+_windows = itertools.cycle(windows(12000, 19639, 40))
+
+
+def port_window(size: int) -> int:
+    """The next 40-port window of this xdist worker's slice of 12000-19639: below the
+    ephemeral ports of RtpPeer sockets and the RTP ranges (20000+) other tests use, and
+    never one another engine of the same test holds."""
+    assert size <= 40, size
+    return next(_windows)
 
 
 def assert_ports_free(lo: int, hi: int) -> None:
@@ -167,7 +174,7 @@ async def engine_factory(test_name: str) -> AsyncIterator[Callable[..., EngineUn
     made: list[EngineUnderTest] = []
 
     def make(ports: int = 20, **kwargs: Any) -> EngineUnderTest:
-        lo = port_window(f"{test_name}/{len(made)}", ports)
+        lo = port_window(ports)
         eut = EngineUnderTest(MediaEngine("127.0.0.1", lo, lo + ports - 1, **kwargs),
                               lo, lo + ports - 1)
         eut.engine.start(asyncio.get_running_loop(), eut.events.append)
@@ -178,8 +185,8 @@ async def engine_factory(test_name: str) -> AsyncIterator[Callable[..., EngineUn
     for eut in made:
         leaked = eut.engine.open_stream_count()
         eut.engine.stop()
-        assert leaked == 0, f"{leaked} streams left open"
-        assert not eut.engine.thread_alive()
+        assert leaked == 0, f"{test_name}: {leaked} streams left open"
+        assert not eut.engine.thread_alive(), f"{test_name}: the media thread outlived stop()"
         assert_ports_free(eut.port_min, eut.port_max)
 
 

@@ -1,0 +1,36 @@
+"""Which pytest-xdist worker runs this process, and the port windows that belong to it.
+
+`make test` runs the suite on several xdist workers (processes) at once. Tests that bind a
+fixed range of loopback ports (the servers' RTP ranges, the engine tests' windows) take it
+from a window of their own worker's slice, so two workers never hand the same ports to two
+servers. Ephemeral ports (`bind(("127.0.0.1", 0))`) need nothing: the kernel keeps those
+apart. Outside xdist there is one worker (index 0 of 1) and the whole range is its slice.
+
+The ranges stay below Linux's ephemeral range (32768-60999 by default), so a peer socket
+bound to port 0 never lands inside a server's RTP window.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def worker() -> tuple[int, int]:
+    """(index, count) of this xdist worker; (0, 1) when the tests run in one process."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not name.startswith("gw"):
+        return 0, 1
+    return int(name[2:]) % count, count
+
+
+def windows(first: int, last: int, size: int) -> range:
+    """The start ports of this worker's windows of `size` ports within first..last."""
+    index, count = worker()
+    total = (last - first + 1) // size
+    share = total // count
+    if share < 1:
+        raise RuntimeError(f"ports {first}-{last} hold {total} windows of {size} "
+                           f"for {count} workers")
+    lo = first + index * share * size
+    return range(lo, lo + share * size, size)
