@@ -12,7 +12,9 @@ bound to port 0 never lands inside a server's RTP window.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 
 
 def worker() -> tuple[int, int]:
@@ -34,3 +36,28 @@ def windows(first: int, last: int, size: int) -> range:
                            f"for {count} workers")
     lo = first + index * share * size
     return range(lo, lo + share * size, size)
+
+
+_cycles: dict[tuple[int, int, int], Iterator[int]] = {}
+
+
+def next_window(first: int, last: int, size: int) -> int:
+    """The start of the next window of this worker's slice, round-robin (a test's server
+    closes its ports at teardown, before the window comes round again)."""
+    key = (first, last, size)
+    if key not in _cycles:
+        _cycles[key] = itertools.cycle(windows(first, last, size))
+    return next(_cycles[key])
+
+
+def server_rtp_ports() -> tuple[int, int]:
+    """An RTP range (`[rtp] ports`) of 200 ports for a test's server: 100 streams."""
+    base = next_window(20000, 32599, 200)
+    return base, base + 199
+
+
+def engine_ports(size: int) -> tuple[int, int]:
+    """A window of up to 40 ports for an engine test (12000-19639, below the servers')."""
+    assert size <= 40, size
+    base = next_window(12000, 19639, 40)
+    return base, base + size - 1

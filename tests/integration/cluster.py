@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from mediasrv.config import DEFAULT_CONFIG_DIR
+from tests.parallel import server_rtp_ports
 from tests.peers.phone import TestPhone
 from tests.peers.require import in_ci, require_binary
 from tests.peers.sipmsg import Msg
@@ -135,7 +136,6 @@ class Cluster:
 
     workdir: Path
     nodes_count: int = 3
-    rtp_base: int = 24000                 # below the ephemeral ports the SIP ports come from
     proxy_port: int = 0
     nodes: list[Node] = field(default_factory=list)
     kamailio: subprocess.Popen | None = None
@@ -168,13 +168,13 @@ class Cluster:
         site = self.workdir / f"node{index}"
         site.mkdir()
         port, api_port = free_port(), free_port()
-        base = self.rtp_base + (index - 1) * 1000
+        rtp_min, rtp_max = server_rtp_ports()  # this xdist worker's, below the ephemeral ports
         (site / "99-node.toml").write_text(
             f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ntimer_t1 = 0.1\n'
             f'trusted = ["{PROXY_HOST}/32"]\n'
             f'outbound_proxy = "sip:{PROXY_HOST}:{self.proxy_port}"\n'
             f'node_id = "node{index}"\ndrain_timeout = 30\n'
-            f'[rtp]\nports = [{base}, {base + 999}]\n'
+            f'[rtp]\nports = [{rtp_min}, {rtp_max}]\n'
             f'[storage]\npath = "{site}/node.sqlite3"\n'
             f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "{TOKEN}"\n')
         return Node(f"node{index}", port, api_port, site, self.workdir / f"node{index}.log")

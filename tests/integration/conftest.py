@@ -8,7 +8,6 @@ stream, transaction or dialog may outlive the calls.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,11 +16,8 @@ import pytest
 
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
-from tests.parallel import windows
+from tests.parallel import server_rtp_ports
 from tests.peers.phone import TestPhone
-
-# Each server's RTP range: the next 200-port window of this xdist worker's slice of 20000-32599.
-_rtp_bases = itertools.cycle(windows(20000, 32599, 200))
 
 
 def free_port() -> int:
@@ -53,12 +49,12 @@ def moh_tone_site(tmp_path: Path) -> str:
 
 def site_config(tmp_path: Path, extra: str = "") -> Path:
     port = free_port()
-    base = next(_rtp_bases)
+    rtp_min, rtp_max = server_rtp_ports()  # a window of this xdist worker's own
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "99-test.toml").write_text(
         f'[sip]\nlisten = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}"]\ntimer_t1 = 0.05\n'
-        f'[rtp]\nports = [{base}, {base + 199}]\n'
+        f'[rtp]\nports = [{rtp_min}, {rtp_max}]\n'
         f'[storage]\npath = "{tmp_path}/db.sqlite3"\n[api]\nlisten = ""\n' + extra)
     return site
 

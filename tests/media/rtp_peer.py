@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import socket
 import struct
 import time
@@ -23,7 +22,7 @@ import numpy as np
 
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.events import MediaEvent
-from tests.parallel import windows
+from tests.parallel import engine_ports
 
 
 @dataclass(frozen=True)
@@ -148,17 +147,6 @@ class EngineUnderTest:
         raise AssertionError(f"no {count} {kind.__name__} within {timeout} s: {self.events}")
 
 
-_windows = itertools.cycle(windows(12000, 19639, 40))
-
-
-def port_window(size: int) -> int:
-    """The next 40-port window of this xdist worker's slice of 12000-19639: below the
-    ephemeral ports of RtpPeer sockets and the RTP ranges (20000+) other tests use, and
-    never one another engine of the same test holds."""
-    assert size <= 40, size
-    return next(_windows)
-
-
 def assert_ports_free(lo: int, hi: int) -> None:
     for port in range(lo, hi + 1):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -174,9 +162,8 @@ async def engine_factory(test_name: str) -> AsyncIterator[Callable[..., EngineUn
     made: list[EngineUnderTest] = []
 
     def make(ports: int = 20, **kwargs: Any) -> EngineUnderTest:
-        lo = port_window(ports)
-        eut = EngineUnderTest(MediaEngine("127.0.0.1", lo, lo + ports - 1, **kwargs),
-                              lo, lo + ports - 1)
+        lo, hi = engine_ports(ports)  # this xdist worker's, below the ephemeral ports
+        eut = EngineUnderTest(MediaEngine("127.0.0.1", lo, hi, **kwargs), lo, hi)
         eut.engine.start(asyncio.get_running_loop(), eut.events.append)
         made.append(eut)
         return eut

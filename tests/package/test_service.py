@@ -5,7 +5,6 @@ systemd starts it (ConfigurationDirectory/StateDirectory environment, a NOTIFY_S
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -15,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.package.test_wheel import edit_site, installed_env
+from tests.parallel import server_rtp_ports
 from tests.peers.require import in_ci
 from tests.peers.sipp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "mediasrv.service"
 EXEC = "/opt/mediasrv/bin/mediasrv"
+pytestmark = pytest.mark.xdist_group("package")  # with test_wheel.py: one wheel, one venv
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -70,7 +71,7 @@ def test_started_as_systemd_starts_it(venv: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert init.returncode == 0, init.stderr
     port = free_port()
-    edit_site(etc / "conf.d", port, 42000 + (os.getpid() % 50) * 100)
+    edit_site(etc / "conf.d", port, server_rtp_ports()[0])
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(20)

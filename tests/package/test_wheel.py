@@ -31,13 +31,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.parallel import server_rtp_ports
 from tests.peers import audio
 from tests.peers.baresip import Baresip
 from tests.peers.phone import TestPhone
 from tests.peers.sipp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.peer, pytest.mark.timeout(240)]
+# one xdist worker runs this directory, so the session's wheel and venv are built once
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(240), pytest.mark.xdist_group("package")]
 
 
 def _sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -148,7 +150,7 @@ def installed_server(venv: Path, tmp_path: Path) -> Iterator[tuple[int, dict[str
     out = _sh([str(bin_dir / "mediasrv"), "init", "site"], cwd=cwd, env=env)
     assert "mediasrv run -c site/conf.d" in out.stdout
     sip_port = free_port()
-    edit_site(cwd / "site" / "conf.d", sip_port, 41000 + (os.getpid() % 50) * 100)
+    edit_site(cwd / "site" / "conf.d", sip_port, server_rtp_ports()[0])
     proc = subprocess.Popen([str(bin_dir / "mediasrv"), "run", "-c", "site/conf.d"], cwd=cwd,
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
