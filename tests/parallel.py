@@ -1,13 +1,14 @@
 """Which pytest-xdist worker runs this process, and the port windows that belong to it.
 
 `make test` runs the suite on several xdist workers (processes) at once. Tests that bind a
-fixed range of loopback ports (the servers' RTP ranges, the engine tests' windows) take it
-from a window of their own worker's slice, so two workers never hand the same ports to two
-servers. Ephemeral ports (`bind(("127.0.0.1", 0))`) need nothing: the kernel keeps those
-apart. Outside xdist there is one worker (index 0 of 1) and the whole range is its slice.
+fixed range of loopback ports take it from a window of their own worker's slice, so two
+workers never hand the same ports to two servers. Outside xdist there is one worker (index 0
+of 1) and the whole range is its slice.
 
-The ranges stay below Linux's ephemeral range (32768-60999 by default), so a peer socket
-bound to port 0 never lands inside a server's RTP window.
+Port map: 10000-11999 peers' consecutive media ports (SIPp -mp), 12000-19639 engine tests,
+20000-32599 test servers' RTP ranges. All of it lies below Linux's ephemeral range
+(32768-60999 by default), where single ports picked with bind(port 0) come from, so those
+never land in a window.
 """
 
 from __future__ import annotations
@@ -61,3 +62,9 @@ def engine_ports(size: int) -> tuple[int, int]:
     assert size <= 40, size
     base = next_window(12000, 19639, 40)
     return base, base + size - 1
+
+
+def peer_media_ports() -> int:
+    """The first of 4 ports (10000-11999) for a peer that binds several consecutive media
+    ports, as SIPp does with -mp (port and port + 2)."""
+    return next_window(10000, 11999, 4)

@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.parallel import peer_media_ports
 from tests.peers import audio
 from tests.peers.require import require_binary
 
@@ -113,7 +114,8 @@ class Sipp:
         self.scenario = scenario_path(scenario)
         self.remote = remote
         self.port = port or free_port()
-        self.media_port = free_port(even=True)
+        # SIPp binds -mp and -mp + 2 (video): a window of this xdist worker's own
+        self.media_port = peer_media_ports()
         self.calls, self.rate, self.limit = calls, rate, limit
         self.users = users or [("sipp", "sipp")]
         self.service, self.duration, self.tone = service, duration, tone
