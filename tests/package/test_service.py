@@ -74,7 +74,7 @@ def test_started_as_systemd_starts_it(venv: Path, tmp_path: Path) -> None:
     edit_site(etc / "conf.d", port, server_rtp_ports()[0])
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
-    notify.settimeout(20)
+    notify.settimeout(60)  # first start in the venv: every import compiles (--no-compile)
     env |= {"CONFIGURATION_DIRECTORY": str(etc), "STATE_DIRECTORY": str(lib),
             "NOTIFY_SOCKET": str(tmp_path / "notify")}
     proc = subprocess.Popen([mediasrv, "run"], cwd="/", env=env, stderr=subprocess.PIPE,
