@@ -136,6 +136,7 @@ class Cluster:
 
     workdir: Path
     nodes_count: int = 3
+    site_extra: str = ""                  # more TOML for every node's site file
     proxy_port: int = 0
     nodes: list[Node] = field(default_factory=list)
     kamailio: subprocess.Popen | None = None
@@ -176,7 +177,7 @@ class Cluster:
             f'node_id = "node{index}"\ndrain_timeout = 30\n'
             f'[rtp]\nports = [{rtp_min}, {rtp_max}]\n'
             f'[storage]\npath = "{site}/node.sqlite3"\n'
-            f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "{TOKEN}"\n')
+            f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "{TOKEN}"\n' + self.site_extra)
         return Node(f"node{index}", port, api_port, site, self.workdir / f"node{index}.log")
 
     def _start_kamailio(self, db: Path) -> None:

@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from mediasrv.config import DEFAULT_CONFIG_DIR
 from tests.integration.cluster import TOKEN, Cluster, Node, require_kamailio
 from tests.integration.test_refer import ReplacingPhone, replaces_of
+from tests.peers import audio
 from tests.peers.call import Call, until
 from tests.peers.phone import TestPhone
 
@@ -31,10 +33,14 @@ pytestmark = pytest.mark.asyncio
 NAMES = dict(zip([str(e) for e in range(100, 110)], "ABCDEBCDEA", strict=True))
 
 
+# 104 is never registered in these tests: its calls end in its voicemail, on whichever node
+VOICEMAIL_104 = '[extensions.104.failover]\nnot_registered = { action = "voicemail" }\n'
+
+
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     require_kamailio()
-    c = Cluster(tmp_path)
+    c = Cluster(tmp_path, site_extra=VOICEMAIL_104)
     try:
         await c.start()
         yield c
@@ -227,3 +233,36 @@ async def test_invite_with_replaces_is_routed_to_the_node_of_the_dialog(cluster:
     assert sorted(leg["number"] for leg in call["legs"]) == ["102", "103"]
     assert d_node.api("/v1/calls") == []
     await hangup(new, b_in)
+
+
+async def test_blind_transfer_through_the_proxy(cluster: Cluster) -> None:
+    p = await phones(cluster, "101", "102", "103")
+    a_call, b_in, node = await talking(cluster, p, "101", "102")
+    await a_call.send_dtmf("#1")
+    await asyncio.sleep(0.3)
+    await a_call.send_dtmf("103#")
+    c_in = await p["103"].next_incoming()
+    assert cluster.node_of(c_in.invite) is node   # the transfer target is dialled from there
+    await c_in.wait_state("confirmed")
+    await b_in.wait_hearing({NAMES["103"]}, timeout=5)
+    await c_in.wait_hearing({NAMES["102"]})
+    await a_call.wait_state("terminated")          # the transferer left the call
+    await hangup(b_in, c_in)
+
+
+async def test_voicemail_of_an_extension_no_proxy_knows(cluster: Cluster) -> None:
+    """104 is registered nowhere: the proxy answers the node 404 (not registered), the
+    node's failover takes the caller to 104's voicemail, recorded on that node."""
+    p = await phones(cluster, "101")
+    call = await p["101"].call(cluster.uri("104"))
+    assert await call.wait_final() == 200
+    await until(lambda: call.hearing.has_audio(), 3, lambda: "the greeting")
+    await asyncio.sleep(4.0)               # greeting (2.5 s), beep, then A's tone is recorded
+    await call.hangup()
+    def messages() -> list[Path]:
+        return [m for n in cluster.nodes for m in (n.site / "voicemail" / "104").glob("*.wav")]
+    await until(lambda: len(messages()) == 1, 5, lambda: f"messages: {messages()}")
+    pcm, rate = soundfile.read(messages()[0], dtype="int16")
+    hearing = audio.Hearing(window=10.0)
+    hearing.feed(pcm[-rate // 2:], now=0.0)          # the last half second of the message
+    assert len(pcm) > rate // 2 and hearing.tones(now=0.0) == {NAMES["101"]}
