@@ -175,7 +175,8 @@ cdef class Engine:
         c.moh = <EngMoh*>calloc(ENG_MAX_MOH, sizeof(EngMoh))
         c.rec = <EngRec*>calloc(ENG_MAX_REC, sizeof(EngRec))
         c.evq = <EngEvent*>calloc(ENG_EVQ, sizeof(EngEvent))
-        if not (c.st and c.conf and c.moh and c.rec and c.evq):
+        c.dtls = <EngDtlsBox*>calloc(1, sizeof(EngDtlsBox))
+        if not (c.st and c.conf and c.moh and c.rec and c.evq and c.dtls):
             raise MemoryError()
         for i in range(nst):
             eng_stream_clear(&c.st[i])
@@ -210,6 +211,7 @@ cdef class Engine:
         free(c.moh)
         free(c.rec)
         free(c.evq)
+        free(c.dtls)
         free(c)
         self.c = NULL
 
@@ -422,13 +424,16 @@ cdef class Engine:
         s.send_on, s.recv_on = send, recv
         self._unlock()
 
-    def set_srtp(self, int64_t sid, suite, bytes rx_key, bytes tx_key) -> None:
+    def set_srtp(self, int64_t sid, suite, bytes rx_key, bytes tx_key, bint rtcp=False) -> None:
         """Protect what sid sends with tx_key and unprotect what it receives with rx_key
         (master key||salt of suite, srtp.pyx); suite None = plain RTP again. Replaces any
-        sessions it had (a re-INVITE's new keys), the counters stay."""
+        sessions it had (a re-INVITE's new keys), the counters stay. rtcp=True: keys for
+        its RTCP alone (DTLS-SRTP's RTCP component); otherwise RTCP uses the RTP keys."""
         cdef EngStream* s = &self.c.st[self._slot(sid)]
         cdef srtp_t rx = NULL
         cdef srtp_t tx = NULL
+        cdef srtp_t* old_rx = &s.crypto.rtcp_rx if rtcp else &s.crypto.rx
+        cdef srtp_t* old_tx = &s.crypto.rtcp_tx if rtcp else &s.crypto.tx
         cdef int num
         if suite is not None:
             num = eng_srtp_suite(suite, rx_key)
@@ -442,11 +447,49 @@ cdef class Engine:
                     srtp_dealloc(tx)
                 raise ValueError(f"libsrtp2 refused a {suite} session")
         self._lock()
-        if s.crypto.rx != NULL:
-            srtp_dealloc(s.crypto.rx)
-        if s.crypto.tx != NULL:
-            srtp_dealloc(s.crypto.tx)
-        s.crypto.rx, s.crypto.tx = rx, tx
+        if old_rx[0] != NULL:
+            srtp_dealloc(old_rx[0])
+        if old_tx[0] != NULL:
+            srtp_dealloc(old_tx[0])
+        old_rx[0], old_tx[0] = rx, tx
+        self._unlock()
+
+    def set_dtls(self, int64_t sid, bint on) -> None:
+        """DTLS-SRTP on sid: DTLS datagrams on its RTP and RTCP ports go to pop_dtls()
+        (RFC 5764 §5.1.2 demultiplexing) instead of being dropped as malformed RTP."""
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        self._lock()
+        s.crypto.dtls = on
+        self._unlock()
+
+    def pop_dtls(self) -> list:
+        """(sid, rtcp, datagram, host, port) for each DTLS datagram received since."""
+        cdef EngDtlsDgram* d
+        cdef int i
+        out = []
+        self._lock()
+        try:
+            for i in range(self.c.dtls.n):
+                d = &self.c.dtls.q[i]
+                host = ".".join(str((d.host >> k) & 0xFF) for k in (24, 16, 8, 0))
+                out.append((d.sid, d.rtcp, d.data[:d.n], host, d.port))
+            self.c.dtls.n = 0
+        finally:
+            self._unlock()
+        return out
+
+    def send_dtls(self, int64_t sid, bint rtcp, bytes data, str host, int port) -> None:
+        """Send one DTLS datagram from sid's RTP (or RTCP) port."""
+        cdef EngStream* s = &self.c.st[self._slot(sid)]
+        cdef sockaddr_in sa
+        cdef const uint8_t* p = data
+        memset(&sa, 0, sizeof(sa))
+        sa.sin_family = AF_INET
+        sa.sin_port = htons(<uint16_t>port)
+        sa.sin_addr.s_addr = eng_parse_ipv4(host)
+        self._lock()
+        sendto(s.fd_rtcp if rtcp else s.fd, p, len(data), MSG_DONTWAIT, <sockaddr*>&sa,
+               sizeof(sockaddr_in))
         self._unlock()
 
     # ------------------------------------------------------------ feeds

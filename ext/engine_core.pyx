@@ -83,6 +83,8 @@ cdef void eng_sendto(EngCore* c, EngStream* s, uint8_t* pkt, int n) noexcept nog
     """Send one RTP packet (SRTP-protected in place on an SRTP stream; pkt has room)."""
     cdef ssize_t r
     cdef int plain = n
+    if s.crypto.dtls and s.crypto.tx == NULL:      # DTLS-SRTP not keyed yet: send nothing
+        return
     if s.crypto.tx != NULL and eng_srtp_protect(&s.crypto, pkt, &n, 0) < 0:
         s.send_errors += 1
         return
@@ -230,6 +232,12 @@ cdef void eng_rx_packet(EngCore* c, int slot, uint8_t* buf, int n,
     cdef EngRtpView v
     cdef int is_event, ok
     c.dec_slot = -1
+    if s.crypto.dtls and eng_is_dtls(buf, n):     # DTLS-SRTP handshake: Python's (RFC 5764)
+        eng_dtls_up(c, s, 0, buf, n, a)
+        return
+    if s.crypto.dtls and s.crypto.rx == NULL:      # not keyed yet: nothing in clear
+        s.dropped += 1
+        return
     if s.crypto.rx != NULL:                       # SRTP first: nothing sees it unauthenticated
         ok = eng_srtp_unprotect(&s.crypto, buf, &n, 0)
         if ok <= 0:                               # auth/replay counted; never forwarded
@@ -343,6 +351,12 @@ cdef void eng_drain_rtcp(EngCore* c, int slot) noexcept nogil:
         if n < 0:
             return
         eng_rtcp_receive(c, &c.st[slot], c.rxbuf[0], <int>n, &a)
+
+
+cdef void eng_dtls_up(EngCore* c, EngStream* s, int rtcp, const uint8_t* buf, int n,
+                      const sockaddr_in* a) noexcept nogil:
+    eng_dtls_put(c.dtls, s.sid, rtcp, buf, n, ntohl(a.sin_addr.s_addr), ntohs(a.sin_port))
+    eng_event(c, ENG_EV_DTLS, s.sid, 0, 0, 0, 0, 0)
 
 
 # ---------------------------------------------------------------- the clock

@@ -27,6 +27,7 @@ cdef enum EngEventKind:
     ENG_EV_TIMEOUT = 2
     ENG_EV_PLAY_FINISHED = 3
     ENG_EV_DTMF = 4
+    ENG_EV_DTLS = 5            # DTLS datagrams wait in c.dtls (srtp.pyx)
 
 cdef enum:
     ENG_PCMU = 0
@@ -152,6 +153,7 @@ cdef struct EngStream:
 
 cdef struct EngCore:
     pthread_mutex_t mu
+    EngDtlsBox* dtls           # DTLS datagrams for Python (DTLS-SRTP, srtp.pyx)
     int epfd
     int tfd
     int wakefd

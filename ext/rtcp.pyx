@@ -119,6 +119,8 @@ cdef void eng_rtcp_tick(EngCore* c, EngStream* s) noexcept nogil:
     s.rtcp_pkts_in = s.pkts_in
     to = s.remote
     to.sin_port = htons(<uint16_t>(ntohs(s.remote.sin_port) + 1))
+    if s.crypto.dtls and s.crypto.rtcp_tx == NULL:
+        return                                    # DTLS-SRTP: RTCP keys not agreed yet
     if s.crypto.tx != NULL and eng_srtp_protect(&s.crypto, c.tx, &n, 1) < 0:
         return                                    # SRTCP (RFC 3711 §3.4) or nothing
     if sendto(s.fd_rtcp, c.tx, n, MSG_DONTWAIT, <sockaddr*>&to, sizeof(sockaddr_in)) == n:
@@ -129,6 +131,11 @@ cdef void eng_rtcp_receive(EngCore* c, EngStream* s, uint8_t* p, int n,
                            const sockaddr_in* a) noexcept nogil:
     """Count an RTCP packet from the remote's host; note the time of an SR for LSR/DLSR."""
     if not s.has_remote or a.sin_addr.s_addr != s.remote.sin_addr.s_addr:
+        return
+    if s.crypto.dtls and eng_is_dtls(p, n):
+        eng_dtls_up(c, s, 1, p, n, a)
+        return
+    if s.crypto.dtls and s.crypto.rtcp_rx == NULL:     # its own association not keyed yet
         return
     if s.crypto.rx != NULL and eng_srtp_unprotect(&s.crypto, p, &n, 1) <= 0:
         return                                    # SRTCP refused: counted with the RTP ones

@@ -18,7 +18,7 @@
 # EngCrypto is the stream's crypto slot; NULL sessions mean plain RTP. SrtpSession is
 # the same machinery for Python (tests and peers); the engine never calls it per packet.
 
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from libsrtp2 cimport *
@@ -31,6 +31,43 @@ cdef enum:
     ENG_SRTP_CM32 = 2
     ENG_SRTP_GCM128 = 3
 
+cdef enum:
+    ENG_DTLS_Q = 64                # DTLS datagrams waiting for Python (a handshake is a few)
+    ENG_DTLS_MAX = 1500
+
+
+cdef struct EngDtlsDgram:
+    int64_t sid
+    int rtcp                       # arrived on the RTCP port (its own DTLS association)
+    int n
+    uint32_t host
+    int port
+    uint8_t data[ENG_DTLS_MAX]
+
+
+cdef struct EngDtlsBox:
+    int n
+    int64_t lost
+    EngDtlsDgram q[ENG_DTLS_Q]
+
+
+cdef inline int eng_is_dtls(const uint8_t* buf, int n) noexcept nogil:
+    """RFC 5764 §5.1.2: a first byte of 20-63 is DTLS on an RTP/RTCP port (RTP is 128-191)."""
+    return n > 0 and 20 <= buf[0] <= 63
+
+
+cdef void eng_dtls_put(EngDtlsBox* box, int64_t sid, int rtcp, const uint8_t* buf, int n,
+                       uint32_t host, int port) noexcept nogil:
+    cdef EngDtlsDgram* d
+    if box.n >= ENG_DTLS_Q or n > ENG_DTLS_MAX:
+        box.lost += 1
+        return
+    d = &box.q[box.n]
+    box.n += 1
+    d.sid, d.rtcp, d.n, d.host, d.port = sid, rtcp, n, host, port
+    memcpy(d.data, buf, n)
+
+
 SRTP_SUITES = {
     "AES_CM_128_HMAC_SHA1_80": (ENG_SRTP_CM80, 30),
     "AES_CM_128_HMAC_SHA1_32": (ENG_SRTP_CM32, 30),
@@ -41,6 +78,9 @@ SRTP_SUITES = {
 cdef struct EngCrypto:
     srtp_t rx                      # unprotects what the stream receives, or NULL
     srtp_t tx                      # protects what it sends, or NULL
+    srtp_t rtcp_rx                 # RTCP's own sessions (DTLS-SRTP without rtcp-mux keys
+    srtp_t rtcp_tx                 # the RTCP component apart, RFC 5764 §4.1); NULL = rx/tx
+    int dtls                       # DTLS-SRTP: hand DTLS datagrams up to Python
     uint64_t auth_fail
     uint64_t replay
     uint64_t protect_fail
@@ -96,10 +136,11 @@ cdef srtp_t eng_srtp_new(int suite, const uint8_t* key, int inbound) noexcept no
 
 
 cdef void eng_srtp_free(EngCrypto* k) noexcept nogil:
-    if k.rx != NULL:
-        srtp_dealloc(k.rx)
-    if k.tx != NULL:
-        srtp_dealloc(k.tx)
+    cdef srtp_t* ctx[4]
+    ctx[0], ctx[1], ctx[2], ctx[3] = &k.rx, &k.tx, &k.rtcp_rx, &k.rtcp_tx
+    for i in range(4):
+        if ctx[i][0] != NULL:
+            srtp_dealloc(ctx[i][0])
     memset(k, 0, sizeof(EngCrypto))
 
 
@@ -108,7 +149,7 @@ cdef inline srtp_err_status_t eng_srtp_open(EngCrypto* k, uint8_t* buf, int* n,
     """Decrypt and authenticate in place, counting auth and replay refusals."""
     cdef srtp_err_status_t st
     if rtcp:
-        st = srtp_unprotect_rtcp(k.rx, buf, n)
+        st = srtp_unprotect_rtcp(k.rtcp_rx if k.rtcp_rx != NULL else k.rx, buf, n)
     else:
         st = srtp_unprotect(k.rx, buf, n)
     if st == srtp_err_status_auth_fail:
@@ -133,7 +174,7 @@ cdef int eng_srtp_protect(EngCrypto* k, uint8_t* buf, int* n, int rtcp) noexcept
     """Encrypt in place (buf must have ENG_SRTP_SPARE bytes free after *n); 0 or -1."""
     cdef srtp_err_status_t st
     if rtcp:
-        st = srtp_protect_rtcp(k.tx, buf, n)
+        st = srtp_protect_rtcp(k.rtcp_tx if k.rtcp_tx != NULL else k.tx, buf, n)
     else:
         st = srtp_protect(k.tx, buf, n)
     if st != srtp_err_status_ok:

@@ -93,6 +93,7 @@ class B2BUA:
         self.listener: Callable[[CallEvent], bool] = lambda _event: False
         self.transfers = ReferTransfers(self.legs, self, self.direct.is_direct)
         self.replaces = ReplacesHandler(self.legs)
+        engine.dtls_sink = self._on_dtls  # DTLS-SRTP handshakes (srtp_policy.on_dtls)
         self.drain = Drain()  # SIGTERM: new calls and OPTIONS get 503, existing calls go on
 
     @property
@@ -526,6 +527,14 @@ class B2BUA:
         self.legs.stop_recording(leg)
 
     # ================================================================== media events
+
+    def _on_dtls(self, stream: int, rtcp: bool, data: bytes, host: str, port: int) -> None:
+        leg = self.legs.by_stream(stream)
+        if leg is None or leg.srtp is None or leg.ended:
+            return
+        error = srtp_policy.on_dtls(self.engine, stream, leg.srtp, rtcp, data, host, port)
+        if error is not None:
+            self._log(leg).warning("DTLS-SRTP with %s: %s", leg.number, error)
 
     def on_media_event(self, event: media_events.MediaEvent) -> None:
         if isinstance(event, media_events.RecordingFinished):

@@ -282,7 +282,7 @@ class DirectMedia:
 
     def _allows(self, leg: SipLeg) -> bool:
         return (leg.extension is not None and leg.extension.direct_media
-                and not (leg.srtp is not None and leg.srtp.active))   # keys end at us
+                and not (leg.srtp is not None and leg.srtp.encrypted))   # keys end at us
 
     def _eligible(self, a: SipLeg, b: SipLeg) -> bool:
         return (self._fit(a) and self._fit(b) and a not in self.pairs and b not in self.pairs

@@ -1,4 +1,4 @@
-"""Per-leg SRTP with SDES keys (RFC 4568): which legs encrypt, their keys, their SDP.
+"""Per-leg SRTP, keyed by SDES (RFC 4568) or DTLS-SRTP (RFC 5763/5764): policy, keys, SDP.
 
 How this works: every leg's extension has `srtp = "off" | "optional" | "required"`
 (callers without an extension get the default, "optional"). The B2BUA terminates media,
@@ -21,6 +21,12 @@ our own fresh key. Our offers list one line per suite of `SUITES`, each with its
 Keys change only when the remote's do (a re-INVITE with a new a=crypto); then ours change
 too, so no packet index is ever used twice under one key after the engine's sessions are
 re-created. `apply` hands the keys to the engine only when they changed.
+
+DTLS-SRTP: an offer on UDP/TLS/RTP/SAVP(F) with a=fingerprint and a=setup actpass/active is
+answered a=setup:passive with our certificate's fingerprint (we are the DTLS server, RFC 5763
+§5); the engine then hands the leg's DTLS datagrams up and drops its RTP until keyed;
+`on_dtls` runs the handshake (mediasrv/media/dtls.py) per component and keys the engine from
+the exporter once the phone's certificate matches its fingerprint. Our own offers use SDES.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mediasrv.media.dtls import DtlsError, DtlsServer, Identity, make_identity
 from mediasrv.sip.errors import SdpNegotiationError
-from mediasrv.sip.sdp import Negotiated, SessionDescription
+from mediasrv.sip.sdp import MediaDescription, Negotiated, SessionDescription
 from mediasrv.sip.sdp_crypto import (
     SUITES,
     Crypto,
+    attribute,
     crypto_value,
+    is_dtls,
     is_secure,
     new_key,
     parse_crypto,
@@ -56,10 +65,18 @@ class LegSrtp:
     local: Crypto | None = None                             # our line in use
     remote_key: bytes = b""
     applied: tuple[str, bytes, bytes] | None = None         # what the engine has
+    dtls_fingerprint: str = ""          # DTLS-SRTP: the phone's a=fingerprint ("" = SDES)
+    dtls: dict[bool, DtlsServer] = field(default_factory=dict)   # per component (rtcp?)
+    dtls_on: bool = False               # the engine hands this stream's DTLS up
 
     @property
     def active(self) -> bool:
         return self.local is not None
+
+    @property
+    def encrypted(self) -> bool:
+        """Keyed, or keys on the way (a DTLS-SRTP handshake): media must stay with us."""
+        return self.active or bool(self.dtls_fingerprint)
 
 
 def policy_of(ext: Extension | None) -> str:
@@ -72,6 +89,8 @@ def on_offer(offer: SessionDescription, media: Negotiated, policy: str,
     SdpNegotiationError (488) as the table above says."""
     m = offer.media[media.media_index]
     state = current or LegSrtp(policy)
+    if is_dtls(m):
+        return _dtls_offer(offer, m, policy, state)
     lines = parse_crypto(m) if policy != "off" else []
     if not lines:
         if is_secure(m):
@@ -90,12 +109,31 @@ def on_offer(offer: SessionDescription, media: Negotiated, policy: str,
     return state
 
 
+def _dtls_offer(offer: SessionDescription, m: MediaDescription, policy: str,
+                state: LegSrtp) -> LegSrtp:
+    """DTLS-SRTP offered (RFC 5763 §5): we will be the DTLS server (a=setup:passive), so the
+    offerer must be able to be the client (actpass or active); keys come later (on_dtls)."""
+    fingerprint = attribute(offer, m, "fingerprint")
+    setup = (attribute(offer, m, "setup") or "actpass").lower()
+    if policy == "off":
+        raise SdpNegotiationError("SRTP is off for this extension")
+    if not fingerprint or setup not in ("actpass", "active"):
+        raise SdpNegotiationError("DTLS-SRTP offer without a=fingerprint, or a=setup:passive")
+    if state.dtls_fingerprint and state.dtls_fingerprint != fingerprint:
+        state.dtls.clear()                              # a new certificate: a new handshake
+    state.dtls_fingerprint = fingerprint
+    return state
+
+
 def secure_answer(state: LegSrtp | None, answer: SessionDescription, offer: SessionDescription,
                   media: Negotiated) -> None:
-    """Make our answer's accepted stream carry the offer's profile and our a=crypto line."""
+    """Make our answer's accepted stream carry the offer's profile and our a=crypto line
+    (SDES), or our a=setup:passive and a=fingerprint (DTLS-SRTP)."""
     m = answer.media[media.media_index]
     m.proto = offer.media[media.media_index].proto
-    if state is not None and state.local is not None:
+    if state is not None and state.dtls_fingerprint:
+        m.attributes += [("setup", "passive"), ("fingerprint", identity().fingerprint)]
+    elif state is not None and state.local is not None:
         m.attributes.append(("crypto", crypto_value(*_fields(state.local))))
 
 
@@ -139,6 +177,9 @@ def apply(engine: MediaEngine, stream: int, state: LegSrtp | None) -> None:
     replay window and rollover counter, so unchanged keys are left alone)."""
     if state is None:
         return
+    if state.dtls_fingerprint and not state.dtls_on:
+        engine.set_dtls(stream, True)
+        state.dtls_on = True
     want = ((state.local.suite, state.remote_key, state.local.key)
             if state.local is not None else None)
     if want == state.applied:
@@ -152,3 +193,42 @@ def apply(engine: MediaEngine, stream: int, state: LegSrtp | None) -> None:
 
 def _fields(c: Crypto) -> tuple[int, str, bytes]:
     return c.tag, c.suite, c.key
+
+
+# ---------------------------------------------------------------- DTLS-SRTP
+
+_identity: list[Identity] = []
+
+
+def identity() -> Identity:
+    """The server's DTLS certificate (made on first use, kept for the process's life)."""
+    if not _identity:
+        _identity.append(make_identity())
+    return _identity[0]
+
+
+def on_dtls(engine: MediaEngine, stream: int, state: LegSrtp, rtcp: bool, data: bytes,
+            host: str, port: int) -> str | None:
+    """One DTLS datagram for a leg's RTP (or RTCP) component: answer it, and once the
+    handshake is done and the peer's certificate matches its fingerprint, key the engine
+    (the RTCP component keys SRTCP alone, RFC 5764 §4.1). Returns an error to log, or None."""
+    if not state.dtls_fingerprint:
+        return "DTLS datagram on a leg that did not negotiate DTLS-SRTP"
+    server = state.dtls.get(rtcp)
+    if server is None:
+        server = state.dtls[rtcp] = DtlsServer(identity(), state.dtls_fingerprint)
+    was_done = server.done
+    try:
+        for out in server.feed(data):
+            engine.send_dtls(stream, rtcp, out, host, port)
+        if server.done and not was_done:
+            suite, rx, tx = server.keys()
+            if rtcp:
+                engine.set_srtp(stream, suite, rx_key=rx, tx_key=tx, rtcp=True)
+            else:
+                state.local, state.remote_key = Crypto(0, suite, tx), rx
+                apply(engine, stream, state)
+    except DtlsError as exc:
+        state.dtls.pop(rtcp, None)
+        return str(exc)
+    return None

@@ -43,7 +43,8 @@ ZONES = ("us", "it")
 _DIGITS = "0123456789*#ABCD"
 _SOURCES = ("rfc4733", "inband")
 _ERRORS = (LookupError, ValueError, OSError, RuntimeError, OverflowError, MemoryError)
-_EV_FIRST_PACKET, _EV_TIMEOUT, _EV_PLAY_FINISHED, _EV_DTMF = 1, 2, 3, 4
+_EV_FIRST_PACKET, _EV_TIMEOUT, _EV_PLAY_FINISHED, _EV_DTMF, _EV_DTLS = 1, 2, 3, 4, 5
+DtlsSink = Callable[[int, bool, bytes, str, int], None]   # (stream, rtcp, datagram, host, port)
 
 
 class MediaError(Exception):
@@ -104,6 +105,7 @@ class MediaEngine:
         self._writer_stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._stopped = False
+        self.dtls_sink: DtlsSink | None = None    # who takes DTLS datagrams (DTLS-SRTP)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -140,10 +142,15 @@ class MediaEngine:
         return None if ids is None else (int(ids[0]), int(ids[1]))
 
     def _pump(self) -> None:
-        for rec in self._core.pop_events():
+        recs = self._core.pop_events()
+        for rec in recs:
             ev = _event(rec)
             if ev is not None:
                 self._deliver(ev)
+        if any(rec[0] == _EV_DTLS for rec in recs):
+            for sid, rtcp, data, host, port in self._core.pop_dtls():
+                if self.dtls_sink is not None:
+                    self.dtls_sink(sid, bool(rtcp), data, host, port)
 
     # ---------------------------------------------------------------- sounds
 
@@ -179,12 +186,21 @@ class MediaEngine:
         _call(self._core.set_remote, sid, host, port, CODECS[codec], pt, ept)
 
     def set_srtp(self, sid: int, suite: str | None, *, rx_key: bytes = b"",
-                 tx_key: bytes = b"") -> None:
+                 tx_key: bytes = b"", rtcp: bool = False) -> None:
         """SRTP on this stream (RFC 3711): what it receives is authenticated and decrypted
         with rx_key, what it sends encrypted with tx_key (master key||salt of suite, one of
         SRTP_SUITES); suite None = plain RTP. Refused packets count as srtp_auth_fail or
-        srtp_replay in stats() and are dropped, never forwarded."""
-        _call(self._core.set_srtp, sid, suite, rx_key, tx_key)
+        srtp_replay in stats() and are dropped, never forwarded. rtcp=True keys the
+        stream's RTCP alone (DTLS-SRTP's own RTCP association); else RTCP uses these."""
+        _call(self._core.set_srtp, sid, suite, rx_key, tx_key, rtcp)
+
+    def set_dtls(self, sid: int, on: bool) -> None:
+        """DTLS-SRTP (RFC 5764): DTLS datagrams on the stream's ports go to `dtls_sink`."""
+        _call(self._core.set_dtls, sid, on)
+
+    def send_dtls(self, sid: int, rtcp: bool, data: bytes, host: str, port: int) -> None:
+        """Send one DTLS datagram from the stream's RTP (or RTCP) port."""
+        _call(self._core.send_dtls, sid, rtcp, data, host, port)
 
     def set_direction(self, sid: int, *, send: bool, recv: bool) -> None:
         """Hold styles: send=False stops our RTP, recv=False ignores theirs (no timeout)."""

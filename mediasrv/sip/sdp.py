@@ -293,12 +293,14 @@ class Negotiated:
 def negotiate(offer: SessionDescription, local_codecs: list[str], *,
               secure: bool = False) -> Negotiated:
     """Choose the codec and stream to answer `offer` with (RFC 3264 §6.1); secure=True
-    considers RTP/SAVP(F) streams too (the caller then handles their keys: sdp_crypto.py).
+    considers RTP/SAVP(F) and UDP/TLS/RTP/SAVP(F) streams too (the caller then handles their
+    keys: sdp_crypto.py, call/srtp_policy.py).
 
     Raises `SdpNegotiationError` (488) when no audio stream offers one of `local_codecs`.
     """
     wanted = {c.upper() for c in local_codecs}
-    protos = ("RTP/AVP", "RTP/AVPF") + (("RTP/SAVP", "RTP/SAVPF") if secure else ())
+    protos = ("RTP/AVP", "RTP/AVPF") + (("RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVP",
+                                          "UDP/TLS/RTP/SAVPF") if secure else ())
     for index, m in enumerate(offer.media):
         if m.media != "audio" or m.port == 0 or m.proto.upper() not in protos:
             continue

@@ -8,7 +8,9 @@ How this works:
   each would change what the engine must do). A line that is not the grammar at all is a
   400 (`SdpParseError`).
 - `crypto_value` writes one such line's value; `new_key` draws a master key||salt.
-- `is_secure` tells RTP/SAVP and RTP/SAVPF (RFC 3711 §12, RFC 5124) from RTP/AVP(F).
+- `is_secure` tells RTP/SAVP and RTP/SAVPF (RFC 3711 §12, RFC 5124) from RTP/AVP(F);
+  `is_dtls` finds DTLS-SRTP's UDP/TLS/RTP/SAVP(F) (RFC 5764 §8), whose keys come from a DTLS
+  handshake named by `a=fingerprint` and `a=setup` (RFC 5763 §5), read by `attribute`.
 Nothing here decides policy: `mediasrv.call.srtp_policy` does.
 """
 
@@ -21,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from mediasrv.sip.errors import SdpParseError
-from mediasrv.sip.sdp import MediaDescription
+from mediasrv.sip.sdp import MediaDescription, SessionDescription
 
 # RFC 4568 §6.2 and RFC 7714 §14.2: suite -> master key||salt length in bytes. Our offers
 # list them in this order (the first is the one every SDES endpoint has).
@@ -31,6 +33,7 @@ SUITES = {
     "AEAD_AES_128_GCM": 28,
 }
 SECURE_PROTOS = ("RTP/SAVP", "RTP/SAVPF")
+DTLS_PROTOS = ("UDP/TLS/RTP/SAVP", "UDP/TLS/RTP/SAVPF")       # RFC 5764 §8
 PLAIN_PROTOS = ("RTP/AVP", "RTP/AVPF")
 _LINE = re.compile(r"(\d{1,9}) +([A-Za-z0-9_]+) +(\S+)(?: +(.*))?")
 _LIFETIME = re.compile(r"(2\^)?\d+")
@@ -47,6 +50,19 @@ class Crypto:
 
 def is_secure(m: MediaDescription) -> bool:
     return m.proto.upper() in SECURE_PROTOS
+
+
+def is_dtls(m: MediaDescription) -> bool:
+    return m.proto.upper() in DTLS_PROTOS
+
+
+def attribute(sd: SessionDescription, m: MediaDescription, name: str) -> str | None:
+    """An attribute's value at media level, else at session level (a=fingerprint and
+    a=setup may be either, RFC 8122 §5, RFC 4145 §4)."""
+    for n, v in m.attributes + sd.attributes:
+        if n == name:
+            return v
+    return None
 
 
 def secure_proto(proto: str) -> str:

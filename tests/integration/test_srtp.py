@@ -227,3 +227,33 @@ async def test_invite_with_replaces_keys_the_new_leg_and_drops_forged_packets(
     refused = next(line for line in body.splitlines()
                    if line.startswith('mediasrv_srtp_packets_refused_total{reason="auth"}'))
     assert float(refused.split()[-1]) > 20
+
+
+@pytest.mark.site('[extensions.107]\nsrtp = "required"\n')
+async def test_dtls_srtp_baresip_to_sdes_baresip(harness: Harness, baresip: Make) -> None:
+    """106 (baresip dtls_srtp: UDP/TLS/RTP/SAVPF, a=fingerprint, a=setup:actpass) calls
+    107 (srtp-mand): the server is the DTLS server on 106's RTP and RTCP ports, checks
+    baresip's certificate against its fingerprint, keys 106's leg from the exporter, and
+    relays to 107's SDES leg; no tone in clear on either."""
+    alice = await baresip("106", "D", mediaenc="dtls_srtp")
+    bob = await baresip("107", "E", mediaenc="srtp-mand")
+    with LoopbackCapture(rtp_range(harness)) as cap:
+        await alice.dial(harness.uri("107"))
+        await alice.wait_event("CALL_ESTABLISHED")
+        await bob.wait_hearing({"D"}, timeout=5)
+        await alice.wait_hearing({"E"})
+        await asyncio.sleep(1.0)
+        counters = srtp_counters(harness)
+        legs = {n: leg_ports(harness, n) for n in ("106", "107")}
+        a_leg = next(x for x in harness.server.b2bua.legs if x.number == "106")
+    assert a_leg.srtp is not None and a_leg.srtp.dtls_fingerprint
+    assert set(a_leg.srtp.dtls) == {False, True} and all(d.done for d in a_leg.srtp.dtls.values())
+    assert [(n, active) for n, active, *_ in counters] == [("106", True), ("107", True)]
+    assert all(pkts > 40 and auth == replay == 0 for _, _, pkts, auth, replay in counters), \
+        counters
+    for number, ports in legs.items():
+        packets = rtp_packets(cap.between(ports))
+        assert len(packets) > 40 and all(len(p) == 12 + 160 + TAG_80 for p in packets)
+        assert tones_in_clear(packets) == set(), f"leg {number}: tone in clear"
+    await alice.hangup()
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")

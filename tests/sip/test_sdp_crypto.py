@@ -129,3 +129,33 @@ def test_answer_to_our_offer_picks_our_key_for_its_tag() -> None:
     with pytest.raises(SdpNegotiationError):               # required: a plain answer is refused
         srtp_policy.on_answer(srtp_policy.LegSrtp("required"), plain,
                               negotiate(plain, ["PCMU"]))
+
+
+def dtls_offer(setup: str = "actpass", fingerprint: bool = True,
+               proto: str = "UDP/TLS/RTP/SAVPF") -> SessionDescription:
+    fp = "a=fingerprint:SHA-256 " + ":".join(["AB"] * 32) + "\r\n" if fingerprint else ""
+    return SessionDescription.parse(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"a=setup:{setup}\r\n{fp}m=audio 4000 {proto} 0\r\n")
+
+
+def test_dtls_offer_is_answered_passive_with_our_fingerprint() -> None:
+    answer, state = answer_to(dtls_offer(), "optional")
+    m = answer.media[0]
+    assert m.proto == "UDP/TLS/RTP/SAVPF" and not parse_crypto(m)
+    attrs = dict(m.attributes)
+    assert attrs["setup"] == "passive"
+    assert attrs["fingerprint"] == srtp_policy.identity().fingerprint
+    assert state.dtls_fingerprint == "SHA-256 " + ":".join(["AB"] * 32)
+    assert not state.active                      # keys come with the handshake
+
+
+@pytest.mark.parametrize("policy,sd", [
+    ("off", dtls_offer()),
+    ("optional", dtls_offer(fingerprint=False)),
+    ("required", dtls_offer(setup="passive")),    # we would have to be the DTLS client
+])
+def test_dtls_offers_refused_with_488(policy, sd) -> None:
+    media = negotiate(sd, ["PCMU"], secure=True)
+    with pytest.raises(SdpNegotiationError):
+        srtp_policy.on_offer(sd, media, policy)
