@@ -114,8 +114,8 @@ def write_extensions(site: Path, s: Starter) -> list[Path]:
 # The passwords below are fresh and random; give each phone its own.
 # Each extension may also set: ha1 (instead of password), language (en, it), ring_timeout,
 # dtmf (rfc4733 | inband | auto), direct_media, moh_class, services, voicemail_max_seconds,
-# srtp (off | optional | required: SDES-keyed SRTP; optional, the default, encrypts when the
-# phone offers keys),
+# srtp (off | optional | required | dtls: SDES or DTLS-SRTP; optional, the default,
+# encrypts when the phone offers keys),
 # and [extensions.NNN.failover] busy / no_answer / not_registered actions, for example:
 #   [extensions.100.failover]
 #   not_registered = { action = "announce", prompt = "unavailable" }

@@ -1,6 +1,6 @@
 """Per-leg SRTP, keyed by SDES (RFC 4568) or DTLS-SRTP (RFC 5763/5764): policy, keys, SDP.
 
-How this works: every leg's extension has `srtp = "off" | "optional" | "required"`
+How this works: every leg's extension has `srtp = "off" | "optional" | "required" | "dtls"`
 (callers without an extension get the default, "optional"). The B2BUA terminates media,
 so each leg is keyed on its own and the engine decrypts and re-encrypts between them:
 an SRTP leg can be bridged to a plain one.
@@ -26,7 +26,10 @@ DTLS-SRTP: an offer on UDP/TLS/RTP/SAVP(F) with a=fingerprint and a=setup actpas
 answered a=setup:passive with our certificate's fingerprint (we are the DTLS server, RFC 5763
 §5); the engine then hands the leg's DTLS datagrams up and drops its RTP until keyed;
 `on_dtls` runs the handshake (mediasrv/media/dtls.py) per component and keys the engine from
-the exporter once the phone's certificate matches its fingerprint. Our own offers use SDES.
+the exporter once the phone's certificate matches its fingerprint. Our offers use SDES,
+except to an extension with `srtp = "dtls"`: UDP/TLS/RTP/SAVP, a=setup:actpass and our
+fingerprint; its answer must be a=setup:active (we stay the DTLS server). "dtls" refuses plain
+offers as "required" does.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from mediasrv.media.dtls import DtlsError, DtlsServer, Identity, make_identity
 from mediasrv.sip.errors import SdpNegotiationError
 from mediasrv.sip.sdp import MediaDescription, Negotiated, SessionDescription
 from mediasrv.sip.sdp_crypto import (
+    DTLS_PROTOS,
     SUITES,
     Crypto,
     attribute,
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from mediasrv.media.engine import MediaEngine
 
 DEFAULT_POLICY = "optional"
+_REQUIRE = ("required", "dtls")           # policies that refuse plain RTP
 
 
 @dataclass(eq=False)
@@ -96,7 +101,7 @@ def on_offer(offer: SessionDescription, media: Negotiated, policy: str,
         if is_secure(m):
             raise SdpNegotiationError("RTP/SAVP offered without a usable a=crypto"
                                       if policy != "off" else "SRTP is off for this extension")
-        if policy == "required":
+        if policy in _REQUIRE:
             raise SdpNegotiationError("this extension requires SRTP")
         state.local, state.remote_key = None, b""
         return state
@@ -143,6 +148,11 @@ def secure_offer(state: LegSrtp, sd: SessionDescription) -> None:
     if state.policy == "off":
         return
     m = sd.media[0]
+    if state.policy == "dtls" or state.dtls_fingerprint:       # RFC 5763 §5: actpass first
+        m.proto = DTLS_PROTOS[0]
+        m.attributes += [("setup", "passive" if state.dtls_fingerprint else "actpass"),
+                         ("fingerprint", identity().fingerprint)]
+        return
     if state.local is not None:
         lines = [state.local]
     else:
@@ -158,11 +168,14 @@ def on_answer(state: LegSrtp, answer: SessionDescription, media: Negotiated) -> 
     """The answer to our offer: the line it accepted sets the keys; a plain answer leaves
     the leg plain, which "required" refuses (SdpNegotiationError)."""
     m = answer.media[media.media_index]
+    if state.policy == "dtls":
+        _dtls_answer(state, answer, m)
+        return
     lines = parse_crypto(m) if state.policy != "off" else []
     ours = {(c.tag, c.suite): c for c in (state.offered or ([state.local] if state.local else []))}
     accepted = next((c for c in lines if (c.tag, c.suite) in ours), None)
     if accepted is None:
-        if state.policy == "required" or is_secure(m):
+        if state.policy in _REQUIRE or is_secure(m):
             raise SdpNegotiationError("the answer accepted none of our a=crypto lines")
         state.local, state.remote_key = None, b""
         return
@@ -170,6 +183,17 @@ def on_answer(state: LegSrtp, answer: SessionDescription, media: Negotiated) -> 
         state.local = ours[(accepted.tag, accepted.suite)]
         state.remote_key = accepted.key
     state.offered = []
+
+
+def _dtls_answer(state: LegSrtp, answer: SessionDescription, m: MediaDescription) -> None:
+    """The answer to our DTLS-SRTP offer: the phone must take the client role (active)."""
+    fingerprint = attribute(answer, m, "fingerprint")
+    setup = (attribute(answer, m, "setup") or "").lower()
+    if not is_dtls(m) or not fingerprint or setup != "active":
+        raise SdpNegotiationError("the answer is not DTLS-SRTP with a=setup:active")
+    if state.dtls_fingerprint and state.dtls_fingerprint != fingerprint:
+        state.dtls.clear()
+    state.dtls_fingerprint = fingerprint
 
 
 def apply(engine: MediaEngine, stream: int, state: LegSrtp | None) -> None:

@@ -119,7 +119,7 @@ ERROR_CASES = [
     ("choice", "[extensions.100]\npassword = \"x\"\ndtmf = \"sip-info\"\n",
      "{f}: extensions.100.dtmf: must be one of rfc4733, inband, auto, not 'sip-info'"),
     ("srtp policy", "[extensions.100]\npassword = \"x\"\nsrtp = \"yes\"\n",
-     "{f}: extensions.100.srtp: must be one of off, optional, required, not 'yes'"),
+     "{f}: extensions.100.srtp: must be one of off, optional, required, dtls, not 'yes'"),
     ("missing password", "[extensions.100]\nname = \"x\"\n",
      "{f}: extensions.100.password: is required (or give ha1)"),
     ("failover target missing",

@@ -257,3 +257,28 @@ async def test_dtls_srtp_baresip_to_sdes_baresip(harness: Harness, baresip: Make
         assert tones_in_clear(packets) == set(), f"leg {number}: tone in clear"
     await alice.hangup()
     await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")
+
+
+@pytest.mark.site('[extensions.106]\nsrtp = "required"\n[extensions.107]\nsrtp = "dtls"\n')
+async def test_sdes_baresip_calls_a_dtls_srtp_extension(harness: Harness, baresip: Make) -> None:
+    """107 has srtp = "dtls": our offer to it is UDP/TLS/RTP/SAVP with a=setup:actpass; baresip
+    answers active and runs the handshake to us. 106 is SDES. Tones both ways, none in clear."""
+    alice = await baresip("106", "D", mediaenc="srtp-mand")
+    bob = await baresip("107", "E", mediaenc="dtls_srtp")
+    with LoopbackCapture(rtp_range(harness)) as cap:
+        await alice.dial(harness.uri("107"))
+        await alice.wait_event("CALL_ESTABLISHED")
+        await bob.wait_hearing({"D"}, timeout=5)
+        await alice.wait_hearing({"E"})
+        await asyncio.sleep(1.0)
+        counters = srtp_counters(harness)
+        bob_leg = next(x for x in harness.server.b2bua.legs if x.number == "107")
+        ports = leg_ports(harness, "107")
+    assert bob_leg.srtp is not None and bob_leg.srtp.dtls_fingerprint
+    assert bob_leg.invite is not None and b"UDP/TLS/RTP/SAVP" in bob_leg.invite.body
+    assert [(n, active) for n, active, *_ in counters] == [("106", True), ("107", True)]
+    assert all(auth == replay == 0 for *_, auth, replay in counters), counters
+    packets = rtp_packets(cap.between(ports))
+    assert len(packets) > 40 and tones_in_clear(packets) == set()
+    await alice.hangup()
+    await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")

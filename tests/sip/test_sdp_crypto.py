@@ -159,3 +159,23 @@ def test_dtls_offers_refused_with_488(policy, sd) -> None:
     media = negotiate(sd, ["PCMU"], secure=True)
     with pytest.raises(SdpNegotiationError):
         srtp_policy.on_offer(sd, media, policy)
+
+
+def test_dtls_policy_offers_dtls_srtp_and_wants_an_active_answer() -> None:
+    state = srtp_policy.LegSrtp("dtls")
+    sd = build_offer("127.0.0.1", 5000, ["PCMU"], 101, session_id=1, version=0)
+    srtp_policy.secure_offer(state, sd)
+    m = SessionDescription.parse(sd.to_bytes()).media[0]
+    assert m.proto == "UDP/TLS/RTP/SAVP" and not parse_crypto(m)
+    assert dict(m.attributes) == {"setup": "actpass",
+                                  "fingerprint": srtp_policy.identity().fingerprint}
+    for setup in ("passive", "actpass"):                 # we can only be the DTLS server
+        bad = dtls_offer(setup=setup, proto="UDP/TLS/RTP/SAVP")
+        with pytest.raises(SdpNegotiationError):
+            srtp_policy.on_answer(state, bad, negotiate(bad, ["PCMU"], secure=True))
+    good = dtls_offer(setup="active", proto="UDP/TLS/RTP/SAVP")
+    srtp_policy.on_answer(state, good, negotiate(good, ["PCMU"], secure=True))
+    assert state.dtls_fingerprint.startswith("SHA-256 AB:AB")
+    with pytest.raises(SdpNegotiationError):                # "dtls" refuses plain offers
+        plain = offer("RTP/AVP")
+        srtp_policy.on_offer(plain, negotiate(plain, ["PCMU"]), "dtls")
