@@ -124,6 +124,7 @@ cdef class Engine:
     cdef object _thread
     cdef dict _slots
     cdef dict _sounds
+    cdef dict _sounds16
     cdef dict _moh
     cdef dict _moh_samples
     cdef list _keep
@@ -144,6 +145,7 @@ cdef class Engine:
         if nst >= (1 << ENG_SLOT_BITS):
             nst = (1 << ENG_SLOT_BITS) - 1
         self._slots, self._sounds, self._moh, self._moh_samples = {}, {}, {}, {}
+        self._sounds16 = {}
         self._keep = []
         self.next_sid = 1
         self._next_play = 1
@@ -296,18 +298,22 @@ cdef class Engine:
 
     # ------------------------------------------------------------ sounds
 
-    def load_sound(self, str name, samples) -> None:
-        """Register an 8 kHz int16 sound for play_prompt.
+    def load_sound(self, str name, samples, samples16=None) -> None:
+        """Register an 8 kHz int16 sound for play_prompt (and its 16 kHz copy, if given,
+        which wideband streams play).
 
         Every array ever loaded stays alive with the engine: a prompt may still be playing
         from the array a reload replaced.
         """
-        self._keep.append(samples)
+        self._keep.append((samples, samples16))
         self._sounds[name] = samples
+        self._sounds16[name] = samples16
 
-    def define_moh(self, str name, samples) -> None:
-        """Create or replace a music-on-hold class playing samples in a loop."""
+    def define_moh(self, str name, samples, samples16=None) -> None:
+        """Create or replace a music-on-hold class playing samples (8 kHz) in a loop;
+        samples16, its 16 kHz copy, is what wideband listeners hear when given."""
         cdef const int16_t[::1] mv = samples
+        cdef const int16_t[::1] mv16 = samples16 if samples16 is not None else samples[:0]
         cdef EngMoh* m
         idx = self._moh.get(name, len(self._moh))
         if idx >= ENG_MAX_MOH:
@@ -318,9 +324,12 @@ cdef class Engine:
         m.snd.data = &mv[0] if mv.shape[0] > 0 else NULL
         m.snd.n = mv.shape[0]
         m.pos = 0
+        m.snd16.data = &mv16[0] if mv16.shape[0] > 0 else NULL
+        m.snd16.n = mv16.shape[0]
+        m.pos16 = 0
         self._unlock()
         self._moh[name] = idx
-        self._moh_samples[name] = samples     # the previous array is unused from here on
+        self._moh_samples[name] = (samples, samples16)   # the previous arrays: unused now
 
     # ------------------------------------------------------------ streams
 
@@ -562,12 +571,15 @@ cdef class Engine:
     def play_prompt(self, int64_t sid, str name) -> int:
         """Play a loaded sound once; returns the play id of its PLAY_FINISHED event."""
         cdef const int16_t[::1] mv
+        cdef const int16_t[::1] mv16
         cdef EngStream* s
         slot = self._slot(sid)
         try:
             mv = self._sounds[name]
         except KeyError:
             raise LookupError(f"no sound {name!r}") from None
+        wide = self._sounds16.get(name)
+        mv16 = wide if wide is not None else self._sounds[name][:0]
         play_id = self._next_play
         self._next_play += 1
         self._lock()
@@ -575,6 +587,8 @@ cdef class Engine:
         eng_set_feed(self.c, slot, ENG_FEED_PROMPT)
         s.snd.data = &mv[0] if mv.shape[0] > 0 else NULL
         s.snd.n = mv.shape[0]
+        s.snd16.data = &mv16[0] if mv16.shape[0] > 0 else NULL
+        s.snd16.n = mv16.shape[0]
         s.pos = 0
         s.play_id = play_id
         self._unlock()

@@ -16,8 +16,9 @@
 # - Recordings are at the leg's rate: a wideband leg's at 16 kHz (its decoded audio, or a
 #   conference mix up-sampled). A conference with a wideband member mixes at 16 kHz
 #   (eng_conf_mix_wide): narrow members are up-sampled into it and get their mix-minus
-#   down-sampled. The other services run at 8 kHz: DTMF detection sees the down-sampled
-#   audio, and tones, prompts and MoH are up-sampled for a wideband stream.
+#   down-sampled. Prompts and MoH play from 16 kHz copies (resampled once from their files at
+#   load) to wideband streams. DTMF detection runs on the down-sampled audio, and tones
+#   (all below 2 kHz) are made at 8 kHz and up-sampled.
 #   DTMF (697-1633 Hz) on purpose: fed the 16 kHz signal, the detector (tuned at 8 kHz,
 #   tone power against total power) lost 40 % of a 120 ms digit to G.722's 4-8 kHz noise.
 # Clocks: G.711 and G.722 use an 8000 Hz RTP clock (RFC 3551 §4.5.2, G.722 too); Opus 48000
@@ -234,6 +235,49 @@ cdef void eng_transcode(EngCore* c, EngStream* src, EngStream* x, EngRtpView* v,
     eng_send_raw(c, x, x.pt, marker or v.marker, ts, c.wenc, n)
 
 
+cdef void eng_feed_tick_wide(EngCore* c, EngStream* s) noexcept nogil:
+    """One frame of a local feed for a wideband stream: prompts and MoH from their 16 kHz
+    copies when loaded, everything else (tones, silence) up-sampled from 8 kHz."""
+    cdef const int16_t* w = eng_feed_16k(c, s)
+    cdef const int16_t* pcm
+    if w != NULL:
+        eng_send_wide(c, s, w, 2 * c.frame)
+        return
+    pcm = eng_feed_pcm(c, s)
+    if pcm != NULL:
+        eng_send_pcm(c, s, pcm)
+
+
+cdef const int16_t* eng_feed_16k(EngCore* c, EngStream* s) noexcept nogil:
+    """This tick's 16 kHz frame of MoH or a prompt that has a 16 kHz copy, else NULL."""
+    cdef EngMoh* m
+    cdef int64_t pos
+    if s.feed == ENG_FEED_MOH and c.moh[s.moh].snd16.n > 0:
+        m = &c.moh[s.moh]
+        if m.tick16 != c.tick:          # one cursor per class, shared by its listeners
+            m.tick16 = c.tick
+            m.pos16 = eng_sound_frame(&m.snd16, m.pos16, m.pcm16, 2 * c.frame, True)
+        return m.pcm16
+    if s.feed == ENG_FEED_PROMPT and s.snd16.n > 0:
+        pos = s.pos
+        eng_prompt_frame(c, s)          # the 8 kHz cursor ends the prompt and reports it
+        eng_sound_frame(&s.snd16, 2 * pos, c.wpcm, 2 * c.frame, False)
+        return c.wpcm
+    return NULL
+
+
+cdef void eng_send_wide(EngCore* c, EngStream* s, const int16_t* w, int n) noexcept nogil:
+    """Send n samples of 16 kHz audio out of a wideband stream, on its own clock."""
+    cdef int marker = 0
+    cdef uint32_t ts
+    cdef int size = eng_encode_wide(s, w, n, c.wenc)
+    if size <= 0:
+        s.send_errors += 1
+        return
+    ts = eng_stamp(c, s, &marker)
+    eng_send_raw(c, s, s.pt, marker, ts, c.wenc, size)
+
+
 cdef const int16_t* eng_feed_pcm(EngCore* c, EngStream* s) noexcept nogil:
     """This tick's 8 kHz audio of a local feed, for a wideband stream (NULL: none)."""
     if s.feed == ENG_FEED_SILENCE:
@@ -344,16 +388,8 @@ cdef void eng_conf_send_wide(EngCore* c, EngStream* s, const int16_t* mix,
     """A member's 16 kHz mix-minus: encoded as is for a wideband member, down-sampled
     for a narrow one."""
     cdef int16_t pcm[ENG_MAX_FRAME]
-    cdef int marker = 0
-    cdef int n
-    cdef uint32_t ts
     if s.cx == NULL:
         eng_rs_down(&s.crs.down, mix, w, pcm)
         eng_send_pcm(c, s, pcm)
-        return
-    n = eng_encode_wide(s, mix, w, c.wenc)
-    if n <= 0:
-        s.send_errors += 1
-        return
-    ts = eng_stamp(c, s, &marker)
-    eng_send_raw(c, s, s.pt, marker, ts, c.wenc, n)
+    else:
+        eng_send_wide(c, s, mix, w)

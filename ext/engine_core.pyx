@@ -401,10 +401,8 @@ cdef void eng_feed_tick(EngCore* c, EngStream* s) noexcept nogil:
     cdef const int16_t* pcm
     if eng_dtmf_send_tick(c, s):
         return
-    if s.cx != NULL:                        # wideband: encode the feed's audio for s
-        pcm = eng_feed_pcm(c, s)
-        if pcm != NULL:
-            eng_send_pcm(c, s, pcm)
+    if s.cx != NULL:                        # wideband: engine_codec.pyx
+        eng_feed_tick_wide(c, s)
         return
     if s.feed == ENG_FEED_SILENCE:
         pay = c.silence[s.codec]

@@ -115,6 +115,7 @@ cdef struct EngStream:
     int moh
     int64_t pos
     EngSound snd
+    EngSound snd16             # the prompt at 16 kHz, if loaded (wideband streams)
     int64_t play_id
     # DTMF and audio flags
     int dtmf_mode

@@ -1,6 +1,7 @@
 # Sound players for the engine (included by engine.pyx; all names start with eng_).
 #
 # How this works: sounds are 8 kHz int16 arrays decoded once in Python (mediasrv.media.sounds)
+# (plus a 16 kHz copy for wideband legs, resampled once from the file at load)
 # and kept alive by the Engine object; the C side only holds pointers. A prompt is a cursor
 # into one sound, per stream. A music-on-hold class is one shared cursor: the first listener
 # served in a tick advances it by one frame and encodes that frame once per codec; every other
@@ -26,6 +27,10 @@ cdef struct EngMoh:
     int64_t tick               # the tick whose frame is in pcm/enc
     int16_t pcm[ENG_MAX_FRAME]
     uint8_t enc[2][ENG_MAX_FRAME]
+    EngSound snd16             # the class at 16 kHz, for wideband listeners (engine_codec)
+    int64_t pos16
+    int64_t tick16
+    int16_t pcm16[2 * ENG_MAX_FRAME]
 
 
 cdef int64_t eng_sound_frame(const EngSound* snd, int64_t pos, int16_t* out,

@@ -247,8 +247,9 @@ class Server:
             if lang_dir.is_dir() and lang_dir.name != "moh":
                 self._load_prompts(engine, lang_dir)
         for moh in self.config.moh.values():
-            engine.define_moh_class(moh.name, sounds.load_moh_class(moh.name,
-                                                                    list(moh.patterns)))
+            engine.define_moh_class(
+                moh.name, sounds.load_moh_class(moh.name, list(moh.patterns)),
+                sounds.load_moh_class(moh.name, list(moh.patterns), rate=16000))
         engine.start(loop, lambda event: self.b2bua and self.b2bua.on_media_event(event))
         return engine
 
@@ -256,7 +257,8 @@ class Server:
     def _load_prompts(engine: MediaEngine, lang_dir: Path) -> None:
         for wav in sorted(lang_dir.glob("*.wav")):
             try:
-                engine.load_sound(f"{lang_dir.name}/{wav.stem}", sounds.load_sound(wav))
+                engine.load_sound(f"{lang_dir.name}/{wav.stem}", sounds.load_sound(wav),
+                                  sounds.load_sound(wav, rate=16000))
             except (OSError, RuntimeError, ValueError) as exc:
                 log.error("prompt %s cannot be loaded: %s", wav, exc)
 

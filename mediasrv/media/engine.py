@@ -154,13 +154,19 @@ class MediaEngine:
 
     # ---------------------------------------------------------------- sounds
 
-    def load_sound(self, name: str, samples_8k_int16: np.ndarray) -> None:
-        """Register a prompt or beep (8 kHz mono int16) under name."""
-        _call(self._core.load_sound, name, _as_pcm(samples_8k_int16))
+    def load_sound(self, name: str, samples_8k_int16: np.ndarray,
+                   samples_16k_int16: np.ndarray | None = None) -> None:
+        """Register a prompt or beep (8 kHz mono int16) under name; its 16 kHz copy, if
+        given, is what G.722/Opus legs hear."""
+        wide = None if samples_16k_int16 is None else _as_pcm(samples_16k_int16)
+        _call(self._core.load_sound, name, _as_pcm(samples_8k_int16), wide)
 
-    def define_moh_class(self, name: str, samples_8k_int16: np.ndarray) -> None:
-        """Create or replace a hold-music class; an empty array plays silence."""
-        _call(self._core.define_moh, name, _as_pcm(samples_8k_int16))
+    def define_moh_class(self, name: str, samples_8k_int16: np.ndarray,
+                         samples_16k_int16: np.ndarray | None = None) -> None:
+        """Create or replace a hold-music class; an empty array plays silence. The 16 kHz
+        copy, if given, is what G.722/Opus legs hear."""
+        wide = None if samples_16k_int16 is None else _as_pcm(samples_16k_int16)
+        _call(self._core.define_moh, name, _as_pcm(samples_8k_int16), wide)
 
     # ---------------------------------------------------------------- streams
 

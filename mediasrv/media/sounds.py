@@ -1,4 +1,5 @@
-"""Sound files for prompts and music on hold: decoded once, mono, 8 kHz int16, cached.
+"""Sound files for prompts and music on hold: decoded once, mono, 8 kHz int16 (and a
+16 kHz copy for wideband legs), cached.
 
 How this works: `soundfile` decodes WAV/FLAC/μ-law files (the engine never decodes files per
 packet). Channels are averaged to mono, then the signal is resampled to 8 kHz with a
@@ -26,7 +27,7 @@ _ZEROS = 16                # sinc zero crossings each side of the interpolation 
 _ROLLOFF = 0.92            # cut-off as a fraction of the lower Nyquist frequency
 _KAISER_BETA = 8.0
 _CHUNK = 1 << 12           # output samples computed per vectorised step
-_cache: dict[tuple[str, float], np.ndarray] = {}
+_cache: dict[tuple[str, float, int], np.ndarray] = {}
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int = RATE) -> np.ndarray:
@@ -59,13 +60,14 @@ def to_pcm16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 32767.0), -32768, 32767).astype(np.int16)
 
 
-def load_sound(path: str | os.PathLike[str]) -> np.ndarray:
-    """The file as 8 kHz mono int16 (cached); raises OSError/soundfile errors on bad files."""
+def load_sound(path: str | os.PathLike[str], rate: int = RATE) -> np.ndarray:
+    """The file as mono int16 at `rate` (8 kHz; 16 kHz for wideband legs), cached; raises
+    OSError/soundfile errors on bad files."""
     p = os.path.abspath(path)
-    key = (p, os.path.getmtime(p))
+    key = (p, os.path.getmtime(p), rate)
     if key not in _cache:
-        data, rate = soundfile.read(p, dtype="float64", always_2d=True)
-        _cache[key] = to_pcm16(resample(data.mean(axis=1), int(rate)))
+        data, file_rate = soundfile.read(p, dtype="float64", always_2d=True)
+        _cache[key] = to_pcm16(resample(data.mean(axis=1), int(file_rate), rate))
     return _cache[key]
 
 
@@ -79,13 +81,13 @@ def expand(patterns: list[str], base_dir: str | os.PathLike[str] = ".") -> list[
 
 
 def load_moh_class(name: str, patterns: list[str],
-                   base_dir: str | os.PathLike[str] = ".") -> np.ndarray:
+                   base_dir: str | os.PathLike[str] = ".", rate: int = RATE) -> np.ndarray:
     """The class's files concatenated; empty (= silence) when none loads, with an error log."""
     parts: list[np.ndarray] = []
     failed: list[str] = []
     for f in expand(patterns, base_dir):
         try:
-            parts.append(load_sound(f))
+            parts.append(load_sound(f, rate))
         except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
             failed.append(f"{f} ({exc})")
     if failed:

@@ -309,3 +309,23 @@ async def test_a_conference_with_wideband_members_mixes_at_16khz(engines, peers)
     assert opus[6000] > 0.2 and opus[1700] > 0.2 and opus[1100] < 0.02, opus
     assert g722[1100] > 0.2 and g722[1700] > 0.2 and g722[6000] < 0.02, g722
     assert pcmu[1100] > 0.8 and pcmu[2000] < 0.01, pcmu
+
+
+async def test_prompts_and_moh_play_their_16khz_copy_to_wideband_legs(engines, peers) -> None:
+    # The 8 kHz copy is a 1 kHz tone, the 16 kHz copy a 6 kHz one: each leg gets its own.
+    eut = engines()
+    eng = eut.engine
+    t8, t16 = np.arange(8000) / 8000, np.arange(16000) / 16000
+    narrow = np.round(8000 * np.sin(2 * np.pi * 1000 * t8)).astype(np.int16)
+    wide = np.round(8000 * np.sin(2 * np.pi * 6000 * t16)).astype(np.int16)
+    eng.define_moh_class("hd", narrow, wide)
+    eng.load_sound("hd-prompt", narrow, wide)
+    for play in (lambda s: eng.play_moh(s, "hd"), lambda s: eng.play_prompt(s, "hd-prompt")):
+        for codec, freq in (("G722", 6000), ("OPUS", 6000), ("PCMU", 1000)):
+            (p,) = peers(1)
+            ph = Phone(p, codec)
+            s = wire(eng, p, codec)
+            play(s)
+            pcm = ph.decode(p.recv_for(0.3))[ph.rate // 10:]
+            assert goertzel_power(pcm, freq, ph.rate) > 0.8, (codec, freq)
+            eng.close_stream(s)
