@@ -93,7 +93,11 @@ def summary(cfg: Config) -> str:
              f" (realm {cfg.sip.realm})",
              f"RTP: {cfg.rtp.address} ports {cfg.rtp.port_min}-{cfg.rtp.port_max}"
              f" codecs {'/'.join(cfg.rtp.codecs)} ptime {cfg.rtp.ptime}",
-             f"extensions ({len(cfg.extensions)}): {', '.join(sorted(cfg.extensions))}"]
+             f"extensions ({len(cfg.extensions)}): {', '.join(sorted(cfg.extensions))}",
+             _edge_line(cfg)]
+    if cfg.tls.cert:
+        lines.insert(3, f"TLS: {cfg.tls.cert} (TLS {cfg.tls.min_version}+, client certificates "
+                        f"{'required' if cfg.tls.verify_client else 'not asked for'})")
     for svc in cfg.services.values():
         codes = " ".join(f"{k}={v}" for k, v in svc.codes.items())
         lines.append(f"service {svc.name}: {'enabled' if svc.enabled else 'disabled'}  {codes}")
@@ -104,6 +108,15 @@ def summary(cfg: Config) -> str:
             lines.append(f"warning: extension {ext.number} has direct_media on: "
                          "its in-call DTMF services will not work")
     return "\n".join(lines)
+
+
+def _edge_line(cfg: Config) -> str:
+    sec = cfg.security
+    ban = (f"ban after {sec.ban_threshold} invalid in {sec.ban_window:g} s for {sec.ban_time:g} s"
+           if sec.ban_threshold else "no bans")
+    rate = f"{sec.rate_limit} requests/s" if sec.rate_limit else "no rate limit"
+    return (f"SIP edge: {rate} and {ban} per source; {sec.max_connections_per_source} "
+            f"connections per source, header timeout {sec.header_timeout:g} s")
 
 
 def _run(args: argparse.Namespace) -> int:

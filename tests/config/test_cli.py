@@ -54,6 +54,9 @@ def test_check_config_on_the_shipped_configuration() -> None:
     assert "service attended_transfer: enabled  start=#4 cancel=*0 swap=*9 three_way=*3" \
         in out.stdout
     assert "extensions (10): 100, 101" in out.stdout
+    assert ("SIP edge: 200 requests/s and ban after 50 invalid in 10 s for 600 s per source; "
+            "32 connections per source, header timeout 10 s") in out.stdout
+    assert "TLS:" not in out.stdout  # the shipped configuration has no tls: listener
 
 
 def test_check_config_prints_every_problem_and_exits_1(tmp_path: Path) -> None:

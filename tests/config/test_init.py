@@ -38,6 +38,8 @@ def test_init_writes_a_site_that_loads(tmp_path: Path) -> None:
     assert (site / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600
     check = mediasrv("check-config", "-c", "site/conf.d", cwd=tmp_path)
     assert check.returncode == 0 and "configuration OK" in check.stdout, check.stderr
+    assert "TLS: " in check.stdout and "(TLS 1.2+, client certificates not asked for)" \
+        in check.stdout
 
 
 def test_init_secrets_are_fresh_and_no_demo_password_is_written(tmp_path: Path) -> None:
