@@ -203,7 +203,7 @@ class ServerProcess:
         self.tmp = tmp
         site = tmp / "site"
         site.mkdir(exist_ok=True)
-        rtp = random.randrange(42000, 58000, 200)  # apart from other runs on the machine
+        rtp = random.randrange(20000, 32400, 200)  # below the ephemeral ports the SIP port is from
         listen = [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}", *listen_extra]
         (site / "99-flood.toml").write_text(
             f'[sip]\nlisten = {json.dumps(listen)}\n'
