@@ -79,11 +79,12 @@ class CallControl(Protocol):
     def hold_back_dtmf(self, leg: Leg, on: bool) -> None:
         """While on, the leg's DTMF digits reach only services (not forwarded as RFC 4733)."""
 
-    def dial(self, number: str, *, caller: Leg, purpose: str) -> Leg:
+    def dial(self, number: str, *, caller: Leg, purpose: str, failover: bool = True) -> Leg:
         """Places a call to extension `number` on behalf of `caller` (its identity shown as the
         From). Events for the new leg follow: LegRinging, LegAnswered, LegFailed, LegHungUp.
         While it rings the new leg is heard by no one and hears nothing; the service decides
-        what the caller hears (e.g. `play_tone(caller, "ringback")`). `purpose` is logged."""
+        what the caller hears (e.g. `play_tone(caller, "ringback")`). `purpose` is logged.
+        `failover=False`: no forward is followed (a failure comes back as `return`)."""
     def hangup(self, leg: Leg, status: int = 0) -> None:
         """BYE an answered leg, CANCEL a ringing outbound one, or answer an unanswered inbound
         one with `status` (default 480)."""
@@ -99,6 +100,10 @@ class CallControl(Protocol):
         (WAV + an index row) until the leg hangs up or the mailbox's maximum length. A later
         media action on the leg (bridge, mix, hold, play, silence) ends the recording and keeps
         what was recorded: that is how a service cancels it (transfer `*0`)."""
+
+    def transfer_progress(self, leg: Leg, status: int) -> None:
+        """Reports the transfer `leg`'s phone asked for (`TransferRequested`): 1xx while it
+        runs, then one final status; the phone gets them as NOTIFY sipfrags (RFC 3515)."""
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Runs `callback` after `delay` seconds on the call layer's clock."""
@@ -157,3 +162,18 @@ class LegHungUp(CallEvent):
 @dataclass(frozen=True)
 class PromptFinished(CallEvent):
     play_id: int
+
+
+@dataclass(frozen=True)
+class TransferRequested(CallEvent):
+    """The phone on `leg` (the transferer) asked, with its own Transfer key (REFER), for
+    `party` to be transferred: blind to extension `number`, or (attended, Replaces) to
+    `target`, the party of the transferer's `replaced` leg — answered (join them) or still
+    ringing (it now rings for `party`). `failover`: whether the target's failover may run
+    (not when the call had direct media). Progress goes back with `transfer_progress`."""
+
+    party: Leg
+    number: str = ""
+    target: Leg | None = None
+    replaced: Leg | None = None
+    failover: bool = True

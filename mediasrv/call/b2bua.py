@@ -18,7 +18,8 @@ How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
   or a service through `LegFailed`.
 - In-dialog: BYE ends a leg; a re-INVITE is answered with our SDP and, when it holds or
   resumes, the other party gets music on hold or is bridged back; UPDATE, INFO, OPTIONS and
-  NOTIFY get 200; REFER goes to `refer.py` (blind, attended and blond transfers).
+  NOTIFY get 200; REFER goes to `refer.py`, which answers it and hands the transfer to the
+  services (the built-in `services/refer_transfer.py`: blind, attended and blond).
 - An INVITE with Replaces goes to `replaces.py` (RFC 3891: the new leg takes the old one's
   place in its bridge).
 - Direct media (`direct_media.py`) watches the topology and re-INVITEs phones of eligible
@@ -45,12 +46,18 @@ from mediasrv.call.api import (
 )
 from mediasrv.call.clock import Clock
 from mediasrv.call.direct_media import DirectMedia
-from mediasrv.call.failover import CONDITION_STATUS, NOT_REGISTERED, condition_for_status, next_step
+from mediasrv.call.failover import (
+    CONDITION_STATUS,
+    MAX_HOPS,
+    NOT_REGISTERED,
+    condition_for_status,
+    next_step,
+)
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import Fork, LegState, SipLeg
 from mediasrv.call.legs import ALLOW, Legs, SipPort
 from mediasrv.call.proxy_mode import Drain, via_proxy
-from mediasrv.call.refer import ReferTransfers
+from mediasrv.call.refer import ReferRequests
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.replaces import ReplacesHandler
 from mediasrv.call.store import Store
@@ -91,7 +98,8 @@ class B2BUA:
         self.observers = self.legs.observers
         self.direct = DirectMedia(self.legs)  # direct media per extension: watches the topology
         self.listener: Callable[[CallEvent], bool] = lambda _event: False
-        self.transfers = ReferTransfers(self.legs, self, self.direct.is_direct)
+        self.transfers = ReferRequests(self.legs, lambda event: self.listener(event),
+                                       self.direct.is_direct)
         self.replaces = ReplacesHandler(self.legs)
         engine.dtls_sink = self._on_dtls  # DTLS-SRTP handshakes (srtp_policy.on_dtls)
         self.drain = Drain()  # SIGTERM: new calls and OPTIONS get 503, existing calls go on
@@ -206,12 +214,14 @@ class B2BUA:
 
     # ================================================================== outbound legs
 
-    def dial(self, number: str, *, caller: SipLeg, purpose: str) -> SipLeg:
+    def dial(self, number: str, *, caller: SipLeg, purpose: str,
+             failover: bool = True) -> SipLeg:
         """A new outbound leg towards extension `number` (see CallControl.dial)."""
         ext = self.config.extensions.get(number)
         stream = self.engine.open_stream()
         leg = SipLeg(caller.call, False, stream, number, ext, ("", 0, "udp"),
-                     purpose=purpose, session_id=self.legs.next_sdp_id())
+                     purpose=purpose, session_id=self.legs.next_sdp_id(),
+                     hops=0 if failover else MAX_HOPS)  # no hop left: no forward
         leg.caller = caller
         leg.owner = caller.owner if purpose != "call" else ""
         self.legs.add(leg)
@@ -501,8 +511,8 @@ class B2BUA:
         self.legs.hangup(leg, status, reason)
 
     def end_from_outside(self, legs: list[SipLeg]) -> None:
-        """Hangs up `legs`, then tells each one's owners (REFER transfers first, then the
-        services) that it hung up: the API's hang-up, on the path a phone's BYE takes."""
+        """Hangs up `legs`, then tells each one's owner (a service session, REFER transfers
+        included) that it hung up: the API's hang-up, on the path a phone's BYE takes."""
         live = [leg for leg in legs if not leg.ended]
         for leg in live:
             self.legs.hangup(leg)
@@ -564,8 +574,8 @@ class B2BUA:
             default()
 
     def _tell(self, event: CallEvent) -> bool:
-        """A REFER transfer owning the leg hears the event first, then the services."""
-        return self.transfers.handle(event) or self.listener(event)
+        """The services (the REFER transfers among them) hear the event; True when used."""
+        return self.listener(event)
 
     def _leg_gone(self, leg: SipLeg, notify: bool = True, bye: bool = False) -> None:
         """The far side ended the leg (BYE, CANCEL, timeout): tell its owner, end its peers.

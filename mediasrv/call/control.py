@@ -90,8 +90,9 @@ class ServiceControl:
 
     # ------------------------------------------------------------------ signalling
 
-    def dial(self, number: str, *, caller: SipLeg, purpose: str) -> SipLeg:
-        return self.b2bua.dial(number, caller=caller, purpose=purpose)
+    def dial(self, number: str, *, caller: SipLeg, purpose: str,
+             failover: bool = True) -> SipLeg:
+        return self.b2bua.dial(number, caller=caller, purpose=purpose, failover=failover)
 
     def hangup(self, leg: SipLeg, status: int = 0) -> None:
         self.b2bua.hangup(leg, status)
@@ -111,6 +112,9 @@ class ServiceControl:
     def voicemail(self, leg: SipLeg, mailbox: str) -> None:
         if not leg.ended:
             self.b2bua.voicemail(leg, mailbox)
+
+    def transfer_progress(self, leg: SipLeg, status: int) -> None:
+        self.b2bua.transfers.progress(leg, status)
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.b2bua.clock.call_later(delay, callback)

@@ -1,4 +1,4 @@
-"""Transfers started by the phone's own transfer key: REFER (RFC 3515, RFC 5589).
+"""Transfers started by the phone's own transfer key: REFER (RFC 3515, RFC 5589), SIP side.
 
 How this works:
 - A REFER inside an answered call (the *transferer*'s leg) is checked first: exactly one
@@ -7,56 +7,35 @@ How this works:
   transfer (else 404) other than the transferred party's own (else 403, as the transfer
   spec treats that addressee as invalid). Accepted, it gets 202 and an implicit
   subscription (RFC 3515 §2.4.4): NOTIFY `message/sipfrag` "100 Trying", then one final
-  status (200 / 486 / 480 / 503, or the RFC 3891 answer for a bad Replaces), the last
-  NOTIFY terminating the subscription.
+  status, the last NOTIFY terminating the subscription.
   `Refer-Sub: false` (RFC 4488 §4) is echoed in the 202 and no NOTIFY is sent.
-- Blind (no Replaces, RFC 5589 §6): the *transferred* party hears ringback while the
-  Refer-To extension is dialled on its behalf (its failover applies, unless the call had
-  direct media: then no forward, and failure reconnects or hangs up). The state table is
-  `TRANSITIONS`, states named as in the transfer spec (CALLING_TARGET, BLOND, COMPLETE,
-  FAIL). On the final outcome the transferer's leg is released (BYE); a failed transfer
-  with the transferer still there reconnects the two instead (RFC 5589 §6 retrieves the
-  call). The transferer may BYE at any time after the 202 (RFC 5589 §6 says it usually
-  does): the transfer goes on without it.
 - Attended (Refer-To carries `?Replaces=`, RFC 5589 §7, RFC 3891): the named dialog is one
-  of ours (the transferer's consultation leg), so instead of letting an INVITE with
-  Replaces go anywhere we join the two remote parties locally. The named leg's party
-  answered: bridge it with the transferred party, NOTIFY 200, release both transferer legs.
-  Its party still rings (an outbound leg): a *blond* transfer, the ringing leg now rings for
-  the transferred party (state BLOND). RFC 3891 §3 answers (481, 603, 486) come back in
-  the NOTIFY; a Replaces naming the REFER's own dialog gets 488.
-- Every step is published as a "transfer" event with `service="refer"` (start, progress,
-  result), like those of the DTMF-driven transfer services.
+  of ours (the transferer's consultation leg), so instead of letting an INVITE with Replaces
+  go anywhere the two remote parties are joined here. RFC 3891 §3 answers (481, 603, 486)
+  come back in the NOTIFY; a Replaces naming the REFER's own dialog gets 488. A REFER may
+  name an early dialog we did not initiate (the addressee still rings): that is the blond
+  transfer of the spec, so unlike an INVITE it is not a 481. A caller still waiting on the
+  transferer's ringing leg is answered here.
+- What to do with an accepted transfer is a service's business: the services are told
+  `TransferRequested` (the built-in `services/refer_transfer.py` takes it) and report back
+  with `progress()` (`CallControl.transfer_progress`), which becomes the NOTIFYs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
 
-from mediasrv.call.api import (
-    CallAnswered,
-    CallEvent,
-    LegAnswered,
-    LegFailed,
-    LegHungUp,
-    LegRinging,
-)
-from mediasrv.call.failover import CONDITION_STATUS, MAX_HOPS
+from mediasrv.call.api import CallAnswered, CallEvent, TransferRequested
 from mediasrv.call.leg import SipLeg
 from mediasrv.call.legs import Legs, party_of
 from mediasrv.call.replaces import CHECKS, Match, ReplacesId, find
-from mediasrv.config import FailoverAction
 from mediasrv.media.engine import MediaError
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.message import REASON_PHRASES, Request, make_response
 from mediasrv.sip.transaction import ServerTransaction
 from mediasrv.sip.uri import NameAddr, split_outside
 
-OWNER = "refer"
-FAILED_TONE_SECONDS = 2.0  # the "failed" tone a transferred party hears before it is let go
+SERVICE = "refer"
 SUBSCRIPTION_EXPIRES = 60  # RFC 3515 §2.4.4: the implicit subscription's duration
 
 # A REFER may name an early dialog we did not initiate (the addressee still rings): that is
@@ -64,45 +43,9 @@ SUBSCRIPTION_EXPIRES = 60  # RFC 3515 §2.4.4: the implicit subscription's durat
 REFER_CHECKS = {k: v for k, v in CHECKS.items() if k[0] is not Match.EARLY_THEIRS}
 
 
-class State(StrEnum):
-    CALLING_TARGET = "CALLING_TARGET"
-    BLOND = "BLOND"
-    COMPLETE = "COMPLETE"
-    FAIL = "FAIL"
-
-
-class Ev(StrEnum):
-    ANSWERED = "answered"
-    FAILED = "failed"
-    TARGET_HANGUP = "target_hangup"
-    TRANSFERRED_HANGUP = "transferred_hangup"
-
-
-S, E = State, Ev
-TRANSITIONS: dict[tuple[State, Ev], tuple[str, State]] = {
-    (S.CALLING_TARGET, E.ANSWERED): ("complete", S.COMPLETE),
-    (S.CALLING_TARGET, E.FAILED): ("fail", S.FAIL),
-    (S.CALLING_TARGET, E.TARGET_HANGUP): ("fail", S.FAIL),
-    (S.CALLING_TARGET, E.TRANSFERRED_HANGUP): ("abandon", S.FAIL),
-    (S.BLOND, E.ANSWERED): ("complete", S.COMPLETE),
-    (S.BLOND, E.FAILED): ("fail", S.FAIL),
-    (S.BLOND, E.TARGET_HANGUP): ("fail", S.FAIL),
-    (S.BLOND, E.TRANSFERRED_HANGUP): ("abandon", S.FAIL),
-}
-
-
 def sipfrag(status: int) -> bytes:
     """A `message/sipfrag` status line (RFC 3420) for a NOTIFY body."""
     return f"SIP/2.0 {status} {REASON_PHRASES.get(status, 'Unknown')}\r\n".encode()
-
-
-class Calls(Protocol):
-    """What a REFER transfer asks of the B2BUA beyond the leg table."""
-
-    listener: Callable[[CallEvent], bool]
-
-    def dial(self, number: str, *, caller: SipLeg, purpose: str) -> SipLeg: ...
-    def voicemail(self, leg: SipLeg, mailbox: str) -> None: ...
 
 
 class Subscription:
@@ -115,9 +58,10 @@ class Subscription:
 
     def notify(self, status: int) -> None:
         """NOTIFY the sipfrag `status`; a final status (>= 200) ends the subscription."""
-        if not self.enabled or self.done or self.leg.ended or self.leg.dialog is None:
-            return
         final = status >= 200
+        if self.done or not self.enabled or self.leg.ended or self.leg.dialog is None:
+            self.done = self.done or final
+            return
         self.done = final
         state = "terminated;reason=noresource" if final else \
             f"active;expires={SUBSCRIPTION_EXPIRES}"
@@ -127,33 +71,20 @@ class Subscription:
         self.legs.sip.send_request(request, self.leg.destination)
 
 
-@dataclass(eq=False)
-class ReferSession:
-    """One blind or blond transfer in progress; its table is `TRANSITIONS`."""
+class ReferRequests:
+    """Answers REFERs, tells the services what they ask for, NOTIFYs what they report."""
 
-    transferer: SipLeg
-    transferred: SipLeg
-    target: SipLeg
-    sub: Subscription
-    state: State
-    failover: bool = True
-    action: FailoverAction = field(default_factory=lambda: FailoverAction("return"))
-    status: int = 0
-
-
-class ReferTransfers:
-    """REFER handling for the B2BUA; it owns (`leg.owner == "refer"`) the legs it moves."""
-
-    def __init__(self, legs: Legs, calls: Calls, is_direct: Callable[[SipLeg], bool]) -> None:
+    def __init__(self, legs: Legs, tell: Callable[[CallEvent], bool],
+                 is_direct: Callable[[SipLeg], bool]) -> None:
         self.legs = legs
-        self.calls = calls
+        self._tell = tell
         self._is_direct = is_direct
-        self._sessions: dict[SipLeg, ReferSession] = {}
+        self._subs: dict[SipLeg, Subscription] = {}
 
     # ------------------------------------------------------------------ the REFER
 
     def on_refer(self, leg: SipLeg, txn: ServerTransaction, request: Request) -> None:
-        """Answer an in-dialog REFER and start the transfer it asks for."""
+        """Answer an in-dialog REFER and hand the transfer it asks for to the services."""
         status, uri_or_reason = self._check(leg, request)
         if status:
             self.legs.respond(txn, make_response(request, status, uri_or_reason or None))
@@ -163,15 +94,43 @@ class ReferTransfers:
         if not enabled:
             headers.append(("Refer-Sub", "false"))
         self.legs.respond(txn, make_response(request, 202, headers=headers))
-        sub = Subscription(self.legs, leg, request, enabled)
+        self._forget_done()
+        sub = self._subs[leg] = Subscription(self.legs, leg, request, enabled)
         sub.notify(100)
         transferred = party_of(self.legs, leg)
         assert transferred is not None
+        failover = not self._is_direct(leg)
         replaces = _replaces_param(uri_or_reason)
         if replaces is None:
-            self._blind(leg, transferred, _user(uri_or_reason), sub)
+            event = TransferRequested(leg, transferred, _user(uri_or_reason), failover=failover)
         else:
-            self._attended(leg, transferred, ReplacesId.parse(replaces), sub)
+            found = self._attended(leg, transferred, ReplacesId.parse(replaces))
+            if found is None:
+                return
+            event = TransferRequested(leg, transferred, target=found[1], replaced=found[0],
+                                      failover=failover)
+        try:
+            taken = self._tell(event)
+        except MediaError:  # no media port left for the target's leg
+            taken = False
+        if not taken:
+            self._give_back(leg, transferred, event.number)
+
+    def _give_back(self, transferer: SipLeg, transferred: SipLeg, number: str) -> None:
+        """The transfer could not start: 503, and the two talk again."""
+        self.legs.publish(transferred, "transfer", service=SERVICE, state="FAIL",
+                          phase="result", transferred=transferred.number,
+                          transferer=transferer.number, target=number, status=503)
+        self.progress(transferer, 503)
+        self.legs.topology.bridge(transferer, transferred)
+        self._tell(CallAnswered(transferer, transferred))
+
+    def progress(self, leg: SipLeg, status: int) -> None:
+        """A service's report on the transfer `leg` asked for: a NOTIFY sipfrag."""
+        sub = self._subs.get(leg)
+        if sub is not None:
+            sub.notify(status)
+        self._forget_done()
 
     def _check(self, leg: SipLeg, request: Request) -> tuple[int, str]:
         """(error status, reason) or (0, the Refer-To URI text)."""
@@ -186,7 +145,7 @@ class ReferTransfers:
         except (SipParseError, ValueError) as exc:
             return getattr(exc, "status", 400) or 400, "Bad Refer-To"
         transferred = party_of(self.legs, leg)
-        if (leg in self._sessions or leg.owner or not leg.answered or transferred is None
+        if (leg.owner or not leg.answered or transferred is None
                 or not transferred.answered or transferred.owner):
             return 603, "Nothing to transfer now"
         if replaces is None and uri.user not in self.legs.config.extensions:
@@ -196,50 +155,12 @@ class ReferTransfers:
             return 403, "Cannot transfer a party to itself"  # it would ring the same phone
         return 0, str(uri)
 
-    # ------------------------------------------------------------------ blind / blond
-
-    def _blind(self, transferer: SipLeg, transferred: SipLeg, number: str,
-               sub: Subscription) -> None:
-        failover = not self._direct(transferer)
-        self._take(transferer, transferred)
-        try:
-            target = self.calls.dial(number, caller=transferred, purpose=OWNER)
-        except MediaError:
-            self._publish(transferred, "FAIL", "result", transferer=transferer.number,
-                          target=number, status=503)
-            sub.notify(503)
-            self._reconnect_or_release(transferer, transferred)
-            return
-        if not failover:
-            target.hops = MAX_HOPS  # failover does not run: no forward hop is left
-        session = ReferSession(transferer, transferred, target, sub, S.CALLING_TARGET, failover)
-        self._start(session)
-
-    def _blond(self, transferer: SipLeg, transferred: SipLeg, replaced: SipLeg,
-               target: SipLeg, sub: Subscription) -> None:
-        failover = not self._direct(transferer)
-        self._take(transferer, transferred)
-        target.owner, target.purpose, target.caller = OWNER, OWNER, transferred
-        replaced.dialing = None
-        self.legs.hangup(replaced, 487)  # the transferer's own consultation call ends here
-        session = ReferSession(transferer, transferred, target, sub, S.BLOND, failover)
-        self._start(session)
-
-    def _take(self, transferer: SipLeg, transferred: SipLeg) -> None:
-        transferer.owner = transferred.owner = OWNER
-        self.legs.topology.silence(transferer)
-        self.legs.topology.tone(transferred, "ringback")
-
-    def _start(self, session: ReferSession) -> None:
-        for leg in (session.transferer, session.transferred, session.target):
-            self._sessions[leg] = session
-        self._publish(session.transferred, str(session.state), "start",
-                      **self._describe(session))
-
     # ------------------------------------------------------------------ attended
 
-    def _attended(self, transferer: SipLeg, transferred: SipLeg, rid: ReplacesId,
-                  sub: Subscription) -> None:
+    def _attended(self, transferer: SipLeg, transferred: SipLeg,
+                  rid: ReplacesId) -> tuple[SipLeg, SipLeg] | None:
+        """(the replaced leg, the party to join) for a Replaces that names one of our
+        dialogs; otherwise the RFC 3891 answer goes in the final NOTIFY and None."""
         match, replaced = find(self.legs, rid)
         status = REFER_CHECKS.get((match, rid.early_only))
         target = party_of(self.legs, replaced) if replaced is not None else None
@@ -248,145 +169,28 @@ class ReferTransfers:
         elif status is None and (target is None or target.owner or target is transferred):
             status = 603
         if status is not None:
-            self._publish(transferred, "FAIL", "result", transferer=transferer.number,
-                          status=status)
-            sub.notify(status)
-            return
+            self.legs.publish(transferred, "transfer", service=SERVICE, state="FAIL",
+                              phase="result", transferred=transferred.number,
+                              transferer=transferer.number, status=status)
+            self.progress(transferer, status)
+            return None
         assert replaced is not None and target is not None
-        if not target.answered and not target.inbound:
-            self._blond(transferer, transferred, replaced, target, sub)
-            return
-        self._join(transferer, transferred, replaced, target, sub)
-
-    def _join(self, transferer: SipLeg, transferred: SipLeg, replaced: SipLeg,
-              target: SipLeg, sub: Subscription) -> None:
-        legs = self.legs
-        fields = {"transferer": transferer.number, "target": target.number}
-        self._publish(transferred, "COMPLETE", "start", **fields)
-        if not target.answered:
-            legs.answer(target)  # a caller waiting on the transferer's ringing leg
-        for leg in (transferer, replaced):
-            leg.dialing = leg.caller = leg.held_peer = None
-        self._connect(transferred, target)
-        sub.notify(200)
-        legs.hangup(replaced)
-        legs.hangup(transferer)
-        self._publish(transferred, "COMPLETE", "result", status=200, **fields)
-
-    # ------------------------------------------------------------------ events
-
-    def handle(self, event: CallEvent) -> bool:
-        """Events of the legs a transfer owns; True when one was used."""
-        session = self._sessions.get(event.leg)  # type: ignore[call-overload]
-        if session is None:
-            return False
-        leg = event.leg
-        if isinstance(event, LegHungUp) and leg is session.transferer:
-            return True  # the transferer may leave right after the 202 (RFC 5589 §6)
-        if isinstance(event, LegRinging) and leg is session.target:
-            self._publish(session.transferred, str(session.state), "progress",
-                          progress="ringing", **self._describe(session))
-        elif isinstance(event, LegAnswered) and leg is session.target:
-            self._fire(session, E.ANSWERED)
-        elif isinstance(event, LegFailed) and leg is session.target:
-            session.action, session.status = event.action, event.status
-            self._fire(session, E.FAILED)
-        elif isinstance(event, LegHungUp):
-            self._fire(session, E.TARGET_HANGUP if leg is session.target
-                       else E.TRANSFERRED_HANGUP)
-        return True
-
-    def _fire(self, session: ReferSession, event: Ev) -> None:
-        row = TRANSITIONS.get((session.state, event))
-        if row is None:
-            return
-        action, session.state = row
-        for leg in (session.transferer, session.transferred, session.target):
-            self._sessions.pop(leg, None)
-        getattr(self, action)(session)
-        self._publish(session.transferred, str(session.state), "result", event=str(event),
-                      status=session.status, **self._describe(session))
-
-    def complete(self, session: ReferSession) -> None:
-        """The target answered: it talks to the transferred party; the transferer goes."""
-        session.status = 200
-        self._connect(session.transferred, session.target)
-        session.sub.notify(200)
-        self._release(session.transferer)
-
-    def fail(self, session: ReferSession) -> None:
-        """The target did not answer: its failover runs for the transferred party, or the
-        transferer gets the call back."""
-        condition = "busy" if session.status in (486, 600) else "no_answer"
-        session.status = CONDITION_STATUS[condition][0]
-        session.sub.notify(session.status)
-        transferer, transferred = session.transferer, session.transferred
-        action = session.action.action if session.failover else "return"
-        if action in ("announce", "voicemail") and not transferred.ended:
-            self._carry_out(transferred, session.action, session.target.number)
-            self._release(transferer)
+        if target.answered or target.inbound:  # joined at once: the legs part from the call
+            self.legs.answer(target)  # a caller waiting on the transferer's ringing leg
+            for leg in (transferer, replaced):
+                leg.dialing = leg.caller = leg.held_peer = None
         else:
-            self._reconnect_or_release(transferer, transferred)
-
-    def abandon(self, session: ReferSession) -> None:
-        """The transferred party hung up while the target rang."""
-        session.status = 487
-        self.legs.hangup(session.target)
-        session.sub.notify(487)
-        self._release(session.transferer)
-
-    # ------------------------------------------------------------------ outcomes
-
-    def _connect(self, a: SipLeg, b: SipLeg) -> None:
-        """Leaves `a` and `b` an ordinary two-party call (services may act on it again)."""
-        for leg in (a, b):
-            leg.owner, leg.held_peer = "", None
-        b.purpose, b.caller = "call", a
-        self.legs.topology.bridge(a, b)
-        self.calls.listener(CallAnswered(a, b))
-
-    def _carry_out(self, leg: SipLeg, action: FailoverAction, mailbox: str) -> None:
-        leg.owner = ""
-        if action.action == "announce":
-            self.legs.play_prompt(leg, action.prompt or "unavailable",
-                                  then=lambda: self.legs.hangup(leg))
-        else:
-            self.calls.voicemail(leg, mailbox)
-
-    def _reconnect_or_release(self, transferer: SipLeg, transferred: SipLeg) -> None:
-        if transferer.ended and transferred.ended:
-            return
-        if transferer.ended:
-            transferred.owner = ""
-            self.legs.topology.tone(transferred, "failed")
-            self.legs.clock.call_later(FAILED_TONE_SECONDS, self.legs.hangup, transferred)
-        elif transferred.ended:
-            self._release(transferer)
-        else:
-            self._connect(transferer, transferred)
-
-    def _release(self, transferer: SipLeg) -> None:
-        transferer.owner = ""
-        self.legs.hangup(transferer)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _direct(self, leg: SipLeg) -> bool:
-        return self._is_direct(leg)
-
-    @staticmethod
-    def _describe(session: ReferSession) -> dict[str, object]:
-        return {"transferer": session.transferer.number, "target": session.target.number,
-                "failover": session.failover}
-
-    def _publish(self, anchor: SipLeg, state: str, phase: str, **fields: object) -> None:
-        self.legs.log(anchor).info("REFER transfer %s: %s %s", phase, state, fields)
-        self.legs.publish(anchor, "transfer", service=OWNER, state=state, phase=phase,
-                           transferred=anchor.number, **fields)
+            replaced.dialing = None  # blond: the ringing leg now rings for `transferred`
+        return replaced, target
 
     def leak_report(self) -> int:
-        """Transfers in progress (0 once every call settled)."""
-        return len(self._sessions)
+        """Subscriptions still waiting for their final NOTIFY (0 once every call settled)."""
+        self._forget_done()
+        return len(self._subs)
+
+    def _forget_done(self) -> None:
+        for leg in [leg for leg, sub in self._subs.items() if sub.done or leg.ended]:
+            del self._subs[leg]
 
 
 def _replaces_param(uri: str) -> str | None:

@@ -31,10 +31,12 @@ from mediasrv.call.api import (
     DigitReceived,
     Leg,
     LegHungUp,
+    TransferRequested,
 )
 from mediasrv.config import ServiceConfig
 from mediasrv.services.base import Service, Session
 from mediasrv.services.codes import DEFAULT_FEATURE_DIGIT_TIMEOUT, CodeMatcher
+from mediasrv.services.refer_transfer import ReferTransfer
 from mediasrv.services.registry import service_class
 
 log = logging.getLogger("mediasrv.services")
@@ -49,6 +51,8 @@ class ServiceHost:
         self._retired: list[Service] = []
         self._matchers: dict[str, CodeMatcher[Service]] = {}
         self._held_back: set[str] = set()
+        self.refer = ReferTransfer(control)  # built in: a phone's own Transfer key (REFER)
+        self.refer.session_ended = self._session_ended
         self.configure(configs)
 
     def configure(self, configs: Iterable[ServiceConfig]) -> None:
@@ -71,6 +75,10 @@ class ServiceHost:
             if isinstance(event, DigitReceived):
                 return self._pass_on(event.leg, event.digit)
             return False
+        if isinstance(event, TransferRequested):
+            for leg in (event.leg, event.party):
+                self.detach(leg)
+            return self.refer.transfer(event, joined=self._joined)
         if isinstance(event, CallAnswered):
             self.attach(event.leg)
             self.attach(event.peer)
@@ -117,7 +125,7 @@ class ServiceHost:
     # ------------------------------------------------------------------ internals
 
     def _owner_of(self, leg: Leg) -> Service | None:
-        for service in [*self.services.values(), *self._retired]:
+        for service in [self.refer, *self.services.values(), *self._retired]:
             if service.owns(leg):
                 return service
         return None
@@ -162,6 +170,11 @@ class ServiceHost:
         self._retired = [s for s in self._retired if s.busy]
         kept = {leg.id for leg in legs}
         self._held_back -= {leg.id for leg in session.legs if leg.id not in kept}
+        for leg in legs:
+            self.attach(leg)
+
+    def _joined(self, legs: list[Leg]) -> None:
+        """Two parties a service joined outright are an ordinary call: they get matchers."""
         for leg in legs:
             self.attach(leg)
 

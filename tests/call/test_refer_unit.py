@@ -114,6 +114,18 @@ def test_a_blind_transfer_that_fails_notifies_and_gives_the_call_back(
     world.settled()
 
 
+def test_a_blind_transfer_without_a_free_media_port_gives_the_call_back(world: World) -> None:
+    a, b, _c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    world.engine.ports_left = 0
+    b.refer(b.calls[0], "103")
+    assert refer_status(b) == 202
+    assert b.final_notify == "SIP/2.0 503 Service Unavailable"
+    assert world.hears("101") == "102" and world.hears("102") == "101"
+    a.hangup(ab)
+    world.settled()
+
+
 def test_a_blind_transfer_follows_the_target_failover(tmp_path: Path) -> None:
     world = World(tmp_path, failover={
         "103": {"not_registered": FailoverAction("forward", "104")}})

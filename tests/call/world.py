@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from mediasrv.call.b2bua import B2BUA
+from mediasrv.call.control import ServiceControl
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import SipLeg
 from mediasrv.call.registrar import Registrar
@@ -33,6 +34,8 @@ from mediasrv.config import (
     FailoverAction,
     load_config,
 )
+from mediasrv.media.engine import MediaError
+from mediasrv.services.host import ServiceHost
 from mediasrv.sip import events as sip
 from mediasrv.sip.dialog import Dialog
 from mediasrv.sip.endpoint import Destination, SipEndpoint
@@ -108,8 +111,13 @@ class FakeEngine:
         self.direction: dict[int, tuple[bool, bool]] = {}
         self.recording: dict[int, str] = {}
         self.log: list[tuple[object, ...]] = []
+        self.ports_left: int | None = None  # a number: open_stream fails once it reaches 0
 
     def open_stream(self) -> int:
+        if self.ports_left is not None:
+            if self.ports_left <= 0:
+                raise MediaError("no free RTP port")
+            self.ports_left -= 1
         sid = next(self._ids)
         self.streams.add(sid)
         self.direction[sid] = (True, True)
@@ -385,6 +393,9 @@ class World:
         self.registrar = Registrar(self.store)
         self.b2bua = B2BUA(self.config, ServerPort(self), self.engine, self.registrar,  # type: ignore[arg-type]
                            Gatekeeper(self.config), self.store, self.clock)
+        self.control = ServiceControl(self.b2bua)
+        self.services = ServiceHost(self.control, [])  # no plugins: REFER is built in
+        self.b2bua.listener = self.services.handle
         self.events: list[dict[str, object]] = []
         self.b2bua.observers.append(self.events.append)
         self.phones: dict[tuple[str, int], Phone] = {}
