@@ -137,6 +137,8 @@ class Cluster:
     workdir: Path
     nodes_count: int = 3
     site_extra: str = ""                  # more TOML for every node's site file
+    fr_timer_ms: int = 1500               # Kamailio: no answer from a node this long -> next
+    rtp_span: int = 0                     # RTP ports per node from 20000 (0: the test window)
     proxy_port: int = 0
     nodes: list[Node] = field(default_factory=list)
     kamailio: subprocess.Popen | None = None
@@ -170,6 +172,9 @@ class Cluster:
         site.mkdir()
         port, api_port = free_port(), free_port()
         rtp_min, rtp_max = server_rtp_ports()  # this xdist worker's, below the ephemeral ports
+        if self.rtp_span:  # a bench, alone on the machine: wide ranges of its own
+            rtp_min = 20000 + (index - 1) * self.rtp_span
+            rtp_max = rtp_min + self.rtp_span - 1
         (site / "99-node.toml").write_text(
             f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ntimer_t1 = 0.1\n'
             f'trusted = ["{PROXY_HOST}/32"]\n'
@@ -191,7 +196,7 @@ class Cluster:
              "-P", str(run / "kamailio.pid"), "-Y", str(run), "-w", str(self.workdir),
              "-A", f"LISTEN=udp:{PROXY_HOST}:{self.proxy_port}",
              "-A", f'DBURL="sqlite:///{db}"', "-A", f'DSLIST="{dslist}"', "-A", "DS_PING=1",
-             "-A", "FR_TIMER=1500"],
+             "-A", f"FR_TIMER={self.fr_timer_ms}"],
             stdout=log, stderr=log)
 
     def _kamailio_ready(self) -> bool:
