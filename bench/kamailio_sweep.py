@@ -113,10 +113,11 @@ async def main(calls: int, rates: list[int]) -> None:
     print(f"{calls} calls per step, offered at {rates} calls/s (limit 200 at once), "
           f"{os.cpu_count()} CPUs", flush=True)
     rows = [await sweep(n, calls, rates) for n in (1, 2, 3)]
-    base = rows[0]["calls_per_s"] or 1.0
+    base = rows[0]["calls_per_s"]
     for r in rows:
+        ratio = f"x{r['calls_per_s'] / base:.2f} of 1 node" if base else "1 node: none"
         print(f"{r['nodes']} node(s): {r['calls_per_s']:.0f} calls/s with no failure "
-              f"(offered {r['rate']}/s; x{r['calls_per_s'] / base:.2f} of 1 node); CPU s per "
+              f"(offered {r['rate']}/s; {ratio}); CPU s per "
               f"1000 calls: Kamailio {r.get('kamailio_cpu_per_1000', 0):.2f}, nodes "
               f"{r.get('node_cpu_per_1000', [])}")
 
