@@ -355,6 +355,11 @@ cdef void eng_drain_rtcp(EngCore* c, int slot) noexcept nogil:
 
 cdef void eng_dtls_up(EngCore* c, EngStream* s, int rtcp, const uint8_t* buf, int n,
                       const sockaddr_in* a) noexcept nogil:
+    """A DTLS datagram goes to Python only from the phone's host (its SDP address): anyone
+    else's would cost a handshake attempt in Python each."""
+    if not s.has_remote or a.sin_addr.s_addr != s.remote.sin_addr.s_addr:
+        s.dropped += 1
+        return
     eng_dtls_put(c.dtls, s.sid, rtcp, buf, n, ntohl(a.sin_addr.s_addr), ntohs(a.sin_port))
     eng_event(c, ENG_EV_DTLS, s.sid, 0, 0, 0, 0, 0)
 

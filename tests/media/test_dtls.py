@@ -4,6 +4,7 @@ demultiplexing of DTLS datagrams from RTP on one port (RFC 5764 §5.1.2)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from OpenSSL import SSL
@@ -103,3 +104,21 @@ async def wait_for(predicate, timeout: float = 2.0) -> None:
     while not predicate():
         assert loop.time() < end, "timed out"
         await asyncio.sleep(0.01)
+
+
+async def test_dtls_from_another_host_is_dropped(engines, peers) -> None:
+    eng = engines().engine
+    (pa,) = peers(1)
+    a = wire(eng, pa)
+    got: list[tuple[int, bool, bytes, str, int]] = []
+    eng.dtls_sink = lambda *d: got.append(d)
+    eng.set_dtls(a, True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.bind(("127.0.0.2", 0))
+        stranger.sendto(bytes([22, 0xFE, 0xFD]) + b"\x00" * 10, ("127.0.0.1", eng.local_port(a)))
+    pa.send_raw(eng.local_port(a), bytes([22, 0xFE, 0xFD]) + b"\x01" * 10)
+    await wait_for(lambda: got)
+    await asyncio.sleep(0.05)
+    assert [d[2][3] for d in got] == [1]                    # only the phone's
+    assert eng.stats(a)["dropped"] == 1
+    eng.close_stream(a)
