@@ -34,6 +34,7 @@ offers as "required" does.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,7 @@ class LegSrtp:
     dtls_fingerprint: str = ""          # DTLS-SRTP: the phone's a=fingerprint ("" = SDES)
     dtls: dict[bool, DtlsServer] = field(default_factory=dict)   # per component (rtcp?)
     dtls_on: bool = False               # the engine hands this stream's DTLS up
+    identity: Identity | None = None    # the certificate our SDP named to this leg
 
     @property
     def active(self) -> bool:
@@ -137,7 +139,7 @@ def secure_answer(state: LegSrtp | None, answer: SessionDescription, offer: Sess
     m = answer.media[media.media_index]
     m.proto = offer.media[media.media_index].proto
     if state is not None and state.dtls_fingerprint:
-        m.attributes += [("setup", "passive"), ("fingerprint", identity().fingerprint)]
+        m.attributes += [("setup", "passive"), ("fingerprint", _leg_identity(state).fingerprint)]
     elif state is not None and state.local is not None:
         m.attributes.append(("crypto", crypto_value(*_fields(state.local))))
 
@@ -151,7 +153,7 @@ def secure_offer(state: LegSrtp, sd: SessionDescription) -> None:
     if state.policy == "dtls" or state.dtls_fingerprint:       # RFC 5763 §5: actpass first
         m.proto = DTLS_PROTOS[0]
         m.attributes += [("setup", "passive" if state.dtls_fingerprint else "actpass"),
-                         ("fingerprint", identity().fingerprint)]
+                         ("fingerprint", _leg_identity(state).fingerprint)]
         return
     if state.local is not None:
         lines = [state.local]
@@ -221,14 +223,23 @@ def _fields(c: Crypto) -> tuple[int, str, bytes]:
 
 # ---------------------------------------------------------------- DTLS-SRTP
 
-_identity: list[Identity] = []
+IDENTITY_ROTATE_S = 7 * 86400         # a new certificate weekly (each is valid 30 days)
+_identity: list[tuple[float, Identity]] = []
 
 
 def identity() -> Identity:
-    """The server's DTLS certificate (made on first use, kept for the process's life)."""
-    if not _identity:
-        _identity.append(make_identity())
-    return _identity[0]
+    """The server's current DTLS certificate: made on first use, replaced after a week so a
+    long-running server never names an expired one; a leg keeps the one its SDP named."""
+    now = time.monotonic()
+    if not _identity or now - _identity[0][0] > IDENTITY_ROTATE_S:
+        _identity[:] = [(now, make_identity())]
+    return _identity[0][1]
+
+
+def _leg_identity(state: LegSrtp) -> Identity:
+    if state.identity is None:
+        state.identity = identity()
+    return state.identity
 
 
 def on_dtls(engine: MediaEngine, stream: int, state: LegSrtp, rtcp: bool, data: bytes,
@@ -240,7 +251,7 @@ def on_dtls(engine: MediaEngine, stream: int, state: LegSrtp, rtcp: bool, data: 
         return "DTLS datagram on a leg that did not negotiate DTLS-SRTP"
     server = state.dtls.get(rtcp)
     if server is None:
-        server = state.dtls[rtcp] = DtlsServer(identity(), state.dtls_fingerprint)
+        server = state.dtls[rtcp] = DtlsServer(_leg_identity(state), state.dtls_fingerprint)
     was_done = server.done
     try:
         for out in server.feed(data):

@@ -179,3 +179,15 @@ def test_dtls_policy_offers_dtls_srtp_and_wants_an_active_answer() -> None:
     with pytest.raises(SdpNegotiationError):                # "dtls" refuses plain offers
         plain = offer("RTP/AVP")
         srtp_policy.on_offer(plain, negotiate(plain, ["PCMU"]), "dtls")
+
+
+def test_a_leg_keeps_the_certificate_its_sdp_named_when_the_server_rotates(monkeypatch) -> None:
+    monkeypatch.setattr(srtp_policy, "IDENTITY_ROTATE_S", -1.0)      # rotate on every use
+    assert srtp_policy.identity().fingerprint != srtp_policy.identity().fingerprint
+    state = srtp_policy.LegSrtp("dtls")
+    prints = []
+    for _ in range(2):
+        sd = build_offer("127.0.0.1", 5000, ["PCMU"], 101, session_id=1, version=0)
+        srtp_policy.secure_offer(state, sd)
+        prints.append(dict(sd.media[0].attributes)["fingerprint"])
+    assert prints[0] == prints[1] == state.identity.fingerprint
