@@ -15,7 +15,7 @@ Calls fail under overload in one way: a node whose loop falls more than Kamailio
 tries the next, and while every node is marked down new calls get 503 "No media node".
 
 For each node count the offered rate steps up (100, 150, ... calls/s) until a call fails;
-printed: the highest rate carried with no failed call, the calls/s of wall time there, the
+printed: the best calls/s of wall time among the steps before the first failed call, the
 CPU seconds each process used per 1,000 calls (Kamailio with its children, each node), and
 the ratio to the 1-node run. Not part of `make bench` (it takes a few minutes):
 `.venv/bin/python bench/kamailio_sweep.py [CALLS_PER_STEP] [RATE...]`.
@@ -97,7 +97,7 @@ async def one(nodes: int, calls: int, rate: int) -> dict[str, float]:
 
 
 async def sweep(nodes: int, calls: int, rates: list[int]) -> dict[str, float]:
-    """The highest offered rate every call of which succeeded (and that run's figures)."""
+    """The best calls/s among the steps before the first failed call (and its figures)."""
     best: dict[str, float] = {"nodes": nodes, "rate": 0, "calls_per_s": 0.0}
     for rate in rates:
         row = await one(nodes, calls, rate)
@@ -105,7 +105,8 @@ async def sweep(nodes: int, calls: int, rates: list[int]) -> dict[str, float]:
               f"failed {row['failed']}, retransmissions {row['retrans']}", flush=True)
         if row["failed"]:
             break
-        best = {**row, "rate": rate}
+        if row["calls_per_s"] > best["calls_per_s"]:
+            best = {**row, "rate": rate}
     return best
 
 
