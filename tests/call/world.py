@@ -1,7 +1,8 @@
 """A B2BUA on a fake clock with fake SIP phones and a fake engine, all in memory.
 
 How this works: the server side is the real thing — `B2BUA` over a real sans-I/O
-`SipEndpoint` — given a `FakeClock` and a `FakeEngine` (streams, remotes, directions and
+`SipEndpoint`, with a `ServiceHost` (no plugins; the built-in REFER service) as its listener —
+given a `FakeClock` and a `FakeEngine` (streams, remotes, directions and
 feeds recorded, no sockets, no thread). Each `Phone` is another `SipEndpoint` with a small
 scripted user agent (rings on INVITE, answers when told, 200s in-dialog requests, keeps the
 NOTIFY bodies it gets). `World.pump()` carries datagrams between the endpoints until all is
