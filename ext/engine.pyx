@@ -386,6 +386,59 @@ cdef class Engine:
         self._unlock()
         del self._slots[sid]
 
+    def detach_stream(self, int64_t sid) -> bytes:
+        """Take a stream out of this engine with its sockets open, for `attach_stream` on
+        another engine (a call's streams meet on one media thread): its port, addresses,
+        sequence/timestamp continuity, counters and DTMF state travel as bytes; what it sent
+        does not (feed none, out of any conference, a recording finished), and streams of
+        this engine stop forwarding to it."""
+        cdef int slot = self._slot(sid)
+        cdef int i
+        cdef EngStream* s = &self.c.st[slot]
+        self._lock()
+        eng_set_feed(self.c, slot, ENG_FEED_NONE)
+        for i in range(self.c.nst):
+            if self.c.st[i].used and i != slot:
+                if self.c.st[i].fwd_to == slot:
+                    self.c.st[i].fwd_to = -1
+                if self.c.st[i].peer == slot:
+                    eng_set_feed(self.c, i, ENG_FEED_NONE)
+        if s.rec >= 0 and self.c.rec[s.rec].state == ENG_REC_ACTIVE:
+            self.c.rec[s.rec].state = ENG_REC_FINISHING
+        s.rec = s.moh = s.fwd_to = -1
+        epoll_ctl(self.c.epfd, EPOLL_CTL_DEL, s.fd, NULL)
+        epoll_ctl(self.c.epfd, EPOLL_CTL_DEL, s.fd_rtcp, NULL)
+        blob = (<char*>s)[:sizeof(EngStream)]
+        eng_stream_clear(s)
+        self._unlock()
+        del self._slots[sid]
+        return blob
+
+    def attach_stream(self, bytes blob) -> int:
+        """Install a stream `detach_stream` took from another engine; returns its new id
+        here (its port is unchanged, so the phone notices nothing)."""
+        cdef int slot = -1, k
+        cdef EngStream* s
+        if len(blob) != sizeof(EngStream):
+            raise ValueError("not a detached stream of this engine build")
+        for k in range(self.c.nst):
+            if not self.c.st[(self.cursor + k) % self.c.nst].used:
+                slot = (self.cursor + k) % self.c.nst
+                break
+        if slot < 0:
+            raise OSError("no free stream slot")
+        sid = self.next_sid
+        self.next_sid += 1
+        self._lock()
+        s = &self.c.st[slot]
+        memcpy(s, <const char*>blob, sizeof(EngStream))
+        s.sid = sid
+        eng_watch(self.c, s.fd, eng_tag(s, slot, 0))
+        eng_watch(self.c, s.fd_rtcp, eng_tag(s, slot, 1))
+        self._unlock()
+        self._slots[sid] = slot
+        return sid
+
     def open_stream_count(self) -> int:
         return len(self._slots)
 

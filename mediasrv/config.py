@@ -129,6 +129,8 @@ class RtpConfig:
     codecs: tuple[str, ...]
     ptime: int
     timeout: float
+    threads: int = 1
+    max_busy: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -461,8 +463,14 @@ def _read_rtp(tree: _Tree, problems: list[Problem]) -> RtpConfig:
     if ptime % 10:
         r.error("ptime", f"must be a multiple of 10 ms, not {ptime}")
     timeout = r.number("timeout", 30, 0, 3600)
+    threads = r.number("threads", max(1, (os.cpu_count() or 1) - 1), 1, 256, integer=True)
+    if (hi - lo + 1) // 2 < threads:
+        r.error("threads", f"{threads} media threads need at least {threads} port pairs in "
+                f"ports {lo}-{hi}")
+    max_busy = r.number("max_busy", 0.9, 0, 1)
     r.finish()
-    return RtpConfig(address, lo, hi, codecs or DEFAULT_CODECS, ptime, float(timeout))
+    return RtpConfig(address, lo, hi, codecs or DEFAULT_CODECS, ptime, float(timeout),
+                     int(threads), float(max_busy))
 
 
 def _read_codecs(r: _Reader, default: list[str] | None) -> tuple[str, ...]:

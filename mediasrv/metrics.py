@@ -44,6 +44,7 @@ from mediasrv.call.api import CallEvent, DigitReceived
 from mediasrv.call.records import CallRecord
 from mediasrv.media.engine import MediaError
 from mediasrv.services.transfer import TERMINAL, State
+from mediasrv.stalls import StallStats
 
 if TYPE_CHECKING:
     from mediasrv.call.b2bua import B2BUA
@@ -60,8 +61,9 @@ _RTP_KEYS = ("packets_in", "bytes_in", "packets_out", "bytes_out", "lost", "late
 class Metrics:
     """The server's metrics; `observe` and `call_finished` are its event hooks."""
 
-    def __init__(self, b2bua: B2BUA) -> None:
+    def __init__(self, b2bua: B2BUA, stalls: StallStats | None = None) -> None:
         self.b2bua = b2bua
+        self.stalls = stalls
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.calls_started = Counter("mediasrv_calls_started", "Calls started", registry=reg)
@@ -192,16 +194,45 @@ class _LiveCollector(Collector):
         yield _gauge("mediasrv_registered_extensions", "Extensions with at least one binding",
                      sum(1 for t in bindings.values() if t))
         yield from _rtp_families(self.metrics.rtp_totals())
-        ids = b2bua.engine.media_thread_ids()
-        cpu = _thread_cpu_seconds(ids[1]) if ids else None
-        if cpu is not None:
+        cpus = [_thread_cpu_seconds(ids[1]) for ids in b2bua.engine.thread_ids() if ids]
+        if cpus and None not in cpus:
             yield CounterMetricFamily("mediasrv_media_thread_cpu_seconds", "CPU time of the "
-                                      "media engine's packet thread", value=cpu)
+                                      "media engine's packet threads (all of them)",
+                                      value=sum(c for c in cpus if c is not None))
+        yield from _per_thread_families(b2bua.engine.loads())
         load = b2bua.engine.load()
         yield CounterMetricFamily("mediasrv_media_busy_seconds", "Time the media thread spent "
                                   "handling packets and ticks", value=load["busy_seconds"])
         yield CounterMetricFamily("mediasrv_media_rounds_behind", "Media thread rounds that "
                                   "came back full: it was saturated", value=load["rounds_behind"])
+        yield from _stall_families(self.metrics.stalls)
+
+
+def _per_thread_families(loads: list[dict[str, float]]) -> Iterator[Metric]:
+    """Each media thread's account (`rtp.threads`): a thread near 1 s/s of busy time, or
+    with rising rounds behind, is saturated while others may not be."""
+    busy = CounterMetricFamily("mediasrv_media_thread_busy_seconds", "Time each media "
+                               "thread spent handling packets and ticks", labels=["thread"])
+    behind = CounterMetricFamily("mediasrv_media_thread_rounds_behind", "Rounds of each "
+                                 "media thread that came back full", labels=["thread"])
+    streams = GaugeMetricFamily("mediasrv_media_thread_streams", "Open streams on each "
+                                "media thread", labels=["thread"])
+    for k, ld in enumerate(loads):
+        busy.add_metric([str(k)], ld["busy_seconds"])
+        behind.add_metric([str(k)], ld["rounds_behind"])
+        streams.add_metric([str(k)], ld["streams"])
+    yield from (busy, behind, streams)
+
+
+def _stall_families(st: StallStats | None) -> Iterator[Metric]:
+    if st is None:
+        return
+    yield CounterMetricFamily("mediasrv_loop_stalls", "Times the asyncio loop stood still "
+                              "longer than the watchdog's threshold", value=st.stalls)
+    yield _gauge("mediasrv_loop_stall_seconds_max", "Longest loop stall seen", st.longest)
+    yield CounterMetricFamily("mediasrv_gc_pauses", "Garbage collections longer than the "
+                              "watchdog's threshold", value=st.gc_pauses)
+    yield _gauge("mediasrv_gc_pause_seconds_max", "Longest garbage collection", st.gc_longest)
 
 
 class _EdgeCollector(Collector):

@@ -35,11 +35,13 @@ from mediasrv.call.store import Store
 from mediasrv.config import Config, ConfigError
 from mediasrv.console.phone import ConsoleError, ConsolePhone, open_console
 from mediasrv.media import sounds
-from mediasrv.media.engine import MediaEngine, MediaError
+from mediasrv.media.engine import MediaError
+from mediasrv.media.pool import MediaPool
 from mediasrv.metrics import Metrics
 from mediasrv.paths import SOUNDS_DIR
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
+from mediasrv.stalls import StallWatchdog, freeze_startup_heap
 from mediasrv.transport.driver import SipDriver
 from mediasrv.transport.guard import Guard
 from mediasrv.transport.tcp import TcpListener
@@ -58,7 +60,7 @@ class Server:
         self.config = config
         self._reload_config = reload
         self.store: Store | None = None
-        self.engine: MediaEngine | None = None
+        self.engine: MediaPool | None = None
         self.driver: SipDriver | None = None
         self.b2bua: B2BUA | None = None
         self.control: ServiceControl | None = None
@@ -69,6 +71,7 @@ class Server:
         self.console: ConsolePhone | None = None
         self._housekeeping: asyncio.Task | None = None
         self._drain_task: asyncio.Task | None = None
+        self.watchdog = StallWatchdog()
         self._stop = asyncio.Event()
         self.ready = False  # listeners bound, serving (a failure before is a start-up failure)
 
@@ -81,6 +84,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.start()
+        freeze_startup_heap()
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGTERM, self.drain)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -125,6 +129,7 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.watchdog.start(loop)
         try:
             self.store = self._open_store()
             registrar = Registrar(self.store)
@@ -137,6 +142,7 @@ class Server:
             self.control = ServiceControl(self.b2bua)
             self.services = ServiceHost(self.control, self.config.services.values())
             self.b2bua.listener = self.services.handle
+            self.b2bua.observers.append(self.services.observe)
             self.driver.on_event = self.b2bua.on_sip_event
             self._watch_calls(self.b2bua, self.store)
             await self._bind_listeners()
@@ -169,6 +175,7 @@ class Server:
             self.engine.stop()
         if self.store is not None:
             self.store.close()
+        self.watchdog.stop()
         self.driver = self.engine = self.store = self.b2bua = None
         self.records = self.metrics = None
 
@@ -236,11 +243,12 @@ class Server:
             reason = getattr(exc, "strerror", None) or exc
             raise StartupError(f"storage.path {path}: {reason}") from exc
 
-    def _start_engine(self, loop: asyncio.AbstractEventLoop) -> MediaEngine:
+    def _start_engine(self, loop: asyncio.AbstractEventLoop) -> MediaPool:
         rtp = self.config.rtp
         try:
-            engine = MediaEngine(rtp.address, rtp.port_min, rtp.port_max, ptime_ms=rtp.ptime,
-                                 rtp_timeout=rtp.timeout)
+            engine = MediaPool(rtp.address, rtp.port_min, rtp.port_max, threads=rtp.threads,
+                               max_busy=rtp.max_busy, ptime_ms=rtp.ptime,
+                               rtp_timeout=rtp.timeout)
         except MediaError as exc:
             raise StartupError(f"media engine: {exc}") from exc
         for lang_dir in sorted(SOUNDS_DIR.iterdir()):
@@ -254,7 +262,7 @@ class Server:
         return engine
 
     @staticmethod
-    def _load_prompts(engine: MediaEngine, lang_dir: Path) -> None:
+    def _load_prompts(engine: MediaPool, lang_dir: Path) -> None:
         for wav in sorted(lang_dir.glob("*.wav")):
             try:
                 engine.load_sound(f"{lang_dir.name}/{wav.stem}", sounds.load_sound(wav),
@@ -292,7 +300,7 @@ class Server:
     def _watch_calls(self, b2bua: B2BUA, store: Store) -> None:
         """Call records and metrics observe every call event from the first call on."""
         self.records = CallRecords(store.db, b2bua, self.config.sip.node_id)
-        self.metrics = Metrics(b2bua)
+        self.metrics = Metrics(b2bua, self.watchdog.stats)
         self.records.on_finished.append(self.metrics.call_finished)
         b2bua.observers += [self.records.observe, self.metrics.observe]
         b2bua.listener = self.metrics.count_digits(b2bua.listener)

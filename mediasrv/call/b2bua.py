@@ -204,6 +204,11 @@ class B2BUA:
     def _start_call(self, txn: ServerTransaction, request: Request,
                     offer: SessionDescription, target: str,
                     caller_ext: Extension | None) -> None:
+        if not self.engine.admits(self.clock.now()):
+            log.warning("refusing call %s: every media thread is saturated", request.call_id)
+            self.legs.respond(txn, make_response(request, 503, "Media Saturated",
+                                                 headers=[("Retry-After", "5")]))
+            return
         leg = self.legs.open_inbound(txn, request, offer, caller_ext)
         if leg is None:
             return
@@ -218,7 +223,7 @@ class B2BUA:
              failover: bool = True) -> SipLeg:
         """A new outbound leg towards extension `number` (see CallControl.dial)."""
         ext = self.config.extensions.get(number)
-        stream = self.engine.open_stream()
+        stream = self.engine.open_stream(group=caller.call_id)
         leg = SipLeg(caller.call, False, stream, number, ext, ("", 0, "udp"),
                      purpose=purpose, session_id=self.legs.next_sdp_id(),
                      hops=0 if failover else MAX_HOPS)  # no hop left: no forward
@@ -601,6 +606,10 @@ class B2BUA:
     def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
         """Hands one event (call lifecycle, transfer states) to every observer."""
         self.legs.publish(leg, kind, **fields)
+
+    def live_legs(self, call_id: str) -> int:
+        """How many legs of the call have not ended (for call records)."""
+        return self.legs.live_in_call(call_id)
 
     def leak_report(self) -> dict[str, int]:
         """Live objects, for tests that check nothing leaked."""

@@ -16,7 +16,7 @@ It reads the time only from the `Clock` it is given.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -77,6 +77,7 @@ class Legs:
         self.recordings: dict[int, Recording] = {}  # by stream: voicemail being recorded
         self._legs: set[SipLeg] = set()
         self._by_stream: dict[int, SipLeg] = {}
+        self._live_by_call: Counter[str] = Counter()  # call id -> legs not ended
         self._by_server_txn: dict[object, SipLeg] = {}
         self._by_client_txn: dict[object, tuple[SipLeg, Fork]] = {}
         self._by_dialog: dict[DialogId, SipLeg] = {}
@@ -113,6 +114,10 @@ class Legs:
     def of_call(self, call_id: str) -> list[SipLeg]:
         return [leg for leg in self._legs if leg.call_id == call_id]
 
+    def live_in_call(self, call_id: str) -> int:
+        """How many legs of the call have not ended (O(1): call records ask on every end)."""
+        return self._live_by_call.get(call_id, 0)
+
     def recently_ended(self, dialog_id: DialogId) -> bool:
         """True when a leg with this dialog ended less than `ENDED_MEMORY` seconds ago."""
         ended = self._ended.get(dialog_id)
@@ -124,6 +129,7 @@ class Legs:
         """A new leg (its stream is open): indexed, in its call, DTMF detection on."""
         leg.call.legs.append(leg)
         self._legs.add(leg)
+        self._live_by_call[leg.call_id] += 1
         self._by_stream[leg.stream] = leg
         if leg.inbound and leg.invite_txn is not None:
             self._by_server_txn[leg.invite_txn] = leg
@@ -137,7 +143,7 @@ class Legs:
         try:
             media = negotiate(offer, codecs.allowed(self.config, ext), secure=True)
             srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(ext))
-            stream = self.engine.open_stream()
+            stream = self.engine.open_stream(group=call.id if call else request.call_id)
         except SdpNegotiationError as exc:
             self.respond(txn, make_response(request, 488, reason_488(exc)))
             return None
@@ -223,6 +229,9 @@ class Legs:
         self._remember_dialogs(leg)
         self.topology.remove(leg)
         self._legs.discard(leg)
+        self._live_by_call[leg.call_id] -= 1
+        if self._live_by_call[leg.call_id] <= 0:
+            del self._live_by_call[leg.call_id]
         self._by_stream.pop(leg.stream, None)
         if leg.invite_txn is not None:
             self._by_server_txn.pop(leg.invite_txn, None)

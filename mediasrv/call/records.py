@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -49,10 +49,10 @@ _PLACES = ",".join("?" * len(_COLUMNS.split(",")))
 
 
 class _HasLegs(Protocol):
-    """What records need of the B2BUA: the live legs (to tell when a call's last leg ends)."""
+    """What records need of the B2BUA: how many legs of a call are live (to tell when a
+    call's last leg ends)."""
 
-    @property
-    def legs(self) -> Iterable[object]: ...
+    def live_legs(self, call_id: str) -> int: ...
 
 
 @dataclass
@@ -135,7 +135,7 @@ class CallRecords:
         self.active[call_id] = record
 
     def _live(self, call_id: str) -> bool:
-        return any(getattr(leg, "call_id", None) == call_id for leg in self.b2bua.legs)
+        return self.b2bua.live_legs(call_id) > 0
 
     def _finish(self, record: CallRecord, now: float) -> None:
         record.ended_at = now

@@ -170,8 +170,9 @@ class MediaEngine:
 
     # ---------------------------------------------------------------- streams
 
-    def open_stream(self) -> int:
-        """Bind a free even RTP port (+1 for RTCP); returns the stream id."""
+    def open_stream(self, group: str | None = None) -> int:
+        """Bind a free even RTP port (+1 for RTCP); returns the stream id. `group` (the
+        call) matters only to a `MediaPool` of several engines."""
         ssrc, seq, ts = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
         sid, _port = _call(self._core.open_stream, ssrc, seq, ts)
         return int(sid)
@@ -215,6 +216,18 @@ class MediaEngine:
     def close_stream(self, sid: int) -> None:
         """Close the stream and free its ports; a running recording is finished."""
         _call(self._core.close_stream, sid)
+
+    def admits(self, now: float) -> bool:
+        """A single engine takes every call (admission control is `MediaPool`'s)."""
+        return True
+
+    def detach_stream(self, sid: int) -> bytes:
+        """Take the stream out of this engine, sockets open, for `attach_stream` (pool.py)."""
+        return bytes(_call(self._core.detach_stream, sid))
+
+    def attach_stream(self, state: bytes) -> int:
+        """Install a stream detached from another engine; returns its id here."""
+        return int(_call(self._core.attach_stream, state))
 
     def open_stream_count(self) -> int:
         return int(self._core.open_stream_count())

@@ -113,9 +113,28 @@ class ServiceHost:
 
     def detach(self, leg: Leg) -> None:
         """Stops watching `leg` (it ended, or a session took it)."""
-        matcher = self._matchers.pop(leg.id, None)
+        self._drop_matcher(leg.id)
+
+    def _drop_matcher(self, leg_id: str) -> None:
+        matcher = self._matchers.pop(leg_id, None)
         if matcher is not None:
             matcher.cancel()
+
+    def forget(self, leg_id: str) -> None:
+        """Drops what is kept for an ended leg: its matcher and its held-back flag."""
+        self._drop_matcher(leg_id)
+        self._held_back.discard(leg_id)
+
+    def observe(self, event: dict[str, object]) -> None:
+        """A B2BUA observer: every leg that ends is forgotten, also the ones the B2BUA
+        hangs up itself (the peer of a leg that hung up gets no LegHungUp)."""
+        if event["kind"] == "leg.ended":
+            self.forget(str(event["leg"]))
+
+    @property
+    def watched(self) -> int:
+        """Legs with a code matcher (0 once every call has ended)."""
+        return len(self._matchers)
 
     @property
     def pending_timers(self) -> int:

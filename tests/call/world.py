@@ -111,16 +111,22 @@ class FakeEngine:
         self.remote: dict[int, tuple[str, int, str]] = {}
         self.direction: dict[int, tuple[bool, bool]] = {}
         self.recording: dict[int, str] = {}
+        self.groups: dict[int, str | None] = {}
+        self.admitting = True
         self.log: list[tuple[object, ...]] = []
         self.ports_left: int | None = None  # a number: open_stream fails once it reaches 0
 
-    def open_stream(self) -> int:
+    def admits(self, now: float) -> bool:
+        return self.admitting
+
+    def open_stream(self, group: str | None = None) -> int:
         if self.ports_left is not None:
             if self.ports_left <= 0:
                 raise MediaError("no free RTP port")
             self.ports_left -= 1
         sid = next(self._ids)
         self.streams.add(sid)
+        self.groups[sid] = group
         self.direction[sid] = (True, True)
         return sid
 

@@ -108,6 +108,7 @@ async def assert_nothing_leaked(h: Harness) -> None:
     report = h.server.b2bua.leak_report()
     assert all(v == 0 for v in report.values()), report
     assert h.server.engine.open_stream_count() == 0
+    assert h.server.services.watched == 0, "code matchers of ended legs are kept"
 
 
 @pytest.fixture

@@ -35,6 +35,16 @@ async def test_callee_hangs_up_and_both_legs_end(harness: Harness) -> None:
     await call.wait_state("terminated")
 
 
+async def test_saturated_media_threads_refuse_new_calls_with_503(harness: Harness) -> None:
+    a = await harness.phone("A", "101")
+    await harness.phone("B", "102")
+    harness.server.engine.admits = lambda now: False  # every media thread over rtp.max_busy
+    call = await a.call(harness.uri("102"))
+    assert await call.wait_final() == 503
+    final = [r for r in call.responses if r.status >= 200]
+    assert final and final[-1].get("Retry-After") == "5"
+
+
 async def test_busy_callee_gives_486(harness: Harness) -> None:
     a = await harness.phone("A", "101")
     await harness.phone("B", "102", answer=486)

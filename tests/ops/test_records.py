@@ -100,7 +100,7 @@ async def test_transfer_history_is_recorded(ops: OpsHarness) -> None:
 
 async def test_leftover_active_rows_become_interrupted(tmp_path: Path) -> None:
     db = sqlite3.connect(":memory:", isolation_level=None)
-    first = CallRecords(db, b2bua=type("B", (), {"legs": ()})())
+    first = CallRecords(db, b2bua=type("B", (), {"live_legs": lambda self, _c: 0})())
     first.observe({"kind": "call.started", "call_id": "x", "leg": "leg1", "time": 1.0,
                    "caller": "101", "callee": "102"})
     assert query(db)[0].result == ACTIVE
@@ -184,5 +184,6 @@ async def test_kill_loses_no_finished_call(tmp_path: Path) -> None:
     assert by_id[finished.call_id].result == "answered"
     assert by_id[finished.call_id].ended_at is not None
     assert by_id[live.call_id].result == ACTIVE  # the kill came mid-call
-    CallRecords(db, b2bua=type("B", (), {"legs": ()})())  # what the next start does
+    no_legs = type("B", (), {"live_legs": lambda self, _c: 0})()
+    CallRecords(db, b2bua=no_legs)  # what the next start does
     assert {r.call_id: r.result for r in query(db)}[live.call_id] == INTERRUPTED

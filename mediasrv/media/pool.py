@@ -1,0 +1,322 @@
+"""N media threads behind one engine interface: `rtp.threads` engines, a call's streams on one.
+
+How this works: `MediaPool` runs `threads` independent `MediaEngine`s, each with its own media
+thread, epoll set, ptime timer, stream table, prompts and MoH players, and its own slice of
+the RTP port range. It offers the `MediaEngine` interface with pool-wide stream ids, so the
+call layer does not know how many threads there are. A stream opened with a `group` (the
+B2BUA passes the call id) goes to the engine that already holds that group's streams; the
+first stream of a group goes to the engine with the fewest open streams (the load of a media
+thread is its packets, and every stream of a bridged call carries the same rate). When a
+bridge or conference joins streams that live on different engines (a transfer joining legs
+of two calls), the streams are moved to the engine of the first one: `detach_stream` takes
+the stream out of its engine with its sockets open (same port: the phone notices nothing;
+packets arriving meanwhile wait in the socket) and `attach_stream` installs it in the other,
+so the joined streams are forwarded by one thread without locks between threads. A moved
+stream's group follows it. Events carry each engine's own stream ids; the pool translates
+them (and prompt play ids, made distinct per engine) back to pool ids. With `max_busy` set,
+`admits()` refuses new calls once every thread was busier than that share of the last half
+second (the B2BUA answers 503 with Retry-After, RFC 3261 §21.5.4): a saturated thread runs
+behind and forwards late, so a call it cannot carry on time is better not taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from mediasrv.media.engine import DtlsSink, MediaEngine, MediaError
+from mediasrv.media.events import MediaEvent, PlayFinished
+
+ADMIT_WINDOW = 0.5  # seconds of busy time behind an admission decision
+CLOSED_KEPT = 4096  # closed streams whose late events (a recording's end) still translate
+
+
+def split_ports(port_min: int, port_max: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` disjoint even-aligned slices of [port_min, port_max], each holding pairs."""
+    base = port_min + (port_min & 1)
+    pairs = (port_max - base + 1) // 2
+    if pairs < parts:
+        raise MediaError(f"RTP port range {port_min}-{port_max} holds fewer than {parts} "
+                         "port pairs (one per media thread at least)")
+    out, start = [], base
+    for k in range(parts):
+        n = pairs // parts + (1 if k < pairs % parts else 0)
+        out.append((start, start + 2 * n - 1))
+        start += 2 * n
+    return out
+
+
+class MediaPool:
+    """`threads` media engines with the `MediaEngine` interface and pool-wide stream ids."""
+
+    def __init__(self, address: str, port_min: int, port_max: int, *, threads: int = 1,
+                 max_busy: float = 0.0, **engine_kw: object) -> None:
+        if threads < 1:
+            raise MediaError("threads must be at least 1")
+        self.max_busy = max_busy
+        self._busy_at: tuple[float, list[float]] | None = None
+        self._busy_share: list[float] = [0.0] * threads
+        self.engines = [MediaEngine(address, lo, hi, **engine_kw)  # type: ignore[arg-type]
+                        for lo, hi in split_ports(port_min, port_max, threads)]
+        self._where: dict[int, tuple[int, int]] = {}   # pool sid -> (engine, engine sid)
+        self._pool_sid: list[dict[int, int]] = [{} for _ in self.engines]
+        self._aliases: dict[int, list[tuple[int, int]]] = {}  # old ids of moved streams
+        # Ids of closed streams: a recording ends after its stream (RecordingFinished).
+        self._closed: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._group_of: dict[int, str] = {}
+        self._group_engine: dict[str, int] = {}
+        self._group_size: Counter[str] = Counter()
+        self._next_sid = 1
+        self._on_event: Callable[[MediaEvent], None] | None = None
+        self.dtls_sink: DtlsSink | None = None    # as MediaEngine's, with pool stream ids
+        for k, eng in enumerate(self.engines):
+            eng.dtls_sink = functools.partial(self._dtls, k)
+        self.moves = 0
+
+    @property
+    def threads(self) -> int:
+        return len(self.engines)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, loop: asyncio.AbstractEventLoop,
+              on_event: Callable[[MediaEvent], None]) -> None:
+        self._on_event = on_event
+        for k, eng in enumerate(self.engines):
+            eng.start(loop, lambda ev, k=k: self._translate(k, ev))
+
+    def stop(self) -> None:
+        for eng in self.engines:
+            eng.stop()
+
+    def thread_alive(self) -> bool:
+        return any(eng.thread_alive() for eng in self.engines)
+
+    def media_thread_ids(self) -> tuple[int, int] | None:
+        """(pthread ident, kernel TID) of the first media thread (see `thread_ids`)."""
+        return self.engines[0].media_thread_ids()
+
+    def thread_ids(self) -> list[tuple[int, int] | None]:
+        """(pthread ident, kernel TID) of each media thread, in engine order."""
+        return [eng.media_thread_ids() for eng in self.engines]
+
+    def _translate(self, k: int, ev: MediaEvent) -> None:
+        sid = self._pool_sid[k].get(ev.stream) or self._closed.get((k, ev.stream))
+        if sid is None or self._on_event is None:
+            return
+        fields: dict[str, object] = {"stream": sid}
+        if isinstance(ev, PlayFinished):
+            fields["play_id"] = ev.play_id * self.threads + k
+        self._on_event(dataclasses.replace(ev, **fields))
+
+    # ---------------------------------------------------------------- sounds
+
+    def load_sound(self, name: str, samples_8k_int16: np.ndarray,
+                   samples_16k_int16: np.ndarray | None = None) -> None:
+        for eng in self.engines:
+            eng.load_sound(name, samples_8k_int16, samples_16k_int16)
+
+    def define_moh_class(self, name: str, samples_8k_int16: np.ndarray,
+                         samples_16k_int16: np.ndarray | None = None) -> None:
+        for eng in self.engines:
+            eng.define_moh_class(name, samples_8k_int16, samples_16k_int16)
+
+    # ---------------------------------------------------------------- streams
+
+    def open_stream(self, group: str | None = None) -> int:
+        """A stream on the engine of `group` (the first of a group: the least loaded one)."""
+        k = self._group_engine.get(group) if group is not None else None
+        if k is None:
+            k = min(range(self.threads), key=lambda i: self.engines[i].open_stream_count())
+        local = self.engines[k].open_stream()
+        sid, self._next_sid = self._next_sid, self._next_sid + 1
+        self._bind(sid, k, local)
+        if group is not None:
+            self._group_of[sid] = group
+            self._group_engine[group] = k
+            self._group_size[group] += 1
+        return sid
+
+    def _bind(self, sid: int, k: int, local: int) -> None:
+        self._where[sid] = (k, local)
+        self._pool_sid[k][local] = sid
+
+    def _at(self, sid: int) -> tuple[MediaEngine, int]:
+        try:
+            k, local = self._where[sid]
+        except KeyError:
+            raise MediaError(f"no stream {sid}") from None
+        return self.engines[k], local
+
+    def engine_of(self, sid: int) -> int:
+        """Which media thread (engine index) carries the stream."""
+        return self._at(sid) and self._where[sid][0]
+
+    def close_stream(self, sid: int) -> None:
+        eng, local = self._at(sid)
+        eng.close_stream(local)
+        k, _ = self._where.pop(sid)
+        for old_k, old_local in [(k, local), *self._aliases.pop(sid, [])]:
+            self._pool_sid[old_k].pop(old_local, None)
+            self._closed[(old_k, old_local)] = sid
+        while len(self._closed) > CLOSED_KEPT:
+            self._closed.popitem(last=False)
+        group = self._group_of.pop(sid, None)
+        if group is not None:
+            self._group_size[group] -= 1
+            if self._group_size[group] <= 0:
+                del self._group_size[group]
+                self._group_engine.pop(group, None)
+
+    def open_stream_count(self) -> int:
+        return sum(eng.open_stream_count() for eng in self.engines)
+
+    def _move(self, sid: int, to: int) -> None:
+        k, local = self._where[sid]
+        if k == to:
+            return
+        blob = self.engines[k].detach_stream(local)
+        new_local = self.engines[to].attach_stream(blob)
+        self._aliases.setdefault(sid, []).append((k, local))  # its queued events still count
+        self._bind(sid, to, new_local)
+        group = self._group_of.get(sid)
+        if group is not None:
+            self._group_engine[group] = to
+        self.moves += 1
+
+    def _together(self, sids: list[int]) -> int:
+        """Moves every stream to the engine of the first; returns that engine's index."""
+        self._at(sids[0])
+        to = self._where[sids[0]][0]
+        for sid in sids[1:]:
+            self._at(sid)
+            self._move(sid, to)
+        return to
+
+    # ---------------------------------------------------------------- joins
+
+    def connect(self, a: int, b: int) -> None:
+        k = self._together([a, b])
+        self.engines[k].connect(self._where[a][1], self._where[b][1])
+
+    def conference(self, sids: list[int]) -> None:
+        if not sids:
+            raise MediaError("a conference needs 1 or more streams")
+        k = self._together(list(sids))
+        self.engines[k].conference([self._where[s][1] for s in sids])
+
+    # ---------------------------------------------------------------- per stream
+
+    def local_port(self, sid: int) -> int:
+        eng, local = self._at(sid)
+        return eng.local_port(local)
+
+    def set_remote(self, sid: int, host: str, port: int, *, codec: str, pt: int,
+                   event_pt: int | None) -> None:
+        eng, local = self._at(sid)
+        eng.set_remote(local, host, port, codec=codec, pt=pt, event_pt=event_pt)
+
+    def set_srtp(self, sid: int, suite: str | None, *, rx_key: bytes = b"",
+                 tx_key: bytes = b"", rtcp: bool = False) -> None:
+        eng, local = self._at(sid)
+        eng.set_srtp(local, suite, rx_key=rx_key, tx_key=tx_key, rtcp=rtcp)
+
+    def set_dtls(self, sid: int, on: bool) -> None:
+        eng, local = self._at(sid)
+        eng.set_dtls(local, on)
+
+    def send_dtls(self, sid: int, rtcp: bool, data: bytes, host: str, port: int) -> None:
+        eng, local = self._at(sid)
+        eng.send_dtls(local, rtcp, data, host, port)
+
+    def _dtls(self, k: int, local: int, rtcp: bool, data: bytes, host: str, port: int) -> None:
+        sid = self._pool_sid[k].get(local)
+        if sid is not None and self.dtls_sink is not None:
+            self.dtls_sink(sid, rtcp, data, host, port)
+
+    def set_direction(self, sid: int, *, send: bool, recv: bool) -> None:
+        eng, local = self._at(sid)
+        eng.set_direction(local, send=send, recv=recv)
+
+    def stats(self, sid: int) -> dict[str, int]:
+        eng, local = self._at(sid)
+        return eng.stats(local)
+
+    def play_moh(self, sid: int, moh_class: str) -> None:
+        eng, local = self._at(sid)
+        eng.play_moh(local, moh_class)
+
+    def play_prompt(self, sid: int, name: str) -> int:
+        eng, local = self._at(sid)
+        return eng.play_prompt(local, name) * self.threads + self._where[sid][0]
+
+    def play_tone(self, sid: int, tone: str) -> None:
+        eng, local = self._at(sid)
+        eng.play_tone(local, tone)
+
+    def play_silence(self, sid: int) -> None:
+        eng, local = self._at(sid)
+        eng.play_silence(local)
+
+    def stop_feed(self, sid: int) -> None:
+        eng, local = self._at(sid)
+        eng.stop_feed(local)
+
+    def feed(self, sid: int) -> str:
+        eng, local = self._at(sid)
+        return eng.feed(local)
+
+    def set_dtmf(self, sid: int, *, mode: str = "auto", forward: bool = True) -> None:
+        eng, local = self._at(sid)
+        eng.set_dtmf(local, mode=mode, forward=forward)
+
+    def set_mute(self, sid: int, muted: bool) -> None:
+        eng, local = self._at(sid)
+        eng.set_mute(local, muted)
+
+    def send_dtmf(self, sid: int, digit: str, duration_ms: int = 100) -> None:
+        eng, local = self._at(sid)
+        eng.send_dtmf(local, digit, duration_ms)
+
+    def record_start(self, sid: int, path: str, max_seconds: float) -> None:
+        eng, local = self._at(sid)
+        eng.record_start(local, path, max_seconds)
+
+    def record_stop(self, sid: int) -> None:
+        eng, local = self._at(sid)
+        eng.record_stop(local)
+
+    # ---------------------------------------------------------------- load
+
+    def load(self) -> dict[str, float]:
+        """The media threads' accounts summed (see `MediaEngine.load`)."""
+        total: Counter[str] = Counter()
+        for eng in self.engines:
+            total.update(eng.load())
+        return {k: float(v) for k, v in total.items()}
+
+    def admits(self, now: float) -> bool:
+        """Admission control: False when every media thread was busy more than `max_busy`
+        of the last `ADMIT_WINDOW` seconds (a new call would land on a saturated thread and
+        be forwarded late); always True with `max_busy` 0."""
+        if self.max_busy <= 0:
+            return True
+        busy = [eng.load()["busy_seconds"] for eng in self.engines]
+        if self._busy_at is None:
+            self._busy_at = (now, busy)
+        elif now - self._busy_at[0] >= ADMIT_WINDOW:
+            then, before = self._busy_at
+            self._busy_share = [(b - a) / (now - then) for a, b in zip(before, busy,
+                                                                      strict=True)]
+            self._busy_at = (now, busy)
+        return min(self._busy_share) <= self.max_busy
+
+    def loads(self) -> list[dict[str, float]]:
+        """Each media thread's account, with its open streams, in engine order."""
+        return [{**eng.load(), "streams": float(eng.open_stream_count())}
+                for eng in self.engines]
