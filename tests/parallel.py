@@ -5,10 +5,10 @@ fixed range of loopback ports take it from a window of their own worker's slice,
 workers never hand the same ports to two servers. Outside xdist there is one worker (index 0
 of 1) and the whole range is its slice.
 
-Port map: 10000-11999 peers' consecutive media ports (SIPp -mp), 12000-19639 engine tests,
-20000-32599 test servers' RTP ranges. All of it lies below Linux's ephemeral range
-(32768-60999 by default), where single ports picked with bind(port 0) come from, so those
-never land in a window.
+Port map: 10000-11999 peer processes (SIPp's media, baresip's SIP and control ports),
+12000-19639 engine tests, 20000-32599 test servers' RTP ranges. All of it lies below Linux's
+ephemeral range (32768-60999 by default), where single ports picked with bind(port 0) come
+from, so those never land in a window.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def engine_ports(size: int) -> tuple[int, int]:
     return base, base + size - 1
 
 
-def peer_media_ports() -> int:
-    """The first of 4 ports (10000-11999) for a peer that binds several consecutive media
-    ports, as SIPp does with -mp (port and port + 2)."""
+def peer_ports() -> int:
+    """The first (even) of 4 consecutive ports (10000-11999) for a peer process: SIPp's -mp
+    and -mp + 2, or baresip's SIP port (+ 1 for TLS) and control port."""
     return next_window(10000, 11999, 4)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -38,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from tests.parallel import peer_ports
 from tests.peers import audio
 from tests.peers.require import require_binary
-from tests.peers.sipp import free_port
 
 MODULES = ["g711.so", "g722.so", "opus.so", "ausine.so", "aubridge.so", "sndfile.so"]
 APP_MODULES = ["account.so", "menu.so", "ctrl_tcp.so"]
@@ -100,10 +99,9 @@ class Baresip:
         self.answer_mode, self.regint = answer, regint
         self.mediaenc = mediaenc
         self.transport, self.cafile = transport, cafile
-        self.sip_port = free_port(even=True)
-        self.ctrl_port = free_port(socket.SOCK_STREAM)
-        while self.ctrl_port in (self.sip_port, self.sip_port + 1):
-            self.ctrl_port = free_port(socket.SOCK_STREAM)
+        # SIP on UDP and TCP (TLS on + 1) and ctrl_tcp: this xdist worker's own ports
+        self.sip_port = peer_ports()
+        self.ctrl_port = self.sip_port + 2
         self.dir = Path(tempfile.mkdtemp(prefix=f"baresip-{user}-"))
         self.events: list[dict[str, Any]] = []
         self._proc: asyncio.subprocess.Process | None = None

@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.parallel import peer_media_ports
+from tests.parallel import peer_ports
 from tests.peers import audio
 from tests.peers.require import require_binary
 
@@ -115,7 +115,7 @@ class Sipp:
         self.remote = remote
         self.port = port or free_port()
         # SIPp binds -mp and -mp + 2 (video): a window of this xdist worker's own
-        self.media_port = peer_media_ports()
+        self.media_port = peer_ports()
         self.calls, self.rate, self.limit = calls, rate, limit
         self.users = users or [("sipp", "sipp")]
         self.service, self.duration, self.tone = service, duration, tone
