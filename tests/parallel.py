@@ -65,6 +65,7 @@ def engine_ports(size: int) -> tuple[int, int]:
 
 
 def peer_ports() -> int:
-    """The first (even) of 4 consecutive ports (10000-11999) for a peer process: SIPp's -mp
-    and -mp + 2, or baresip's SIP port (+ 1 for TLS) and control port."""
-    return next_window(10000, 11999, 4)
+    """The first (even) of 16 consecutive ports (10000-11999) for a peer process: SIPp's -mp
+    and -mp + 2; baresip's SIP port (+ 1 for TLS), control port (+ 2) and RTP ports (+ 8 to
+    + 15, where baresip would otherwise pick at random in 10000-20000)."""
+    return next_window(10000, 11999, 16)

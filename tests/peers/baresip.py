@@ -99,9 +99,10 @@ class Baresip:
         self.answer_mode, self.regint = answer, regint
         self.mediaenc = mediaenc
         self.transport, self.cafile = transport, cafile
-        # SIP on UDP and TCP (TLS on + 1) and ctrl_tcp: this xdist worker's own ports
+        # SIP on UDP and TCP (TLS on + 1), ctrl_tcp and RTP: this xdist worker's own ports
         self.sip_port = peer_ports()
         self.ctrl_port = self.sip_port + 2
+        self.rtp_ports = (self.sip_port + 8, self.sip_port + 15)
         self.dir = Path(tempfile.mkdtemp(prefix=f"baresip-{user}-"))
         self.events: list[dict[str, Any]] = []
         self._proc: asyncio.subprocess.Process | None = None
@@ -126,7 +127,8 @@ class Baresip:
                  "net_interface 127.0.0.1", f"audio_source ausine,{self.tone_hz}",
                  "audio_player aubridge,nowhere", "audio_alert aubridge,nowhere",
                  "ausrc_srate 48000", "ausrc_channels 2", "module_path /usr/lib/baresip/modules",
-                 f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {self.dir}"]
+                 f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {self.dir}",
+                 "rtp_ports {}-{}".format(*self.rtp_ports)]
         if self.cafile:
             lines.append(f"sip_cafile {self.cafile}")
         modules = MODULES + ([f"{self.mediaenc.split('-')[0]}.so"] if self.mediaenc else [])

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from tests.peers.call import until
 from tests.peers.phone import TestPhone
 
 
@@ -71,12 +72,12 @@ async def test_rfc4733_and_inband_dtmf(pair):
     call = await a.call(b.uri)
     incoming = await b.next_incoming()
     await call.send_dtmf("1#9", gap=0.05)
-    await asyncio.sleep(0.1)
-    assert incoming.dtmf_received == ["1", "#", "9"]
+    await until(lambda: incoming.dtmf_received == ["1", "#", "9"], 2,
+                lambda: f"B received digits {incoming.dtmf_received}")
     await b.wait_hearing({"A"})
-    await call.send_dtmf("5", mode="inband", duration=0.2, gap=0)
-    await asyncio.sleep(0.04)
-    assert b.hears_freqs((770, 1336))
+    sending = asyncio.create_task(call.send_dtmf("5", mode="inband", duration=0.2, gap=0))
+    await b.wait_freqs((770, 1336), timeout=2)  # the digit's two tones, while they play
+    await sending
 
 
 async def test_hold_and_unhold(pair):
