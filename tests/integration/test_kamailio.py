@@ -26,7 +26,9 @@ from tests.peers import audio
 from tests.peers.call import Call, until
 from tests.peers.phone import TestPhone
 
-pytestmark = pytest.mark.asyncio
+# one xdist worker runs the clusters one after another: two at once (Kamailio + 3 nodes
+# each) failed to start under `make test`
+pytestmark = [pytest.mark.asyncio, pytest.mark.xdist_group("kamailio")]
 
 # Five identity tones: callers 100-104 are A-E, callees 105-109 are B-E, A, so no call's
 # two ends share a tone and a crossed call would be heard.
