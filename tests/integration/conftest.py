@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
 from tests.parallel import server_rtp_ports
+from tests.peers.baresip import Baresip
 from tests.peers.phone import TestPhone
 
 
@@ -131,3 +132,29 @@ async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
         engine = server.engine
         await server.stop()
         assert not engine.thread_alive()
+
+
+MakeBaresip = Callable[..., Awaitable[Baresip]]
+
+
+@pytest.fixture
+async def baresip(harness: Harness) -> AsyncIterator[MakeBaresip]:
+    """Start baresips registered as extensions of the harness's server; quit them afterwards.
+
+    `make(ext, tone, codecs=None, **kw)`: the password is the shipped `demoEXT`; `codecs` (a
+    baresip codec list) and any other keyword go to `Baresip`.
+    """
+    started: list[Baresip] = []
+
+    async def make(ext: str, tone: str, codecs: str | None = None, **kw) -> Baresip:
+        if codecs is not None:
+            kw["codecs"] = codecs
+        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr, **kw)
+        started.append(phone)
+        await phone.start()
+        await phone.wait_registered()
+        return phone
+
+    yield make
+    for phone in started:
+        await phone.close()

@@ -11,42 +11,23 @@ server's engine forwards them, RFC 4733 §2). The harness ends every test with i
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.integration.conftest import Harness, wait_until
-from tests.peers.baresip import Baresip
+from tests.integration.conftest import Harness, MakeBaresip, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
 
-Make = Callable[..., Awaitable[Baresip]]
 
 
-@pytest.fixture
-async def baresip(harness: Harness) -> AsyncIterator[Make]:
-    """Start baresips registered as extensions of the harness's server; quit them afterwards."""
-    started: list[Baresip] = []
-
-    async def make(ext: str, tone: str, **kw) -> Baresip:
-        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr, **kw)
-        started.append(phone)
-        await phone.start()
-        await phone.wait_registered()
-        return phone
-
-    yield make
-    for phone in started:
-        await phone.close()
-
-
-async def test_baresip_registers(harness: Harness, baresip: Make) -> None:
+async def test_baresip_registers(harness: Harness, baresip: MakeBaresip) -> None:
     phone = await baresip("106", "D")
     assert harness.server.b2bua.registrar.is_registered("106", time.time())
     assert phone.user == "106"
 
 
-async def test_baresip_calls_baresip_with_audio_both_ways(harness: Harness, baresip: Make) -> None:
+async def test_baresip_calls_baresip_with_audio_both_ways(harness: Harness,
+                                                          baresip: MakeBaresip) -> None:
     alice = await baresip("106", "D")
     bob = await baresip("107", "E")
     await alice.dial(harness.uri("107"))
@@ -59,7 +40,8 @@ async def test_baresip_calls_baresip_with_audio_both_ways(harness: Harness, bare
     await wait_until(lambda: not harness.server.b2bua.legs, 3, "both legs to end")
 
 
-async def test_dtmf_from_baresip_reaches_the_far_side(harness: Harness, baresip: Make) -> None:
+async def test_dtmf_from_baresip_reaches_the_far_side(harness: Harness,
+                                                      baresip: MakeBaresip) -> None:
     alice = await baresip("106", "D")
     b = await harness.phone("B", "102")
     await alice.dial(harness.uri("102"))
@@ -73,7 +55,8 @@ async def test_dtmf_from_baresip_reaches_the_far_side(harness: Harness, baresip:
     await alice.wait_event("CALL_CLOSED")
 
 
-async def test_phone_calls_baresip_and_baresip_hangs_up(harness: Harness, baresip: Make) -> None:
+async def test_phone_calls_baresip_and_baresip_hangs_up(harness: Harness,
+                                                        baresip: MakeBaresip) -> None:
     bob = await baresip("107", "E")
     a = await harness.phone("A", "101")
     call = await a.call(harness.uri("107"))

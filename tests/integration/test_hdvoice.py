@@ -13,12 +13,11 @@ G.722 -> PCMU. The engine's own counters show relay (no decode) versus transcodi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
 
-from tests.integration.conftest import Harness, wait_until
+from tests.integration.conftest import Harness, MakeBaresip, wait_until
 from tests.peers.baresip import Baresip
 
 WIDE = '["G722", "opus", "PCMU", "PCMA"]'
@@ -27,25 +26,6 @@ pytestmark = [
     pytest.mark.site(f"[extensions.106]\ncodecs = {WIDE}\n[extensions.107]\ncodecs = {WIDE}\n"),
 ]
 HIGH_HZ = 6000
-
-Make = Callable[..., Awaitable[Baresip]]
-
-
-@pytest.fixture
-async def baresip(harness: Harness) -> AsyncIterator[Make]:
-    started: list[Baresip] = []
-
-    async def make(ext: str, tone: str, codecs: str, tone_hz: int | None = None) -> Baresip:
-        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr,
-                        codecs=codecs, tone_hz=tone_hz)
-        started.append(phone)
-        await phone.start()
-        await phone.wait_registered()
-        return phone
-
-    yield make
-    for phone in started:
-        await phone.close()
 
 
 def amplitude(pcm: np.ndarray, rate: int, hz: float) -> float:
@@ -58,7 +38,7 @@ def amplitude(pcm: np.ndarray, rate: int, hz: float) -> float:
     return float(2 * abs(np.dot(x * w, np.exp(-2j * np.pi * hz * t))) / w.sum())
 
 
-async def call(harness: Harness, baresip: Make, a_codecs: str, b_codecs: str):
+async def call(harness: Harness, baresip: MakeBaresip, a_codecs: str, b_codecs: str):
     """106 (sending 6 kHz) calls 107 (sending its identity tone E); both hear for 1 s."""
     alice = await baresip("106", "D", a_codecs, tone_hz=HIGH_HZ)
     bob = await baresip("107", "E", b_codecs)
@@ -86,7 +66,7 @@ OPUS = "opus/48000/2"
 
 @pytest.mark.parametrize(("codec", "name", "rate"), [(G722, "G722", 16000),
                                                      (OPUS, "OPUS", 48000)])
-async def test_wideband_call_carries_6khz(harness: Harness, baresip: Make, codec: str,
+async def test_wideband_call_carries_6khz(harness: Harness, baresip: MakeBaresip, codec: str,
                                           name: str, rate: int) -> None:
     codecs, stats, heard = await call(harness, baresip, codec, codec)
     assert codecs == [name, name]                     # both legs agree: relayed unchanged
@@ -95,27 +75,27 @@ async def test_wideband_call_carries_6khz(harness: Harness, baresip: Make, codec
     assert all(s["packets_out"] > 40 for s in stats)
 
 
-async def test_g711_call_does_not(harness: Harness, baresip: Make) -> None:
+async def test_g711_call_does_not(harness: Harness, baresip: MakeBaresip) -> None:
     codecs, _, heard = await call(harness, baresip, "PCMU", "PCMU")
     assert codecs == ["PCMU", "PCMU"]
     assert heard["rate"] == 8000 and heard["rms"] < 300, heard
 
 
 async def test_g722_to_pcmu_is_transcoded_without_aliasing(harness: Harness,
-                                                           baresip: Make) -> None:
+                                                           baresip: MakeBaresip) -> None:
     codecs, _, heard = await call(harness, baresip, G722, "PCMU")
     assert codecs == ["G722", "PCMU"]
     assert heard["rms"] < 300 and heard["alias"] < 100, heard   # nothing folded to 2 kHz
 
 
-async def test_g722_to_opus_is_transcoded_wideband(harness: Harness, baresip: Make) -> None:
+async def test_g722_to_opus_is_transcoded_wideband(harness: Harness, baresip: MakeBaresip) -> None:
     codecs, _, heard = await call(harness, baresip, G722, OPUS)
     assert codecs == ["G722", "OPUS"]
     assert heard["rate"] == 48000 and heard["high"] > 5000, heard
 
 
 @pytest.mark.parametrize(("codec", "name"), [(G722, "G722"), (OPUS, "OPUS")])
-async def test_rfc4733_dtmf_from_a_wideband_leg(harness: Harness, baresip: Make, codec: str,
+async def test_rfc4733_dtmf_from_a_wideband_leg(harness: Harness, baresip: MakeBaresip, codec: str,
                                                 name: str) -> None:
     # baresip sends telephone-event on its G.722/Opus leg; the far phone speaks PCMU, so the
     # engine transcodes the audio and sends each digit again as that leg's own event.
@@ -135,7 +115,7 @@ async def test_rfc4733_dtmf_from_a_wideband_leg(harness: Harness, baresip: Make,
 
 @pytest.mark.moh_tone
 async def test_attended_transfer_mixing_opus_g722_and_pcmu(harness: Harness,
-                                                            baresip: Make) -> None:
+                                                            baresip: MakeBaresip) -> None:
     # A: baresip on Opus (tone D) calls B, our PCMU test phone (tone B), the transferer.
     # B dials #4 and 107, C: baresip on G.722 (tone E); then *3 (a conference of an Opus,
     # a PCMU and a G.722 leg), then B hangs up: A and C talk, G.722 <-> Opus.

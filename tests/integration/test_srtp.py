@@ -12,36 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 
-from tests.integration.conftest import Harness, wait_until
+from tests.integration.conftest import Harness, MakeBaresip, wait_until
 from tests.integration.test_refer import ReplacingPhone, replaces_of
-from tests.peers.baresip import Baresip
 from tests.peers.capture import LoopbackCapture, rtp_packets, tones_in_clear
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.peer]
 
-Make = Callable[..., Awaitable[Baresip]]
 REQUIRED = '[extensions.106]\nsrtp = "required"\n[extensions.107]\nsrtp = "required"\n'
 TAG_80 = 10
-
-
-@pytest.fixture
-async def baresip(harness: Harness) -> AsyncIterator[Make]:
-    started: list[Baresip] = []
-
-    async def make(ext: str, tone: str, **kw) -> Baresip:
-        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr, **kw)
-        started.append(phone)
-        await phone.start()
-        await phone.wait_registered()
-        return phone
-
-    yield make
-    for phone in started:
-        await phone.close()
 
 
 def rtp_range(h: Harness) -> Callable[[int], bool]:
@@ -69,7 +51,7 @@ def srtp_counters(h: Harness) -> list[tuple[str, bool, int, int, int]]:
     pytest.param("srtp-mand", marks=pytest.mark.site(REQUIRED)),   # RTP/SAVP, srtp required
     "srtp",                        # best effort: RTP/AVP with a=crypto, the default "optional"
 ])
-async def test_baresip_to_baresip_both_legs_srtp(harness: Harness, baresip: Make,
+async def test_baresip_to_baresip_both_legs_srtp(harness: Harness, baresip: MakeBaresip,
                                                  mediaenc: str) -> None:
     alice = await baresip("106", "D", mediaenc=mediaenc)
     bob = await baresip("107", "E", mediaenc=mediaenc)
@@ -95,7 +77,7 @@ async def test_baresip_to_baresip_both_legs_srtp(harness: Harness, baresip: Make
 
 
 @pytest.mark.site('[extensions.106]\nsrtp = "required"\n')
-async def test_srtp_leg_bridged_to_plain_leg(harness: Harness, baresip: Make) -> None:
+async def test_srtp_leg_bridged_to_plain_leg(harness: Harness, baresip: MakeBaresip) -> None:
     """106 (srtp-mand) calls 107 (plain baresip, default "optional"): only 106's leg is
     encrypted; 107's leg carries the tones in clear, which also proves the capture check."""
     alice = await baresip("106", "D", mediaenc="srtp-mand")
@@ -124,7 +106,7 @@ async def test_required_refuses_a_plain_offer_with_488(harness: Harness) -> None
 
 @pytest.mark.moh_tone
 @pytest.mark.site('[extensions.106]\nsrtp = "required"\n')
-async def test_attended_transfer_with_one_srtp_leg(harness: Harness, baresip: Make) -> None:
+async def test_attended_transfer_with_one_srtp_leg(harness: Harness, baresip: MakeBaresip) -> None:
     """A = baresip 106 (srtp-mand) calls B (102, plain TestPhone); B transfers it with #4 to
     C (103, plain): A's leg stays SRTP throughout and ends up talking to C in clear."""
     a = await baresip("106", "D", mediaenc="srtp-mand")
@@ -157,7 +139,7 @@ async def test_attended_transfer_with_one_srtp_leg(harness: Harness, baresip: Ma
 
 @pytest.mark.moh_tone
 @pytest.mark.site(REQUIRED)
-async def test_hold_and_resume_keep_the_srtp_keys(harness: Harness, baresip: Make) -> None:
+async def test_hold_and_resume_keep_the_srtp_keys(harness: Harness, baresip: MakeBaresip) -> None:
     """baresip's hold and resume are re-INVITEs carrying its a=crypto again: the leg keeps
     its keys (no new sessions, so the replay window and rollover counter carry on)."""
     alice = await baresip("106", "D", mediaenc="srtp-mand")
@@ -230,7 +212,7 @@ async def test_invite_with_replaces_keys_the_new_leg_and_drops_forged_packets(
 
 
 @pytest.mark.site('[extensions.107]\nsrtp = "required"\n')
-async def test_dtls_srtp_baresip_to_sdes_baresip(harness: Harness, baresip: Make) -> None:
+async def test_dtls_srtp_baresip_to_sdes_baresip(harness: Harness, baresip: MakeBaresip) -> None:
     """106 (baresip dtls_srtp: UDP/TLS/RTP/SAVPF, a=fingerprint, a=setup:actpass) calls
     107 (srtp-mand): the server is the DTLS server on 106's RTP and RTCP ports, checks
     baresip's certificate against its fingerprint, keys 106's leg from the exporter, and
@@ -260,7 +242,8 @@ async def test_dtls_srtp_baresip_to_sdes_baresip(harness: Harness, baresip: Make
 
 
 @pytest.mark.site('[extensions.106]\nsrtp = "required"\n[extensions.107]\nsrtp = "dtls"\n')
-async def test_sdes_baresip_calls_a_dtls_srtp_extension(harness: Harness, baresip: Make) -> None:
+async def test_sdes_baresip_calls_a_dtls_srtp_extension(harness: Harness,
+                                                        baresip: MakeBaresip) -> None:
     """107 has srtp = "dtls": our offer to it is UDP/TLS/RTP/SAVP with a=setup:actpass; baresip
     answers active and runs the handshake to us. 106 is SDES. Tones both ways, none in clear."""
     alice = await baresip("106", "D", mediaenc="srtp-mand")
