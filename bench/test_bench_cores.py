@@ -1,8 +1,9 @@
 """Issue 13 gates: media threads scale per busy core, and the authenticated call flow holds.
 
-How this works: `pool_load.bridge` carries relayed calls on 1 and then 2 media threads in the
-same run (the load generator shares the two cores), and compares calls per busy core-second
-(goal: within 10 % of the one-thread figure; the gate is loose for a noisy machine).
+How this works: `pool_load.bridge` carries relayed calls on 1 and then 2 media threads, three times
+alternately in the same run (the load generator shares the two cores), and compares the best
+calls per busy core-second of each (goal: within 10 % of the one-thread figure; the gate is
+loose for a noisy machine).
 `ser.run_rate` runs the SIPp flow real phones use (every INVITE challenged, 401, ACK,
 INVITE with credentials) through a real server for a few seconds: no call may fail and no
 loop stall may reach SIP's retransmission timer (T1 = 500 ms). `bench/pool_load.py` and
@@ -16,16 +17,30 @@ import pytest
 
 from bench import ser
 
+ROUNDS = 3             # alternating 1- and 2-thread runs; the best of each is compared
+CALLS_PER_THREAD = 400  # small loads are dominated by each thread's fixed wake-ups
+
 
 def test_relayed_calls_per_busy_core_on_one_and_two_media_threads(benchmark) -> None:
-    one = pool_load.bridge(1, 200, 2.0)
-    two = benchmark.pedantic(pool_load.bridge, args=(2, 400, 2.0), rounds=1, iterations=1)
+    ones: list[pool_load.PoolResult] = []
+    twos: list[pool_load.PoolResult] = []
+
+    def alternate() -> None:
+        for _ in range(ROUNDS):
+            ones.append(pool_load.bridge(1, CALLS_PER_THREAD, 2.0))
+            twos.append(pool_load.bridge(2, 2 * CALLS_PER_THREAD, 2.0))
+
+    benchmark.pedantic(alternate, rounds=1, iterations=1)
+    one = max(ones, key=lambda r: r.per_core)
+    two = max(twos, key=lambda r: r.per_core)
     ratio = two.per_core / one.per_core
-    print(f"\n{one.line()}\n{two.line()}\n2 threads / 1 thread per busy core: {ratio:.2f}")
+    print("\n" + "\n".join(r.line() for r in ones + twos)
+          + f"\nbest of {ROUNDS}: 2 threads / 1 thread per busy core: {ratio:.2f}")
     benchmark.extra_info.update(one=round(one.per_core), two=round(two.per_core),
                                 ratio=round(ratio, 2))
-    assert one.loss < 0.001 and two.loss < 0.001
-    assert [round(t["streams"]) for t in two.per_thread] == [400, 400]   # spread by load
+    assert all(r.loss < 0.001 for r in ones + twos)
+    assert all([round(t["streams"]) for t in r.per_thread] == [2 * CALLS_PER_THREAD] * 2
+               for r in twos)   # spread by load
     assert ratio >= 0.6, f"2 media threads carry {ratio:.2f} of 1 thread's calls per core"
 
 
