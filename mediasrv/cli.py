@@ -96,8 +96,9 @@ def summary(cfg: Config) -> str:
              f"extensions ({len(cfg.extensions)}): {', '.join(sorted(cfg.extensions))}",
              _edge_line(cfg)]
     if cfg.tls.cert:
-        lines.insert(3, f"TLS: {cfg.tls.cert} (TLS {cfg.tls.min_version}+, client certificates "
-                        f"{'required' if cfg.tls.verify_client else 'not asked for'})")
+        sni = "".join(f"; {', '.join(c.names)}: {c.cert}" for c in cfg.tls.certificates)
+        lines.insert(3, f"TLS: {cfg.tls.cert}{sni} (TLS {cfg.tls.min_version}+, client "
+                        f"certificates {'required' if cfg.tls.verify_client else 'not asked for'})")
     for svc in cfg.services.values():
         codes = " ".join(f"{k}={v}" for k, v in svc.codes.items())
         lines.append(f"service {svc.name}: {'enabled' if svc.enabled else 'disabled'}  {codes}")

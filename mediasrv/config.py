@@ -229,7 +229,7 @@ class _Tree:
     origin: dict[str, str] = field(default_factory=dict)
 
     def file_of(self, key: str) -> str:
-        key = re.sub(r"\[\d+\]$", "", key)  # "sip.listen[0]" was set with "sip.listen"
+        key = re.sub(r"\[\d+\]", "", key)  # "sip.listen[0]" was set with "sip.listen"
         while key:
             if key in self.origin:
                 return self.origin[key]
@@ -261,6 +261,10 @@ def _resolve_paths(node: Any, base: Path, key: str) -> Any:
         return str((base / node).resolve())
     if key.startswith("moh.") and key.endswith(".files") and isinstance(node, list):
         return [str(base / p) if isinstance(p, str) else p for p in node]
+    if key == "tls.certificates" and isinstance(node, list):
+        return [{k: str((base / v).resolve()) if k in ("cert", "key") and isinstance(v, str)
+                 and v else v for k, v in e.items()} if isinstance(e, dict) else e
+                for e in node]
     if isinstance(node, dict):
         return {k: _resolve_paths(v, base, f"{key}.{k}" if key else k) for k, v in node.items()}
     return node

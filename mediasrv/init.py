@@ -93,6 +93,12 @@ key = "../tls/key.pem"
 ca = ""                         # CA file for phones' certificates and outbound TLS peers
 verify_client = false           # true: phones must show a certificate signed by `ca`
 min_version = "1.2"             # or "1.3"
+# More pairs chosen by the name a client asks for (SNI); names default to the
+# certificate's subjectAltName; clients sending no name or another one get cert/key above:
+# [[tls.certificates]]
+# names = ["sip.example.com", "*.pbx.example.com"]
+# cert = "../tls/example.pem"
+# key = "../tls/example.key"
 
 [security]                      # limits at the SIP edge, per source address (0 = off)
 rate_limit = 200                # requests a second

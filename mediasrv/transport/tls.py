@@ -15,7 +15,11 @@ server_hostname=...)`), so the SIP layer sees the same decrypted byte stream, na
   destination host as SNI (RFC 6066 §3) with host-name checking (RFC 5922 §7.2) for names;
   an IP-address target is checked against the certificate's IP subjectAltName;
 - the handshake must finish within `security.header_timeout` (a slow handshake is a
-  slowloris too); the server records the SNI name each client asked for on the connection.
+  slowloris too); the server records the SNI name each client asked for on the connection;
+- several certificates (`[[tls.certificates]]`): each entry gets its own context, hardened the
+  same way; the ClientHello's server name picks one in the SNI callback (exact names first,
+  then `*.parent` for one label under it) and switches the connection to it; no name, or
+  one no entry serves, keeps the default `cert`/`key`.
 
 Requests and responses to a phone registered over TLS go back on its own connection, found by
 its source address (RFC 5923 connection reuse; see `SipDriver._send`).
@@ -33,13 +37,36 @@ from mediasrv.transport.udp import Address
 
 def server_context(cfg: TlsConfig) -> ssl.SSLContext:
     """The context `tls:` listeners accept with (raises ssl.SSLError/OSError on bad files)."""
+    ctx = _one_server_context(cfg, cfg.cert, cfg.key)
+    exact: dict[str, ssl.SSLContext] = {}
+    wildcard: dict[str, ssl.SSLContext] = {}
+    for entry in cfg.certificates:
+        other = _one_server_context(cfg, entry.cert, entry.key)
+        for name in entry.names:
+            if name.startswith("*."):
+                wildcard[name[2:]] = other
+            else:
+                exact[name] = other
+
+    def choose(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        sslobj.sni = name  # type: ignore[attr-defined]  # read back by TlsListener.sni_of
+        if name:
+            name = name.lower().rstrip(".")
+            chosen = exact.get(name) or wildcard.get(name.partition(".")[2])
+            if chosen is not None:
+                sslobj.context = chosen
+
+    ctx.sni_callback = choose
+    return ctx
+
+
+def _one_server_context(cfg: TlsConfig, cert: str, key: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(ctx, cfg)
-    ctx.load_cert_chain(cfg.cert, cfg.key)
+    ctx.load_cert_chain(cert, key)
     if cfg.ca:
         ctx.load_verify_locations(cafile=cfg.ca)
     ctx.verify_mode = ssl.CERT_REQUIRED if cfg.verify_client else ssl.CERT_NONE
-    ctx.sni_callback = _remember_sni
     return ctx
 
 
@@ -61,10 +88,6 @@ def _harden(ctx: ssl.SSLContext, cfg: TlsConfig) -> None:
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     if cfg.ciphers:
         ctx.set_ciphers(cfg.ciphers)
-
-
-def _remember_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
-    sslobj.sni = name  # type: ignore[attr-defined]  # read back by TlsListener.sni_of
 
 
 class TlsListener(TcpListener):

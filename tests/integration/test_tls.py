@@ -39,6 +39,15 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(d / "cert.pem"), str(d / "key.pem")
 
 
+@pytest.fixture(scope="session")
+def sni_pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """Two more pairs, for SNI: `b` names sip.b.test, `w` names *.w.test and w.test."""
+    d = tmp_path_factory.mktemp("sni")
+    make_self_signed(d / "b.pem", d / "b.key", ["sip.b.test"])
+    make_self_signed(d / "w.pem", d / "w.key", ["*.w.test", "w.test"])
+    return {"b": (str(d / "b.pem"), str(d / "b.key")), "w": (str(d / "w.pem"), str(d / "w.key"))}
+
+
 class TlsHarness(Harness):
     @property
     def tls_addr(self) -> tuple[str, int]:
@@ -55,6 +64,14 @@ class TlsHarness(Harness):
         return next(t for t in self.server.driver.tcp if t.transport == "tls")
 
 
+def sni_entries(pairs: dict[str, tuple[str, str]]) -> str:
+    """`[[tls.certificates]]` for `sni_pairs`: `b` with its names listed, `w` with none (its
+    subjectAltName's)."""
+    return (f'[[tls.certificates]]\nnames = ["sip.b.test"]\ncert = "{pairs["b"][0]}"\n'
+            f'key = "{pairs["b"][1]}"\n'
+            f'[[tls.certificates]]\ncert = "{pairs["w"][0]}"\nkey = "{pairs["w"][1]}"\n')
+
+
 def tls_site(tmp_path: Path, pair: tuple[str, str], extra: str = "") -> Path:
     site = site_config(tmp_path)
     port = int(site.joinpath("99-test.toml").read_text().split("udp:127.0.0.1:")[1][:5]
@@ -67,10 +84,14 @@ def tls_site(tmp_path: Path, pair: tuple[str, str], extra: str = "") -> Path:
 
 
 @pytest.fixture
-async def tls(tmp_path: Path, tls_pair: tuple[str, str],
+async def tls(tmp_path: Path, tls_pair: tuple[str, str], sni_pairs: dict[str, tuple[str, str]],
               request: pytest.FixtureRequest) -> AsyncIterator[TlsHarness]:
+    """The TLS server, with the SNI certificates configured too (so every test, baresip's
+    included, runs through the SNI callback; clients asking for localhost or for no name
+    get the default pair)."""
     marker = request.node.get_closest_marker("site")
-    site = tls_site(tmp_path, tls_pair, marker.args[0] if marker else "")
+    extra = (marker.args[0] if marker else "") + sni_entries(sni_pairs)
+    site = tls_site(tmp_path, tls_pair, extra)
     server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
     await server.start()
     h = TlsHarness(server, tmp_path)
@@ -96,6 +117,42 @@ async def test_register_over_tls_with_digest_and_sni(tls: TlsHarness) -> None:
         assert tls_obj.version() in ("TLSv1.2", "TLSv1.3")
     finally:
         await client.close()
+
+
+async def _presented(addr: tuple[str, int], name: str | None, ca: str,
+                     check_name: bool = True) -> bytes:
+    """The certificate the server shows a client asking for `name`; the client verifies it
+    against `ca` (and the host name, when one is sent and `check_name`), so a wrong pair
+    fails the handshake."""
+    ctx = tls_client_context(ca)
+    ctx.check_hostname = check_name and name is not None
+    _, writer = await asyncio.open_connection(*addr, ssl=ctx, server_hostname=name)
+    try:
+        return writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+
+
+def _der(pem_path: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(Path(pem_path).read_text())
+
+
+async def test_sni_picks_the_certificate_for_the_name_asked(
+        tls: TlsHarness, tls_pair: tuple[str, str],
+        sni_pairs: dict[str, tuple[str, str]]) -> None:
+    b, w, default = sni_pairs["b"][0], sni_pairs["w"][0], tls_pair[0]
+    cases = [("sip.b.test", b), ("SIP.B.test", b), ("w.test", w), ("pbx.w.test", w),
+             ("localhost", default), (None, default)]
+    for name, cert in cases:
+        assert await _presented(tls.tls_addr, name, cert) == _der(cert), name
+    # names no entry serves (two labels under the wildcard, an unknown one) get the default
+    # pair, which does not name them: a verifying client refuses it
+    for name in ("a.pbx.w.test", "nobody.test"):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _presented(tls.tls_addr, name, default)
+        assert await _presented(tls.tls_addr, name, default, check_name=False) == \
+            _der(default), name
+    await wait_until(lambda: not tls.tls_listener.connections, 3, "the probes to be closed")
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
@@ -172,6 +229,38 @@ def test_unloadable_pair_is_a_config_error(tmp_path: Path, tls_pair: tuple[str, 
     assert f"99-tls.toml: tls.cert: {tls_pair[0]} with key {tmp_path}/bad.pem does not load" \
         in text
     assert "99-tls.toml: tls.verify_client: needs tls.ca" in text
+
+
+def test_sni_certificates_are_checked_with_file_key_reason(
+        tmp_path: Path, tls_pair: tuple[str, str],
+        sni_pairs: dict[str, tuple[str, str]]) -> None:
+    site = tls_site(tmp_path, tls_pair, sni_entries(sni_pairs))
+    b, w = sni_pairs["b"], sni_pairs["w"]
+    cfg = load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR).tls
+    assert [(c.names, c.cert) for c in cfg.certificates] == [
+        (("sip.b.test",), b[0]), (("*.w.test", "w.test"), w[0])]
+    (site / "99-zz-sni.toml").write_text(
+        f'[[tls.certificates]]\nnames = ["sip.b.test", "other.test", "10.0.0.1", "bad_name"]\n'
+        f'cert = "{b[0]}"\nkey = "{b[1]}"\n'
+        f'[[tls.certificates]]\nnames = ["x.w.test"]\ncert = "{w[0]}"\nkey = "{b[1]}"\n'
+        f'[[tls.certificates]]\ncert = "missing.pem"\nkey = "{b[1]}"\nnmes = []\n'
+        f'[[tls.certificates]]\nnames = ["sip.b.test"]\ncert = "{b[0]}"\nkey = "{b[1]}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
+    text = str(err.value)
+    f = "99-zz-sni.toml: tls.certificates"
+    assert f"{f}[0].names: other.test is not in the subjectAltName of {b[0]} (sip.b.test)" \
+        in text
+    assert f"{f}[0].names: '10.0.0.1' is not a host name" in text
+    assert f"{f}[0].names: 'bad_name' is not a host name" in text
+    assert f"{f}[1].cert: {w[0]} with key {b[1]} does not load" in text
+    assert f"{f}[2].cert: {site / 'missing.pem'} does not exist" in text
+    assert f"{f}[2].nmes: unknown key (did you mean 'names'?)" in text
+    assert f"{f}[3].names: sip.b.test is served by tls.certificates[0] already" in text
+    (site / "99-zz-sni.toml").write_text('[tls]\ncert = ""\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
+    assert "tls.cert: is required with tls.certificates" in str(err.value)
 
 
 @pytest.mark.peer
