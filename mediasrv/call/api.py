@@ -79,12 +79,15 @@ class CallControl(Protocol):
     def hold_back_dtmf(self, leg: Leg, on: bool) -> None:
         """While on, the leg's DTMF digits reach only services (not forwarded as RFC 4733)."""
 
-    def dial(self, number: str, *, caller: Leg, purpose: str, failover: bool = True) -> Leg:
+    def dial(self, number: str, *, caller: Leg, purpose: str, failover: bool = True,
+             replaces: str = "") -> Leg:
         """Places a call to extension `number` on behalf of `caller` (its identity shown as the
         From). Events for the new leg follow: LegRinging, LegAnswered, LegFailed, LegHungUp.
         While it rings the new leg is heard by no one and hears nothing; the service decides
         what the caller hears (e.g. `play_tone(caller, "ringback")`). `purpose` is logged.
-        `failover=False`: no forward is followed (a failure comes back as `return`)."""
+        `failover=False`: no forward is followed (a failure comes back as `return`).
+        `replaces`: a Replaces header value (RFC 3891) naming a dialog another node holds; the
+        INVITE carries it and goes to `sip.outbound_proxy`, which routes it to that node."""
     def hangup(self, leg: Leg, status: int = 0) -> None:
         """BYE an answered leg, CANCEL a ringing outbound one, or answer an unanswered inbound
         one with `status` (default 480)."""
@@ -169,11 +172,15 @@ class TransferRequested(CallEvent):
     """The phone on `leg` (the transferer) asked, with its own Transfer key (REFER), for
     `party` to be transferred: blind to extension `number`, or (attended, Replaces) to
     `target`, the party of the transferer's `replaced` leg — answered (join them) or still
-    ringing (it now rings for `party`). `failover`: whether the target's failover may run
-    (not when the call had direct media). Progress goes back with `transfer_progress`."""
+    ringing (it now rings for `party`). Behind a proxy, an attended transfer whose Replaces
+    names a dialog this node does not hold comes with `replaces` (the Replaces value) and
+    `number` (the Refer-To user): `party` is to dial it with that Replaces (RFC 5589 §7).
+    `failover`: whether the target's failover may run (not when the call had direct media).
+    Progress goes back with `transfer_progress`."""
 
     party: Leg
     number: str = ""
     target: Leg | None = None
     replaced: Leg | None = None
     failover: bool = True
+    replaces: str = ""

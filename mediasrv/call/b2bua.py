@@ -21,7 +21,8 @@ How this works (RFC 3261 §13, §14, §15; RFC 3264 offer/answer):
   NOTIFY get 200; REFER goes to `refer.py`, which answers it and hands the transfer to the
   services (the built-in `services/refer_transfer.py`: blind, attended and blond).
 - An INVITE with Replaces goes to `replaces.py` (RFC 3891: the new leg takes the old one's
-  place in its bridge).
+  place in its bridge). Behind a proxy, a REFER naming a dialog of another node makes
+  `dial(replaces=...)` send one through the proxy (`proxy_mode.py`).
 - Direct media (`direct_media.py`) watches the topology and re-INVITEs phones of eligible
   two-party calls to each other, and back to us when a service needs the media.
 - Every call event is offered to `listener` (the service host) first; a leg a service took
@@ -220,13 +221,14 @@ class B2BUA:
     # ================================================================== outbound legs
 
     def dial(self, number: str, *, caller: SipLeg, purpose: str,
-             failover: bool = True) -> SipLeg:
+             failover: bool = True, replaces: str = "") -> SipLeg:
         """A new outbound leg towards extension `number` (see CallControl.dial)."""
         ext = self.config.extensions.get(number)
         stream = self.engine.open_stream(group=caller.call_id)
         leg = SipLeg(caller.call, False, stream, number, ext, ("", 0, "udp"),
                      purpose=purpose, session_id=self.legs.next_sdp_id(),
-                     hops=0 if failover else MAX_HOPS)  # no hop left: no forward
+                     hops=0 if failover else MAX_HOPS,  # no hop left: no forward
+                     replaces=replaces)
         leg.caller = caller
         leg.owner = caller.owner if purpose != "call" else ""
         self.legs.add(leg)
@@ -234,8 +236,9 @@ class B2BUA:
         return leg
 
     def _invite_contacts(self, leg: SipLeg) -> None:
-        contacts = (self.registrar.contacts(leg.number, self.clock.wall())
-                    or via_proxy(leg.number, self.config))
+        # a Replaces names a dialog of another node: only the proxy knows which
+        contacts = ([] if leg.replaces else self.registrar.contacts(leg.number, self.clock.wall())
+                    ) or via_proxy(leg.number, self.config)
         if not contacts:
             self.clock.call_soon(self._failed, leg, NOT_REGISTERED, 480)
             return
@@ -268,6 +271,8 @@ class B2BUA:
             ("Contact", self.legs.contact(destination)), ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
         ])
+        if leg.replaces:
+            headers.add("Replaces", leg.replaces)
         return Request("INVITE", contact, headers, offer)
 
     def _on_response(self, event: sip.ResponseReceived) -> None:

@@ -91,8 +91,9 @@ class ServiceControl:
     # ------------------------------------------------------------------ signalling
 
     def dial(self, number: str, *, caller: SipLeg, purpose: str,
-             failover: bool = True) -> SipLeg:
-        return self.b2bua.dial(number, caller=caller, purpose=purpose, failover=failover)
+             failover: bool = True, replaces: str = "") -> SipLeg:
+        return self.b2bua.dial(number, caller=caller, purpose=purpose, failover=failover,
+                               replaces=replaces)
 
     def hangup(self, leg: SipLeg, status: int = 0) -> None:
         self.b2bua.hangup(leg, status)

@@ -81,6 +81,7 @@ class SipLeg:
     last_status: int = 0  # outbound: the most telling failure of its forks
     held_peer: SipLeg | None = None  # the peer this phone put on hold
     srtp: LegSrtp | None = None  # SDES keys of this leg (srtp_policy.py); None: never offered
+    replaces: str = ""  # outbound: the Replaces its INVITE carries (a dialog on another node)
 
     @property
     def call_id(self) -> str:

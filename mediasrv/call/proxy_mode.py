@@ -11,6 +11,11 @@ How this works:
   `sip.outbound_proxy` is set, the INVITE goes to the proxy with Request-URI
   `sip:EXT@proxy`; the proxy looks the extension up in its shared location table. Its 404 is
   "not registered" for failover, as a missing binding here would be.
+- Replaces across nodes: a phone's two calls may sit on two nodes. An INVITE with Replaces
+  from a phone reaches the right node by the proxy's Call-ID -> node table; a REFER whose
+  Replaces names a dialog this node does not hold makes the transferred party dial the
+  Refer-To user with that Replaces through the proxy (`refer.py`, `B2BUA.dial(replaces=)`),
+  and the proxy routes that INVITE the same way.
 - Draining (SIGTERM): `Drain.refusal()` answers 503 with Retry-After to a new INVITE and to
   OPTIONS (so the dispatcher's probing marks the node down and its `failure_route` sends the
   caller elsewhere, RFC 3261 §21.5.4). In-dialog requests and INVITEs with Replaces (they take

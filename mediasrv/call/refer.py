@@ -16,6 +16,11 @@ How this works:
   name an early dialog we did not initiate (the addressee still rings): that is the blond
   transfer of the spec, so unlike an INVITE it is not a 481. A caller still waiting on the
   transferer's ringing leg is answered here.
+- Behind a proxy (`sip.outbound_proxy` set), a Replaces naming no dialog of ours names one
+  another node holds (the phone's two calls landed on two nodes). Then this node does what
+  RFC 5589 §7 asks of a transferee: the transferred party dials the Refer-To user with that
+  Replaces, through the proxy, which routes it on the Replaces Call-ID to the node holding
+  the dialog (deploy/kamailio/kamailio.cfg); that node joins it with the addressee.
 - What to do with an accepted transfer is a service's business: the services are told
   `TransferRequested` (the built-in `services/refer_transfer.py` takes it) and report back
   with `progress()` (`CallControl.transfer_progress`), which becomes the NOTIFYs.
@@ -101,10 +106,14 @@ class ReferRequests:
         assert transferred is not None
         failover = not self._is_direct(leg)
         replaces = _replaces_param(uri_or_reason)
-        if replaces is None:
+        rid = ReplacesId.parse(replaces) if replaces is not None else None
+        if rid is None:
             event = TransferRequested(leg, transferred, _user(uri_or_reason), failover=failover)
+        elif self._elsewhere(rid, _user(uri_or_reason)):
+            event = TransferRequested(leg, transferred, _user(uri_or_reason),
+                                      failover=False, replaces=rid.header)
         else:
-            found = self._attended(leg, transferred, ReplacesId.parse(replaces))
+            found = self._attended(leg, transferred, rid)
             if found is None:
                 return
             event = TransferRequested(leg, transferred, target=found[1], replaced=found[0],
@@ -156,6 +165,11 @@ class ReferRequests:
         return 0, str(uri)
 
     # ------------------------------------------------------------------ attended
+
+    def _elsewhere(self, rid: ReplacesId, user: str) -> bool:
+        """True when the dialog `rid` names is not ours but the proxy can find its node."""
+        return (bool(user and self.legs.config.sip.outbound_proxy)
+                and find(self.legs, rid)[0] is Match.NONE)
 
     def _attended(self, transferer: SipLeg, transferred: SipLeg,
                   rid: ReplacesId) -> tuple[SipLeg, SipLeg] | None:

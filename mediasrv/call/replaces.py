@@ -74,6 +74,12 @@ class ReplacesId:
         return cls(call_id, fields["to-tag"], fields["from-tag"], "early-only" in fields)
 
     @property
+    def header(self) -> str:
+        """The value as a Replaces header carries it (unescaped, RFC 3891 §6.1)."""
+        return (f"{self.call_id};to-tag={self.to_tag};from-tag={self.from_tag}"
+                + (";early-only" if self.early_only else ""))
+
+    @property
     def dialog_id(self) -> DialogId:
         """Our dialog ID (Call-ID, local tag, remote tag): the to-tag is the holder's."""
         return (self.call_id, self.to_tag, self.from_tag)

@@ -8,8 +8,11 @@ service takes it on the same contract as `#1`/`#4`: a `Session` owns the legs it
 
 - Blind (RFC 5589 §6): the transferred party hears ringback while the Refer-To extension is
   dialled for it (its failover applies unless the call had direct media), state
-  CALLING_TARGET. Attended to a ringing party (the spec's BLOND): that leg now rings for the
-  transferred party. Attended to an answered party (RFC 5589 §7): the two are joined at once.
+  CALLING_TARGET. Attended to a dialog another node holds (behind a proxy): the same, the
+  INVITE carrying the Replaces (no failover: the named dialog is the target; its refusal,
+  RFC 3891 §3, goes in the final NOTIFY as it came). Attended to a ringing party (the
+  spec's BLOND): that leg now rings for the transferred party. Attended to an answered party
+  (RFC 5589 §7): the two are joined at once.
 - The outcome: answered, the two talk and the transferer is released (BYE); failed, the
   target's failover action is carried out for the transferred party (announce, voicemail) or
   the transferer gets the call back (RFC 5589 §6 retrieves it); with the transferer gone,
@@ -81,6 +84,7 @@ class ReferSession(Session):
         super().__init__(service, request.party, state)
         self.transferer, self.transferred, self.target = request.leg, request.party, target
         self.failover = request.failover
+        self.remote = bool(request.replaces)  # the target is a dialog on another node
         self.action = FailoverAction("return")
         self.status = 0
         self.announcing: Leg | None = None  # the party hearing the failover prompt
@@ -133,7 +137,8 @@ class ReferSession(Session):
         """The target did not answer: its failover runs for the transferred party, or the
         transferer gets the call back."""
         condition = "busy" if self.status in (486, 600) else "no_answer"
-        self.status = CONDITION_STATUS[condition]
+        if not (self.remote and self.status >= 300):  # the other node's RFC 3891 answer
+            self.status = CONDITION_STATUS[condition]   # as is: 481, 603, 486
         self.control.transfer_progress(self.transferer, self.status)
         action = self.action.action if self.failover else "return"
         if action in ("announce", "voicemail") and self.alive(self.transferred):
@@ -211,7 +216,7 @@ class ReferTransfer(Service):
         control.play_tone(transferred, "ringback")
         if request.target is None:
             target = control.dial(request.number, caller=transferred, purpose=NAME,
-                                  failover=request.failover)
+                                  failover=request.failover, replaces=request.replaces)
             state = S.CALLING_TARGET
         else:
             target, state = request.target, S.BLOND

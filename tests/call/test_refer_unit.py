@@ -7,6 +7,7 @@ media topology the engine is given.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,62 @@ def test_attended_refer_naming_a_bad_dialog_gets_the_rfc3891_answer_in_the_notif
     assert world.hears("102") == "101"  # the call goes on
     a.hangup(a.calls[0])
     a.hangup(consult)
+    world.settled()
+
+
+# ---------------------------------------------------------------------------- behind a proxy
+
+ELSEWHERE = "c-on-node2@10.0.0.12;to-tag=n2;from-tag=ph"  # a dialog another node holds
+
+
+def behind_proxy(world: World) -> Phone:
+    """A scripted phone standing for the proxy, as `sip.outbound_proxy`: it gets what the
+    node sends on."""
+    proxy = world.phone("109")
+    world.b2bua.config = dataclasses.replace(world.config, sip=dataclasses.replace(
+        world.config.sip, outbound_proxy=f"sip:{proxy.addr[0]}:5060"))
+    return proxy
+
+
+@pytest.mark.parametrize("answer, final", [
+    (200, "SIP/2.0 200 OK"), (481, "SIP/2.0 481 Call/Transaction Does Not Exist")])
+def test_a_refer_naming_a_dialog_of_another_node_is_dialled_with_replaces_via_the_proxy(
+        world: World, answer: int, final: str) -> None:
+    """RFC 5589 §7 as the transferee: the transferred party dials the Refer-To user with the
+    Replaces, through the proxy (which routes it to the node holding the dialog); that
+    node's answer, refusal included (RFC 3891 §3), ends the subscription."""
+    a, b = world.phone("101"), world.phone("102")
+    proxy = behind_proxy(world)
+    talking(world, b, a)  # this node holds A's call with B; A's call with C is elsewhere
+    a.refer(a.calls[0], "103", replaces=ELSEWHERE)
+    assert refer_status(a) == 202
+    invite = proxy.ringing().invite
+    assert invite is not None and invite.uri == f"sip:103@{proxy.addr[0]}:5060"
+    assert invite.headers.get("Replaces") == ELSEWHERE
+    assert world.hears("102") == "tone:ringback"
+    proxy.answer(status=answer)
+    assert a.final_notify == final
+    if answer == 200:
+        assert world.hears("102") == "103" and world.hears("103") == "102"
+        assert a.calls[0].ended
+        b.hangup(b.calls[0])
+        assert proxy.calls[0].ended
+    else:
+        assert world.hears("102") == "101"  # A gets the call back
+        a.hangup(a.calls[0])
+    world.settled()
+
+
+def test_behind_a_proxy_a_refer_naming_our_own_dialog_is_still_joined_here(
+        world: World) -> None:
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    proxy = behind_proxy(world)
+    talking(world, b, a)
+    consult = talking(world, a, c)
+    a.refer(a.calls[0], "103", replaces=a.replaces_for(consult))
+    assert a.final_notify == "SIP/2.0 200 OK"
+    assert world.hears("102") == "103" and proxy.calls == []
+    b.hangup(b.calls[0])
     world.settled()
 
 

@@ -237,6 +237,36 @@ async def test_invite_with_replaces_is_routed_to_the_node_of_the_dialog(cluster:
     await hangup(new, b_in)
 
 
+@pytest.mark.parametrize("refer_on", ["held", "consultation"])
+async def test_refer_with_replaces_across_two_nodes(cluster: Cluster, refer_on: str) -> None:
+    """A's two calls sit on two nodes: D called A (D's node), A called C (A's node). A's
+    REFER on one names the other's dialog: the node that gets it has the transferred party
+    dial the Refer-To user with that Replaces through Kamailio, which sends the INVITE to the
+    node holding the dialog (its Call-ID -> node table), where it takes A's place. D and C
+    then hear each other through both nodes."""
+    p = await phones(cluster, "101", "102", "103")
+    d_call, a_from_d, node_d = await talking(cluster, p, "103", "101")
+    assert await a_from_d.hold() == 200
+    a_to_c, c_in, node_c = await talking(cluster, p, "101", "102")
+    assert node_d is not node_c
+    if refer_on == "held":     # the usual: REFER the held call, Replaces names the new one
+        refer, named, transferred, target = a_from_d, a_to_c, d_call, c_in
+    else:
+        assert await a_to_c.hold() == 200
+        refer, named, transferred, target = a_to_c, a_from_d, c_in, d_call
+    assert await refer.refer(cluster.uri(target.phone.user), replaces=named) == 202
+    await refer.wait_notify("SIP/2.0 200")
+    await transferred.wait_hearing({target.phone.name}, timeout=5)
+    await target.wait_hearing({transferred.phone.name})
+    await a_from_d.wait_state("terminated")
+    await a_to_c.wait_state("terminated")
+    assert p["101"].active_calls() == []
+    for node in (node_d, node_c):  # one call on each node, its two legs D's and C's side
+        [call] = node.api("/v1/calls")
+        assert "101" not in {leg["number"] for leg in call["legs"]}, (node.name, call)
+    await hangup(d_call, c_in)
+
+
 async def test_blind_transfer_through_the_proxy(cluster: Cluster) -> None:
     p = await phones(cluster, "101", "102", "103")
     a_call, b_in, node = await talking(cluster, p, "101", "102")
