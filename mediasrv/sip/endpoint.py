@@ -27,7 +27,11 @@ non-2xx final, a BYE, or a 481/408/timeout in the dialog (§12.2.1.2, §15).
 
 Responses are addressed per §18.2.2 (received + rport, or the same TCP connection). TLS is
 a stream like TCP (transport name "tls", Via `SIP/2.0/TLS`); the Via of a request we send
-over TCP or TLS carries `alias` (RFC 5923 §5) so the peer may reuse our connection.
+over TCP or TLS carries `alias` (RFC 5923 §5) so the peer may reuse our connection. A request
+that arrives on a stream with `alias` in its top Via (of that transport) offers its connection
+for our requests to its sent-by (port 5060, 5061 for TLS, when none is given):
+`aliases_offered()` hands these offers to the adapter, which alone can check that the
+connection may speak for that address (RFC 5923 §5.3: its certificate names it).
 
 The adapter's loop, in full::
 
@@ -35,6 +39,7 @@ The adapter's loop, in full::
     for out in endpoint.datagrams_to_send():   # Outgoing(data, destination, transport, conn_id)
         send it (over TCP: on conn_id, or a connection to destination when conn_id is None)
     for conn_id in endpoint.connections_to_close(): close it after sending
+    for alias in endpoint.aliases_offered(): check it, then reuse its connection
     call_layer.handle(endpoint.next_events())
     re-arm one loop.call_at(endpoint.get_timer(), ...) that calls handle_timer(loop.time())
 """
@@ -103,6 +108,20 @@ class Outgoing:
     destination: Address
     transport: str
     conn_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AliasOffer:
+    """Stream connection `conn_id` offers itself for requests to `host`:`port` (RFC 5923):
+    the top Via's sent-by (host lower-case, IPv6 without brackets) of a request it carried."""
+
+    conn_id: int
+    transport: str
+    host: str
+    port: int
+
+
+_DEFAULT_PORTS = {"tcp": DEFAULT_PORT, "tls": 5061}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +204,7 @@ class SipEndpoint:
         self._out: list[Outgoing] = []
         self._events: list[SipEvent] = []
         self._to_close: list[int] = []
+        self._aliases: list[AliasOffer] = []
         self._now = 0.0
 
     # == the adapter's side ========================================================================
@@ -214,6 +234,11 @@ class SipEndpoint:
     def connections_to_close(self) -> list[int]:
         """TCP connections whose byte stream can no longer be framed (§18.3)."""
         out, self._to_close = self._to_close, []
+        return out
+
+    def aliases_offered(self) -> list[AliasOffer]:
+        """Connections offered for reuse (RFC 5923 `alias`) since the last call."""
+        out, self._aliases = self._aliases, []
         return out
 
     def get_timer(self) -> float | None:
@@ -384,6 +409,8 @@ class SipEndpoint:
         self._events.append(MalformedDropped(arrival.source, error.reason))
 
     def _on_request(self, request: Request, arrival: _Arrival, now: float) -> None:
+        if arrival.conn_id is not None and "alias" in (request.headers.get("Via") or ""):
+            self._note_alias(request, arrival.conn_id, arrival.transport)
         self._stamp_via(request, arrival.source)
         txn = self._servers.get(server_key(request))
         if txn is not None:
@@ -694,6 +721,13 @@ class SipEndpoint:
             request.headers.add("Max-Forwards", "70")
         if self.config.user_agent and "User-Agent" not in request.headers:
             request.headers.add("User-Agent", self.config.user_agent)
+
+    def _note_alias(self, request: Request, conn_id: int, transport: str) -> None:
+        top = request.top_via
+        if "alias" in top.params and top.transport.lower() == transport:
+            host = top.host.strip("[]").lower()
+            port = top.port or _DEFAULT_PORTS.get(transport, DEFAULT_PORT)
+            self._aliases.append(AliasOffer(conn_id, transport, host, port))
 
     @staticmethod
     def _stamp_via(request: Request, source: Address) -> None:

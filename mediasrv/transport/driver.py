@@ -7,8 +7,9 @@ the TCP connections the endpoint gave up on, hands the endpoint's events to `on_
 re-arms the ONE `loop.call_at` timer from `get_timer()`. A call-layer action taken while
 events are being handed up is flushed by the same loop, so nothing is sent out of order.
 Over TCP and TLS a message with no connection id goes on an open connection to its
-destination, or on a new one of the same transport. It knows no call logic: events go up,
-actions come down.
+destination (one from that address, or one aliased to it: the endpoint's `aliases_offered()`,
+RFC 5923, checked by the listener), or on a new one of the same transport. It knows no call
+logic: events go up, actions come down.
 
 The edge (`guard.py`) sees every input first: banned sources, the per-source rate limit and
 the UDP pre-parse drop input before the SIP parser; every message the parser then refuses is
@@ -118,6 +119,10 @@ class SipDriver:
         self._flushing = True
         try:
             while True:
+                for offer in self.endpoint.aliases_offered():
+                    for tcp in self.tcp:
+                        if tcp.transport == offer.transport and offer.conn_id in tcp.connections:
+                            tcp.alias(offer.conn_id, offer.host, offer.port)
                 out = self.endpoint.datagrams_to_send()
                 events = self.endpoint.next_events()
                 if not out and not events:

@@ -9,11 +9,20 @@ bound to it. An accepted connection from a source the `refuse` check names (a ba
 or beyond `max_per_source` open connections from one address, is closed at once; each
 connection remembers when it opened and last received, for the driver's reaper (slow and idle
 connections). It knows no SIP and no call logic.
+
+Connection reuse (RFC 5923): `alias(conn_id, host, port)` makes a connection the one `find()`
+returns for `host`:`port` (the driver calls it for a request whose top Via carried `alias`),
+once `may_alias` agrees that the connection speaks for that address. Over TCP there is no
+certificate, so only the connection's own source address may be aliased (any port on it): a
+client can take over requests to nobody's address but its own. `TlsListener` also accepts a
+host its verified client certificate names. An alias ends with its connection, and a newer
+alias for the same address replaces an older one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import socket
@@ -38,6 +47,7 @@ class _Connection(asyncio.Protocol):
         self.local: Address = ("", 0)
         self.opened = self.last_rx = 0.0
         self.received = 0  # bytes
+        self.aliases: set[Address] = set()  # addresses this connection stands for (RFC 5923)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -62,7 +72,18 @@ class _Connection(asyncio.Protocol):
         count[self.peer[0]] -= 1
         if count[self.peer[0]] <= 0:
             del count[self.peer[0]]
+        for address in self.aliases:
+            if self.owner.aliases.get(address) == self.id:
+                del self.owner.aliases[address]
         self.owner.on_closed(self.id)
+
+
+def same_ip(host: str, address: str) -> bool:
+    """`host` is an IP literal naming the same address as `address`."""
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(address)
+    except ValueError:
+        return False
 
 
 class TcpListener:
@@ -78,6 +99,8 @@ class TcpListener:
         self.connections: dict[int, _Connection] = {}
         self.per_source: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()  # reason -> connections closed at accept
+        self.aliases: dict[Address, int] = {}  # (host, port) -> connection reused for it
+        self.aliases_refused = 0
         self._server: asyncio.base_events.Server | None = None
 
     def accept(self, host: str) -> bool:
@@ -110,8 +133,28 @@ class TcpListener:
         return conn.peer if conn else None
 
     def find(self, peer: Address) -> int | None:
-        """An open connection to `peer`, for responses after a connection id went stale."""
-        return next((c.id for c in self.connections.values() if c.peer == peer), None)
+        """An open connection to `peer`: one from or to that address, else one aliased to it."""
+        found = next((c.id for c in self.connections.values() if c.peer == peer), None)
+        return found if found is not None else self.aliases.get((peer[0].lower(), peer[1]))
+
+    def alias(self, conn_id: int, host: str, port: int) -> bool:
+        """Reuse connection `conn_id` for requests to `host`:`port` if it may speak for it."""
+        conn = self.connections.get(conn_id)
+        if conn is None:
+            return False
+        host = host.lower()
+        if not self.may_alias(conn, host):
+            self.aliases_refused += 1
+            log.info("%s connection from %s may not stand for %s:%d (no alias)",
+                     self.transport, conn.peer[0], host, port)
+            return False
+        self.aliases[(host, port)] = conn_id
+        conn.aliases.add((host, port))
+        return True
+
+    def may_alias(self, conn: _Connection, host: str) -> bool:
+        """TCP: only the connection's own source address (nothing else proves who it is)."""
+        return same_ip(host, conn.peer[0])
 
     async def connect(self, dest: Address) -> int:
         loop = asyncio.get_running_loop()

@@ -22,7 +22,15 @@ server_hostname=...)`), so the SIP layer sees the same decrypted byte stream, na
   one no entry serves, keeps the default `cert`/`key`.
 
 Requests and responses to a phone registered over TLS go back on its own connection, found by
-its source address (RFC 5923 connection reuse; see `SipDriver._send`).
+its source address (see `SipDriver._send`). A request carrying `alias` in its top Via
+(RFC 5923) makes its connection the one for its sent-by address too, when `may_alias` agrees:
+RFC 5923 §5.3 wants the client authenticated by its certificate, so a host named by the
+verified client certificate (subjectAltName DNS or IP entries, the subject CN only when there
+are no DNS entries; no wildcards, RFC 5922 §7.2) may be aliased. With `ca` set, every client
+is asked for a certificate (verified when one is shown, optional unless `verify_client`), so
+a proxy with one can alias its name. A phone without a certificate gets the TCP rule: only
+its own source address (an IP literal sent-by equal to it) may be aliased, which takes over
+no one else's requests.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import ssl
 from typing import Any
 
 from mediasrv.config_edge import TLS_VERSIONS, TlsConfig
-from mediasrv.transport.tcp import TcpListener
+from mediasrv.transport.tcp import TcpListener, _Connection, same_ip
 from mediasrv.transport.udp import Address
 
 
@@ -66,7 +74,8 @@ def _one_server_context(cfg: TlsConfig, cert: str, key: str) -> ssl.SSLContext:
     ctx.load_cert_chain(cert, key)
     if cfg.ca:
         ctx.load_verify_locations(cafile=cfg.ca)
-    ctx.verify_mode = ssl.CERT_REQUIRED if cfg.verify_client else ssl.CERT_NONE
+    ctx.verify_mode = (ssl.CERT_REQUIRED if cfg.verify_client else
+                       ssl.CERT_OPTIONAL if cfg.ca else ssl.CERT_NONE)
     return ctx
 
 
@@ -115,3 +124,23 @@ class TlsListener(TcpListener):
         conn = self.connections.get(conn_id)
         sslobj = conn.transport.get_extra_info("ssl_object") if conn and conn.transport else None
         return getattr(sslobj, "sni", None)
+
+    def may_alias(self, conn: _Connection, host: str) -> bool:
+        """The verified client certificate names `host`, or `host` is the source address."""
+        sslobj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+        cert = sslobj.getpeercert() if sslobj is not None else None
+        if cert and any(h == host or same_ip(host, h) for h in certificate_hosts(cert)):
+            return True
+        return same_ip(host, conn.peer[0])
+
+
+def certificate_hosts(cert: dict[str, Any]) -> set[str]:
+    """The hosts a verified peer certificate (`getpeercert()`) names, lower-case: its
+    subjectAltName DNS and IP entries, or its subject CN when it has no DNS entry
+    (RFC 5922 §7.1)."""
+    san = cert.get("subjectAltName", ())
+    dns = {v.lower().rstrip(".") for k, v in san if k == "DNS"}
+    ips = {v for k, v in san if k == "IP Address"}
+    if not dns:
+        dns = {v.lower() for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"}
+    return {h for h in dns if not h.startswith("*")} | ips

@@ -407,3 +407,64 @@ async def test_verify_client_wants_a_certificate_signed_by_ca(
             await phone.close()
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("transport,with_cert,via_host,reused", [
+    ("tls", True, "localhost", True),    # its verified certificate names the sent-by host
+    ("tls", False, "localhost", False),  # no certificate: a name is not taken on its word
+    ("tcp", False, "127.0.0.1", True),   # TCP: the connection's own source address
+    ("tcp", False, "localhost", False),  # TCP: never a name
+])
+async def test_an_alias_via_makes_the_connection_carry_our_requests_to_its_sent_by(
+        tmp_path: Path, tls_pair: tuple[str, str], transport: str, with_cert: bool,
+        via_host: str, reused: bool) -> None:
+    """RFC 5923: a proxy connects to us and sends a request whose top Via carries `alias`
+    and names its own listening port, where nothing listens here. Our INVITE to that
+    address (the outbound proxy) must then travel on the proxy's connection; without the
+    alias a new connection is tried, refused, and the call fails."""
+    dead = free_port()
+    site = tls_site(tmp_path, tls_pair, f'ca = "{tls_pair[0]}"\n')
+    (site / "99-zz-proxy.toml").write_text(
+        f'[sip]\noutbound_proxy = "sip:{via_host}:{dead};transport={transport}"\n')
+    server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
+    await server.start()
+    h = TlsHarness(server, tmp_path)
+    ctx = tls_client_context(tls_pair[0])
+    if with_cert:
+        ctx.load_cert_chain(*tls_pair)  # the proxy's certificate: localhost, 127.0.0.1
+    addr = h.tls_addr if transport == "tls" else h.sip_addr
+    proxy = StreamClient("proxy", "", addr, transport=transport, ssl_context=ctx)
+    listener = next(t for t in server.driver.tcp if t.transport == transport)
+    try:
+        await proxy.connect()
+        options = proxy.request("OPTIONS", f"sip:{addr[0]}:{addr[1]}")
+        options.headers = [(k, f"SIP/2.0/{transport.upper()} {via_host}:{dead};branch="
+                               f"z9hG4bKalias{transport}{with_cert};alias" if k == "Via" else v)
+                           for k, v in options.headers]
+        assert (await proxy.transact(options)).status < 500
+        assert bool(listener.aliases) == reused
+        a = await h.phone("A", "101")
+        call = await a.call(h.uri("105"), wait=False)  # 105 is not registered: the proxy's
+        if not reused:
+            assert await call.wait_final() >= 400
+            with pytest.raises(TimeoutError):
+                await proxy.read_message(timeout=0.3)
+        else:
+            invite = await proxy.read_message()
+            assert invite.method == "INVITE" and invite.start.startswith("INVITE sip:105@")
+            busy = Msg("SIP/2.0 486 Busy Here", [(k, v) for k, v in invite.headers
+                                                  if k in ("Via", "From", "Call-ID", "CSeq")])
+            busy.headers.append(("To", invite.get("To") + ";tag=alias1"))
+            await proxy.send_raw(bytes(busy))
+            assert await call.wait_final() == 486
+            assert (await proxy.read_message()).method == "ACK"
+            assert list(listener.connections.values())[0].inbound
+            assert len(listener.connections) == 1  # no connection of ours was opened
+        await proxy.close()
+        await wait_until(lambda: not listener.aliases, 3, "the alias to end with its connection")
+        await assert_nothing_leaked(h)
+    finally:
+        await proxy.close()
+        for phone in h.phones:
+            await phone.close()
+        await server.stop()
