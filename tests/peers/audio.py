@@ -81,7 +81,6 @@ def _alaw_encode_table() -> np.ndarray:
 
 _DECODE = {0: _ulaw_decode_table(), 8: _alaw_decode_table()}
 _ENCODE = {0: _ulaw_encode_table(), 8: _alaw_encode_table()}
-CODEC_PT = {"PCMU": 0, "PCMA": 8}
 
 
 def encode(pcm: np.ndarray, pt: int = 0) -> bytes:
@@ -94,9 +93,11 @@ def decode(payload: bytes, pt: int = 0) -> np.ndarray:
     return _DECODE[pt][np.frombuffer(payload, dtype=np.uint8)]
 
 
-def sine(freqs: Iterable[float], n: int, start: int = 0, amplitude: float = 8000.0) -> np.ndarray:
-    """``n`` samples of the sum of sines at ``freqs`` (each ``amplitude``) from sample ``start``."""
-    t = (np.arange(n) + start) / RATE
+def sine(freqs: Iterable[float], n: int, start: int = 0, amplitude: float = 8000.0,
+         rate: int = RATE) -> np.ndarray:
+    """``n`` samples at ``rate`` of the sum of sines at ``freqs`` (each ``amplitude``) from
+    sample ``start``."""
+    t = (np.arange(n) + start) / rate
     out = np.zeros(n)
     for f in freqs:
         out += amplitude * np.sin(2 * np.pi * f * t)
@@ -115,11 +116,15 @@ class ToneSource:
     def __init__(self, freqs: Iterable[float], amplitude: float = 8000.0) -> None:
         self.freqs = tuple(freqs)
         self.amplitude = amplitude
-        self._pos = 0
+        self._pos = 0           # samples sent, counted at 8 kHz
+        self._rate = RATE
 
-    def frame(self, n: int = FRAME) -> np.ndarray:
-        """The next ``n`` samples."""
-        out = sine(self.freqs, n, self._pos, self.amplitude)
+    def frame(self, n: int = FRAME, rate: int = RATE) -> np.ndarray:
+        """The next ``n`` samples at ``rate`` (a multiple of 8 kHz; a change keeps the phase)."""
+        if rate != self._rate:
+            self._pos = self._pos * rate // self._rate
+            self._rate = rate
+        out = sine(self.freqs, n, self._pos, self.amplitude, rate)
         self._pos += n
         return out
 

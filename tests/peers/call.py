@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tests.peers import audio
+from tests.peers import audio, codecs
 from tests.peers.rtp import RtpSession
 from tests.peers.sipmsg import (
     ANSWER_DIRECTION,
@@ -75,6 +75,7 @@ class Call:
         self.remote_sdp: Sdp | None = None
         self.hearing = audio.Hearing()
         self.rtp = RtpSession(phone.tone_hz, self.hearing, phone.host)
+        self.rtp.ptime = phone.ptime
         self._sdp_session = secrets.randbelow(10**9)
         self._sdp_version = 0
         self._acked = asyncio.Event()
@@ -140,20 +141,34 @@ class Call:
         self.remote_sdp = sdp
         rtp = self.rtp
         rtp.remote = None if sdp.port == 0 or sdp.host == "0.0.0.0" else (sdp.host, sdp.port)
-        rtp.pt = next((pt for pt in sdp.payloads if pt in self.phone.payloads), rtp.pt)
+        chosen = self._our_codec(sdp)
+        if chosen is not None:
+            rtp.set_codec(*chosen)
         rtp.dtmf_pt = sdp.dtmf_pt if self.phone.dtmf_pt is not None else None
         rtp.remote_direction = sdp.direction
 
+    def _our_codec(self, sdp: Sdp) -> tuple[str, int] | None:
+        """The first of the remote's formats that we speak: (codec name, its payload type)."""
+        for pt in sdp.payloads:
+            name = codecs.name_of(sdp.rtpmap.get(pt, ""))
+            if name in self.phone.codecs:
+                return name, pt
+        return None
+
     def _sdp(self, direction: str, answer_to: Sdp | None = None) -> bytes:
         self._sdp_version += 1
-        payloads = self.phone.payloads
+        names = {codecs.STATIC_PT[c]: c for c in self.phone.codecs}
         dtmf = self.phone.dtmf_pt
         if answer_to is not None:
-            payloads = [pt for pt in answer_to.payloads if pt in payloads][:1]
+            chosen = self._our_codec(answer_to)
+            names = {chosen[1]: chosen[0]} if chosen else {}
             dtmf = answer_to.dtmf_pt if dtmf is not None else None
         self.rtp.local_direction = direction
-        return build_sdp(self.phone.host, self.rtp.port, payloads, dtmf, direction,
-                         self._sdp_session, self._sdp_version)
+        return build_sdp(self.phone.host, self.rtp.port, list(names), dtmf, direction,
+                         self._sdp_session, self._sdp_version,
+                         {pt: codecs.RTPMAP[c] for pt, c in names.items()},
+                         {pt: codecs.FMTP[c] for pt, c in names.items() if c in codecs.FMTP},
+                         self.rtp.ptime)
 
     # --- in-dialog requests ----------------------------------------------------------------
 

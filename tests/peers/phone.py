@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tests.peers import audio
-from tests.peers.audio import CODEC_PT
 from tests.peers.call import T1, T2, Call, until
 from tests.peers.sipmsg import (
     ANSWER_DIRECTION,
@@ -91,7 +90,8 @@ class TestPhone:
     def __init__(self, name: str = "A", user: str | None = None, password: str | None = None, *,
                  server: Addr | None = None, domain: str | None = None, host: str = "127.0.0.1",
                  answer: int | None = 200, answer_after: float = 0.0, ring: bool = True,
-                 codecs: Iterable[str] = ("PCMU", "PCMA"), dtmf_pt: int | None = 101) -> None:
+                 codecs: Iterable[str] = ("PCMU", "PCMA"), dtmf_pt: int | None = 101,
+                 ptime: int = 20) -> None:
         self.name = name
         self.user = user or name.lower()
         self.password = password
@@ -101,7 +101,8 @@ class TestPhone:
         self.answer_code = answer
         self.answer_after = answer_after
         self.ring = ring
-        self.payloads = [CODEC_PT[c] for c in codecs]
+        self.codecs = [c.upper() for c in codecs]       # peers.codecs.NAMES, offer order
+        self.ptime = ptime
         self.dtmf_pt = dtmf_pt
         self.tone_hz: tuple[float, ...] = (audio.TONE_HZ[name],) if name in audio.TONE_HZ else ()
         self.events: list[SipEvent] = []

@@ -2,9 +2,11 @@
 
 How this works
 --------------
-* One UDP socket per call (even port, RFC 3550 §11). A sender task ticks every 20 ms on the
-  loop clock (drift-free: it sleeps to ``start + k·20 ms``) and sends one packet per tick with
-  seq +1 and timestamp +160 (RFC 3550 §5.1, RFC 3551 §4.5.14 for 8 kHz G.711), one SSRC.
+* One UDP socket per call (even port, RFC 3550 §11). A sender task ticks every ``ptime``
+  (20 ms unless the phone is made with another) on the loop clock (drift-free: it sleeps to
+  ``start + k·ptime``) and sends one packet per tick with seq +1 and the timestamp advanced
+  by ptime on the codec's RTP clock (RFC 3550 §5.1; 8000 Hz for G.711 and G.722, 48000 for
+  Opus: codecs.py), one SSRC. Audio is made at the codec's own rate (16 kHz for G.722/Opus).
 * A tick sends, in order of priority: a pending RFC 4733 event packet, an in-band DTMF frame,
   or the identity tone. RFC 4733 §2.5: every packet of one event carries the timestamp of
   the event's start, the first has the marker bit, the duration grows by 160 per packet, and
@@ -13,8 +15,8 @@ How this works
   The audio timestamp keeps running during the event, so audio resumes in step.
 * Whether we send follows the negotiated direction (RFC 3264 §6.1): only when our side is
   ``sendrecv``/``sendonly`` and the peer's is ``sendrecv``/``recvonly``.
-* Received G.711 is decoded into a ``Hearing``; received RFC 4733 events are reported once
-  per event (dedupe on timestamp) when their end packet arrives.
+* Received audio is decoded (to 8 kHz) into a ``Hearing``; received RFC 4733 events are
+  reported once per event (dedupe on timestamp) when their end packet arrives.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tests.peers import audio
+from tests.peers import audio, codecs
 
 DTMF_EVENT = {k: i for i, k in enumerate("0123456789*#")} | {"A": 12, "B": 13, "C": 14, "D": 15}
 EVENT_DTMF = {v: k for k, v in DTMF_EVENT.items()}
@@ -93,6 +95,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.dtmf_received: list[str] = []
         self.remote: tuple[str, int] | None = None
         self.pt = 0
+        self.codec = codecs.make("PCMU")
+        self.ptime = 20                                # ms per packet
         self.dtmf_pt: int | None = None
         self.local_direction = "sendrecv"
         self.remote_direction = "sendrecv"
@@ -103,7 +107,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.ts = secrets.randbits(32)
         self._events: list[tuple[bytes, bool]] = []  # queued (payload, marker) for RFC 4733
         self._event_ts = 0
-        self._inband: list[np.ndarray] = []
+        self._inband: list[audio.ToneSource | None] = []   # one entry per packet
         self._seen_events: set[tuple[int, int]] = set()
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -122,8 +126,21 @@ class RtpSession(asyncio.DatagramProtocol):
         assert self._transport is not None
         return self._transport.get_extra_info("sockname")[1]
 
+    def set_codec(self, name: str, pt: int) -> None:
+        """Send and decode ``name`` at payload type ``pt`` from now on."""
+        self.pt = pt
+        if name != self.codec.name:
+            self.codec.close()
+            self.codec = codecs.make(name)
+
+    @property
+    def samples(self) -> int:
+        """Samples of audio per packet at the codec's rate."""
+        return self.codec.rate * self.ptime // 1000
+
     def close(self) -> None:
         """Stop sending and release the socket."""
+        self.codec.close()
         if self._task:
             self._task.cancel()
         if self._transport:
@@ -140,12 +157,12 @@ class RtpSession(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         due = loop.time()
         while True:
-            due += 0.02
+            due += self.ptime / 1000
             await asyncio.sleep(max(0.0, due - loop.time()))
             self._tick()
 
     def _tick(self) -> None:
-        self.ts = (self.ts + audio.FRAME) & 0xFFFFFFFF
+        self.ts = (self.ts + self.codec.clock * self.ptime // 1000) & 0xFFFFFFFF
         if not self.will_send:
             self._events.clear()
             self._inband.clear()
@@ -154,8 +171,12 @@ class RtpSession(asyncio.DatagramProtocol):
             payload, marker = self._events.pop(0)
             self._send(self.dtmf_pt, self._event_ts, payload, marker)
             return
-        pcm = self._inband.pop(0) if self._inband else self.source.frame()
-        self._send(self.pt, self.ts, audio.encode(pcm, self.pt))
+        source = self._inband.pop(0) if self._inband else self.source
+        if source is None:
+            pcm = np.zeros(self.samples, np.int16)
+        else:
+            pcm = source.frame(self.samples, self.codec.rate)
+        self._send(self.pt, self.ts, self.codec.encode(pcm))
 
     def _send(self, pt: int, ts: int, payload: bytes, marker: bool = False) -> None:
         self.seq = (self.seq + 1) & 0xFFFF
@@ -167,22 +188,25 @@ class RtpSession(asyncio.DatagramProtocol):
     def queue_rfc4733(self, digit: str, duration: float = 0.1, volume: int = 10) -> float:
         """Queue one RFC 4733 event; returns the seconds it will take to send."""
         event = DTMF_EVENT[digit.upper()]
-        steps = max(1, round(duration / 0.02))
-        self._event_ts = (self.ts + audio.FRAME) & 0xFFFFFFFF  # the tick that sends packet 1
-        packets = [(dtmf_payload(event, False, volume, audio.FRAME * (i + 1)), i == 0)
+        steps = max(1, round(duration * 1000 / self.ptime))
+        step = 8 * self.ptime                              # telephone-event/8000 units
+        # the tick that sends packet 1, on the audio's clock (same SSRC and timestamp space)
+        self._event_ts = (self.ts + self.codec.clock * self.ptime // 1000) & 0xFFFFFFFF
+        packets = [(dtmf_payload(event, False, volume, step * (i + 1)), i == 0)
                    for i in range(steps - 1)]
-        end = dtmf_payload(event, True, volume, audio.FRAME * steps)
+        end = dtmf_payload(event, True, volume, step * steps)
         packets += [(end, steps == 1)] + [(end, False)] * 2
         self._events.extend(packets)
-        return 0.02 * len(packets)
+        return self.ptime / 1000 * len(packets)
 
     def queue_inband(self, digit: str, duration: float = 0.1, gap: float = 0.06) -> float:
         """Queue an in-band DTMF tone (replacing the identity tone) and a silent gap."""
         tone = audio.ToneSource(audio.dtmf_freqs(digit), amplitude=6000)
-        frames = [tone.frame() for _ in range(max(1, round(duration / 0.02)))]
-        frames += [np.zeros(audio.FRAME, np.int16)] * max(1, round(gap / 0.02))
-        self._inband.extend(frames)
-        return 0.02 * len(frames)
+        packets: list[audio.ToneSource | None] = [tone] * max(1, round(duration * 1000
+                                                                     / self.ptime))
+        packets += [None] * max(1, round(gap * 1000 / self.ptime))
+        self._inband.extend(packets)
+        return self.ptime / 1000 * len(packets)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Decode audio into the hearing; collect DTMF events."""
@@ -194,7 +218,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats.received += 1
         self.stats.payload_types.add(pt)
         self.stats.ssrcs.add(ssrc)
-        if pt in (0, 8):
+        if pt == self.pt and pt != self.dtmf_pt:
+            self.hearing.feed(self.codec.decode(payload))
+        elif pt in (0, 8):
             self.hearing.feed(audio.decode(payload, pt))
         elif pt == self.dtmf_pt and len(payload) >= 4 and payload[1] & 0x80:
             if (ssrc, ts) not in self._seen_events:

@@ -212,7 +212,7 @@ def digest_authorization(ch: dict[str, str], method: str, uri: str, user: str, p
 
 # --- SDP (RFC 4566, RFC 3264) ----------------------------------------------------------------
 
-RTPMAP = {0: "PCMU/8000", 8: "PCMA/8000"}
+RTPMAP = {0: "PCMU/8000", 8: "PCMA/8000", 9: "G722/8000"}   # static PTs (RFC 3551 §6)
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 # RFC 3264 §6.1: the answer's direction mirrors the offer's.
 ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
@@ -259,13 +259,16 @@ def parse_sdp(body: bytes) -> Sdp:
 
 
 def build_sdp(host: str, port: int, payloads: list[int], dtmf_pt: int | None, direction: str,
-              session: int, version: int) -> bytes:
-    """An SDP body with one audio stream."""
+              session: int, version: int, rtpmap: dict[int, str] | None = None,
+              fmtp: dict[int, str] | None = None, ptime: int = 20) -> bytes:
+    """An SDP body with one audio stream; ``rtpmap`` names dynamic payload types."""
     pts = payloads + ([dtmf_pt] if dtmf_pt is not None else [])
+    names = RTPMAP | (rtpmap or {})
     lines = ["v=0", f"o=- {session} {version} IN IP4 {host}", "s=-", f"c=IN IP4 {host}", "t=0 0",
              f"m=audio {port} RTP/AVP {' '.join(map(str, pts))}"]
-    lines += [f"a=rtpmap:{pt} {RTPMAP[pt]}" for pt in payloads]
+    lines += [f"a=rtpmap:{pt} {names[pt]}" for pt in payloads]
+    lines += [f"a=fmtp:{pt} {fmtp[pt]}" for pt in payloads if fmtp and pt in fmtp]
     if dtmf_pt is not None:
         lines += [f"a=rtpmap:{dtmf_pt} telephone-event/8000", f"a=fmtp:{dtmf_pt} 0-16"]
-    lines += ["a=ptime:20", f"a={direction}"]
+    lines += [f"a=ptime:{ptime}", f"a={direction}"]
     return ("\r\n".join(lines) + "\r\n").encode()
