@@ -21,6 +21,7 @@ from mediasrv.api.commands import CommandError
 from mediasrv.api.commands import add_parsers as add_ops_parsers
 from mediasrv.api.commands import calls as ops_calls
 from mediasrv.api.commands import show as ops_show
+from mediasrv.api.commands import voicemail as ops_voicemail
 from mediasrv.config import (
     Config,
     ConfigError,
@@ -169,10 +170,11 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _ops_command(args: argparse.Namespace) -> int:
-    """`show` and `calls` (mediasrv/api/commands.py): same configuration as `run`."""
+    """`show`, `calls` and `voicemail` (mediasrv/api/commands.py): same configuration as `run`."""
     try:
         cfg = _load(args)
-        print((ops_show if args.command == "show" else ops_calls)(cfg, args))
+        command = {"show": ops_show, "calls": ops_calls, "voicemail": ops_voicemail}
+        print(command[args.command](cfg, args))
     except (ConfigError, CommandError, NoConfigError) as exc:
         print(f"mediasrv {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -192,4 +194,5 @@ def _export_subscribers(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"run": _run, "check-config": _check_config, "init": _init, "show": _ops_command,
-            "calls": _ops_command, "export-subscribers": _export_subscribers}[args.command](args)
+            "calls": _ops_command, "voicemail": _ops_command,
+            "export-subscribers": _export_subscribers}[args.command](args)

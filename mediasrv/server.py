@@ -238,7 +238,7 @@ class Server:
     def _open_store(self) -> Store:
         path = self.config.storage.path
         try:
-            return Store(path)
+            return Store(path, self.config.sip.node_id)
         except (OSError, sqlite3.Error) as exc:
             reason = getattr(exc, "strerror", None) or exc
             raise StartupError(f"storage.path {path}: {reason}") from exc

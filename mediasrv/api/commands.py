@@ -1,11 +1,14 @@
-"""The operator's commands: `mediasrv show registrations|calls|channels` and `mediasrv calls`.
+"""The operator's commands: `mediasrv show registrations|calls|channels`, `mediasrv calls` and
+`mediasrv voicemail`.
 
 How this works: `show` asks a running server through its API (address and token from the same
 configuration `run` reads, or `--api`/`--token`) with the standard library's `http.client`,
 and prints a table or, with `--json`, the API's JSON as is. `calls` reads the call records
 straight from the SQLite store (`storage.path`) opened read-only, so it works whether or not
 the server runs; `--since` takes a date/time (`2026-11-26`, `2026-11-26T09:30`) or an age
-(`90s`, `15m`, `4h`, `2d`).
+(`90s`, `15m`, `4h`, `2d`). `voicemail` reads the voicemail index from the store the same way.
+Both print each row's node (`sip.node_id`): behind a proxy, the `--json` of every node
+concatenated is the whole history (rows unique by node and call id, or node and message id).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 
 from mediasrv.call.records import CallRecord, open_readonly, query
+from mediasrv.call.store import VoicemailRow, voicemail_index
 from mediasrv.config import Config
 
 VIEWS = ("registrations", "calls", "channels")
@@ -47,6 +52,10 @@ def add_parsers(sub: argparse._SubParsersAction,
     calls.add_argument("--limit", type=int, default=1000)
     calls.add_argument("--json", action="store_true", help="print JSON")
     config_options(calls)
+    mail = sub.add_parser("voicemail", help="print the voicemail index from the store")
+    mail.add_argument("--mailbox", default="", help="only this extension's messages")
+    mail.add_argument("--json", action="store_true", help="print JSON")
+    config_options(mail)
 
 
 # ---------------------------------------------------------------------- show
@@ -207,6 +216,36 @@ def _records(records: list[CallRecord]) -> str:
                      length, talk, " > ".join(dict.fromkeys(states)) or "-"])
     return _table(["STARTED", "FROM", "TO", "ANSWERED BY", "RESULT", "LENGTH", "TALK",
                    "TRANSFER"], rows)
+
+
+# ---------------------------------------------------------------------- voicemail
+
+
+def voicemail(cfg: Config, args: argparse.Namespace) -> str:
+    """The text `mediasrv voicemail` prints."""
+    path = cfg.storage.path
+    if not path.exists():
+        raise CommandError(f"no voicemail yet: {path} does not exist")
+    try:
+        db = open_readonly(str(path))
+        try:
+            rows = voicemail_index(db, args.mailbox)
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            raise CommandError(f"no voicemail index in {path} yet") from exc
+        raise CommandError(f"cannot read the voicemail index from {path}: {exc}") from exc
+    if args.json:
+        return json.dumps([asdict(r) for r in rows], indent=2)
+    return _messages(rows) if rows else "no messages" + (
+        f" for {args.mailbox}" if args.mailbox else "")
+
+
+def _messages(rows: list[VoicemailRow]) -> str:
+    return _table(["RECEIVED", "MAILBOX", "FROM", "LENGTH", "HEARD", "NODE", "FILE"],
+                  [[_clock(r.received_at), r.mailbox, r.caller, f"{r.seconds:.1f}s",
+                    "yes" if r.heard else "no", r.node or "-", r.path] for r in rows])
 
 
 def _clock(ts: float) -> str:

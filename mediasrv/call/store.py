@@ -1,9 +1,14 @@
-"""The server's SQLite store: registrations and the voicemail index (call records later).
+"""The server's SQLite store: registrations and the voicemail index (call records: records.py).
 
 How this works: one `sqlite3` connection on the asyncio thread (all writes are small and made
 on the loop), WAL journal so a crash loses no committed row, schema created on open. Each
-user of the store (registrar, voicemail, call records) owns its own table and its own methods
-here, so the SQL lives in one file.
+user of the store (registrar, voicemail) owns its own table and its own methods here, so the
+SQL lives in one file.
+
+Each voicemail row carries the node that recorded the message (`sip.node_id`), as call records
+do: behind a proxy a mailbox's messages are spread over the nodes' stores (and their WAVs
+over the nodes' disks), and the indexes merge into one, rows unique by (node, id). A store
+written before the column existed gets it on open (its rows: node '').
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ CREATE TABLE IF NOT EXISTS voicemail (
     path        TEXT NOT NULL,
     seconds     REAL NOT NULL,
     received_at REAL NOT NULL,
-    heard       INTEGER NOT NULL DEFAULT 0
+    heard       INTEGER NOT NULL DEFAULT 0,
+    node        TEXT NOT NULL DEFAULT ''
 );
 """
+_VOICEMAIL = "id, mailbox, caller, path, seconds, received_at, heard, node"
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,31 @@ class BindingRow:
     transport: str
 
 
+@dataclass(frozen=True)
+class VoicemailRow:
+    """One message in the voicemail index; `path` is on the disk of node `node`."""
+
+    id: int
+    mailbox: str
+    caller: str
+    path: str
+    seconds: float
+    received_at: float
+    heard: bool
+    node: str
+
+
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, node: str = "") -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.node = node  # sip.node_id, written in every voicemail row
         self.db = sqlite3.connect(str(path), isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if not _has_node_column(self.db):  # a store from before the index carried the node
+            self.db.execute("ALTER TABLE voicemail ADD COLUMN node TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -83,10 +107,25 @@ class Store:
 
     def add_voicemail(self, mailbox: str, caller: str, path: str, seconds: float,
                       received_at: float) -> None:
-        self.db.execute("INSERT INTO voicemail (mailbox, caller, path, seconds, received_at) "
-                        "VALUES (?,?,?,?,?)", (mailbox, caller, path, seconds, received_at))
+        self.db.execute("INSERT INTO voicemail (mailbox, caller, path, seconds, received_at, "
+                        "node) VALUES (?,?,?,?,?,?)",
+                        (mailbox, caller, path, seconds, received_at, self.node))
 
     def voicemails(self, mailbox: str) -> list[tuple[str, str, float, float]]:
         rows = self.db.execute("SELECT caller, path, seconds, received_at FROM voicemail "
                                "WHERE mailbox = ? ORDER BY id", (mailbox,))
         return list(rows)
+
+
+def voicemail_index(db: sqlite3.Connection, mailbox: str = "") -> list[VoicemailRow]:
+    """The index (of `mailbox`, or all), oldest first; `db` may be a read-only connection to
+    a store of any age (before the node column: node '')."""
+    columns = _VOICEMAIL if _has_node_column(db) else _VOICEMAIL.replace(", node", ", ''")
+    where, params = ("WHERE mailbox = ?", (mailbox,)) if mailbox else ("", ())
+    rows = db.execute(f"SELECT {columns} FROM voicemail {where} ORDER BY received_at, id",
+                      params)
+    return [VoicemailRow(i, m, c, p, s, r, bool(h), n) for i, m, c, p, s, r, h, n in rows]
+
+
+def _has_node_column(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "node" for row in db.execute("PRAGMA table_info(voicemail)"))

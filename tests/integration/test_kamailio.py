@@ -298,3 +298,10 @@ async def test_voicemail_of_an_extension_no_proxy_knows(cluster: Cluster) -> Non
     hearing = audio.Hearing(window=10.0)
     hearing.feed(pcm[-rate // 2:], now=0.0)          # the last half second of the message
     assert len(pcm) > rate // 2 and hearing.tones(now=0.0) == {NAMES["101"]}
+    # each node's index names it; merged, they list the one message, on the node holding it
+    index = [row for n in cluster.nodes for row in json.loads(await cli(
+        "voicemail", "--json", "-c", str(DEFAULT_CONFIG_DIR), "-c", str(n.site)))]
+    [row] = index
+    assert (row["mailbox"], row["caller"], Path(row["path"])) == ("104", "101", messages()[0])
+    assert messages()[0].is_relative_to(next(n.site for n in cluster.nodes
+                                             if n.name == row["node"]))
