@@ -48,14 +48,15 @@ def moh_tone_site(tmp_path: Path) -> str:
     return f'[moh.default]\nfiles = ["{path}"]\n'
 
 
-def site_config(tmp_path: Path, extra: str = "") -> Path:
+def site_config(tmp_path: Path, extra: str = "", rtp: str = "") -> Path:
+    """The test server's site directory; `rtp` holds extra lines of its `[rtp]` table."""
     port = free_port()
     rtp_min, rtp_max = server_rtp_ports()  # a window of this xdist worker's own
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "99-test.toml").write_text(
         f'[sip]\nlisten = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}"]\ntimer_t1 = 0.05\n'
-        f'[rtp]\nports = [{rtp_min}, {rtp_max}]\n'
+        f'[rtp]\nports = [{rtp_min}, {rtp_max}]\n{rtp}'
         f'[storage]\npath = "{tmp_path}/db.sqlite3"\n[api]\nlisten = ""\n' + extra)
     return site
 
@@ -118,7 +119,8 @@ async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     extra = marker.args[0] if marker else ""
     if request.node.get_closest_marker("moh_tone"):
         extra += moh_tone_site(tmp_path)
-    site = site_config(tmp_path, extra)
+    rtp = request.node.get_closest_marker("rtp")
+    site = site_config(tmp_path, extra, rtp.args[0] if rtp else "")
     config = load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR)
     server = Server(config)
     await server.start()
