@@ -7,14 +7,24 @@ How this works:
   transfer (else 404) other than the transferred party's own (else 403, as the transfer
   spec treats that addressee as invalid). Accepted, it gets 202 and an implicit
   subscription (RFC 3515 §2.4.4): NOTIFY `message/sipfrag` "100 Trying", then one final
-  status, the last NOTIFY terminating the subscription.
+  status, the last NOTIFY terminating the subscription. The subscription outlives the call:
+  a phone that hangs up right after the 202 (many do, RFC 5589 §6) ended the invite usage of
+  the dialog, not this one (RFC 5057), so it still gets the outcome. One that outlasts its
+  60 s ends with the last status and `reason=timeout` (RFC 6665): never left hanging.
   `Refer-Sub: false` (RFC 4488 §4) is echoed in the 202 and no NOTIFY is sent.
 - Attended (Refer-To carries `?Replaces=`, RFC 5589 §7, RFC 3891): the named dialog is one
   of ours (the transferer's consultation leg), so instead of letting an INVITE with Replaces
   go anywhere the two remote parties are joined here. RFC 3891 §3 answers (481, 603, 486)
-  come back in the NOTIFY; a Replaces naming the REFER's own dialog gets 488. A REFER may
-  name an early dialog we did not initiate (the addressee still rings): that is the blond
-  transfer of the spec, so unlike an INVITE it is not a 481. A caller still waiting on the
+  come back in the NOTIFY; a Replaces naming the REFER's own dialog gets 488. The named
+  dialog is taken as the consultation's leg at the transferer's phone; naming the server's
+  far-side dialog of it (towards the consulted party) means the same consultation.
+- Early dialogs (the choice made here, as PBXes do): a REFER may name the transferer's
+  consultation while it still rings. Unlike an INVITE (RFC 3891 §3 would answer 481) it is
+  accepted: the blond transfer of RFC 5589 §7.3 / the transfer spec. The consultation gets
+  487, the ringing leg now rings for the transferred party, and the transferer's NOTIFY
+  carries the outcome: 200 when it answers, 486/480 when it is busy or not answered (the
+  call is given back, or the transferred party hears the "failed" tone if the transferer
+  left), 487 when the transferred party hangs up first. A caller still waiting on the
   transferer's ringing leg is answered here.
 - Behind a proxy (`sip.outbound_proxy` set), a Replaces naming no dialog of ours names one
   another node holds (the phone's two calls landed on two nodes). Then this node does what
@@ -54,23 +64,47 @@ def sipfrag(status: int) -> bytes:
 
 
 class Subscription:
-    """The implicit subscription a REFER creates (RFC 3515 §2.4.4-§2.4.6)."""
+    """The implicit subscription a REFER creates (RFC 3515 §2.4.4-§2.4.6).
+
+    It outlives the call it came with: the transferer's BYE ends the invite usage of the
+    dialog, not this subscription usage (RFC 5057), so a phone that hangs up right after the
+    202 still gets the outcome. It ends with the final status, or when it expires
+    (`terminated;reason=timeout` with the last status, RFC 6665)."""
 
     def __init__(self, legs: Legs, leg: SipLeg, refer: Request, enabled: bool) -> None:
         self.legs, self.leg, self.enabled = legs, leg, enabled
         self.event = f"refer;id={refer.cseq[0]}"
         self.done = False
+        self.last = 100
+        self._expiry = legs.clock.call_later(SUBSCRIPTION_EXPIRES, self._expired) \
+            if enabled else None
 
     def notify(self, status: int) -> None:
         """NOTIFY the sipfrag `status`; a final status (>= 200) ends the subscription."""
-        final = status >= 200
-        if self.done or not self.enabled or self.leg.ended or self.leg.dialog is None:
-            self.done = self.done or final
+        if self.done:
             return
-        self.done = final
-        state = "terminated;reason=noresource" if final else \
-            f"active;expires={SUBSCRIPTION_EXPIRES}"
-        request = self.leg.dialog.create_request("NOTIFY", body=sipfrag(status), headers=(
+        self.last = status
+        if status >= 200:
+            self._end("terminated;reason=noresource")
+        else:
+            self._send(f"active;expires={SUBSCRIPTION_EXPIRES}")
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if not self.done:
+            self._end("terminated;reason=timeout")
+
+    def _end(self, state: str) -> None:
+        self.done = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._send(state)
+
+    def _send(self, state: str) -> None:
+        if not self.enabled or self.leg.dialog is None:
+            return
+        request = self.leg.dialog.create_request("NOTIFY", body=sipfrag(self.last), headers=(
             ("Event", self.event), ("Subscription-State", state),
             ("Content-Type", "message/sipfrag;version=2.0")))
         self.legs.sip.send_request(request, self.leg.destination)
@@ -176,6 +210,8 @@ class ReferRequests:
         """(the replaced leg, the party to join) for a Replaces that names one of our
         dialogs; otherwise the RFC 3891 answer goes in the final NOTIFY and None."""
         match, replaced = find(self.legs, rid)
+        if replaced is not None:
+            replaced = _near_side(self.legs, replaced, transferer)
         status = REFER_CHECKS.get((match, rid.early_only))
         target = party_of(self.legs, replaced) if replaced is not None else None
         if status is None and replaced is transferer:
@@ -203,8 +239,24 @@ class ReferRequests:
         return len(self._subs)
 
     def _forget_done(self) -> None:
-        for leg in [leg for leg, sub in self._subs.items() if sub.done or leg.ended]:
+        for leg in [leg for leg, sub in self._subs.items() if sub.done]:
             del self._subs[leg]
+
+
+def _near_side(legs: Legs, named: SipLeg, transferer: SipLeg) -> SipLeg:
+    """The leg of the named dialog's call that is at the transferer's phone: `named`, or its
+    party when the Replaces named the far side (the server's own dialog with the consulted
+    party, which the phone could only have learnt elsewhere): the same consultation."""
+    party = party_of(legs, named)
+    if party is not None and not _at_phone(named, transferer) and _at_phone(party, transferer):
+        return party
+    return named
+
+
+def _at_phone(leg: SipLeg, phone: SipLeg) -> bool:
+    """True when `leg` is a dialog with the same phone (its flow) as the leg `phone`."""
+    return leg.destination == phone.destination or \
+        any(fork.destination == phone.destination for fork in leg.forks)
 
 
 def _replaces_param(uri: str) -> str | None:

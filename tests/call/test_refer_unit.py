@@ -80,6 +80,8 @@ def test_blind_transfer_goes_on_when_the_transferer_byes_after_the_202(world: Wo
     assert world.hears("101") == "tone:ringback"
     c.answer()
     assert world.hears("101") == "103"
+    # its BYE ended the call, not the subscription (RFC 5057): the outcome still reaches it
+    assert b.notifies[-1] == ("terminated;reason=noresource", "SIP/2.0 200 OK")
     a.hangup(ab)
     world.settled()
 
@@ -368,4 +370,81 @@ def test_refer_naming_a_call_ringing_at_the_transferer_answers_it_for_the_party(
     assert a.final_notify == "SIP/2.0 200 OK"
     assert from_c.status == 200 and world.hears("103") == "102"
     c.hangup(from_c)
+    world.settled()
+
+
+@pytest.mark.parametrize("outcome, final, transferred_hears", [
+    ("answer", "SIP/2.0 200 OK", "103"), ("busy", "SIP/2.0 486 Busy Here", "tone:failed"),
+    ("no answer", "SIP/2.0 480 Temporarily Unavailable", "tone:failed")])
+def test_blond_transfer_notifies_the_outcome_to_a_transferer_that_hung_up_after_the_202(
+        world: World, outcome: str, final: str, transferred_hears: str) -> None:
+    """The phone's Transfer key pressed while the consultation still rings: the phone sends
+    the REFER and hangs up at once. Its BYE ends the call, not the REFER subscription (RFC
+    5057), so the outcome still comes in a NOTIFY that ends the subscription."""
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    talking(world, b, a)  # B called A
+    hold(a, a.calls[0])
+    consult = a.call("103")
+    a.refer(a.calls[0], "103", replaces=a.replaces_for(consult))
+    assert refer_status(a) == 202
+    a.hangup(a.calls[0])
+    assert world.hears("102") == "tone:ringback"
+    if outcome == "answer":
+        c.answer()
+    elif outcome == "busy":
+        c.answer(status=486)
+    else:
+        world.advance(21.0)
+    world.advance(0.1)
+    assert a.notifies[0] == ("active;expires=60", "SIP/2.0 100 Trying")
+    assert a.notifies[-1] == ("terminated;reason=noresource", final), a.notifies
+    assert world.hears("102") == transferred_hears
+    if outcome == "answer":
+        assert world.hears("103") == "102"
+        c.hangup(c.calls[0])
+    assert b.calls[0].ended == (outcome == "answer")
+    world.settled()  # the failed tone, then B is let go; no subscription left
+
+
+@pytest.mark.parametrize("consultation", ["ringing", "answered"])
+def test_refer_naming_the_far_side_of_the_consultation_transfers_to_the_consulted_party(
+        world: World, consultation: str) -> None:
+    """The Replaces names the consultation's dialog between the server and C (the ids the
+    server holds towards C) instead of the transferer's own: it is the same consultation,
+    so B is sent to C, not back to the transferer."""
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    talking(world, b, a)
+    consult = a.call("103")
+    at_c = c.calls[0]
+    if consultation == "answered":
+        c.answer(at_c)
+    a.refer(a.calls[0], "103", replaces=c.replaces_for(at_c))
+    assert refer_status(a) == 202
+    assert consult.status == (487 if consultation == "ringing" else 200)
+    if consultation == "ringing":
+        assert world.hears("102") == "tone:ringback"
+        c.answer(at_c)
+    assert a.final_notify == "SIP/2.0 200 OK"
+    assert world.hears("102") == "103" and world.hears("103") == "102"
+    assert a.calls[0].ended and consult.ended
+    c.hangup(at_c)
+    world.settled()
+
+
+def test_a_transfer_ringing_past_the_subscription_expiry_ends_it_with_a_timeout(
+        tmp_path: Path) -> None:
+    """The implicit subscription lasts 60 s (RFC 3515 §2.4.4): when the target still rings
+    then, the last NOTIFY ends it (RFC 6665, reason=timeout) instead of leaving the
+    phone waiting; the transfer itself goes on."""
+    world = World(tmp_path, ring_timeout=90.0)
+    a, b, c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    world.advance(59.0)
+    assert b.notifies == [("active;expires=60", "SIP/2.0 100 Trying")]
+    world.advance(2.0)
+    assert b.notifies[-1] == ("terminated;reason=timeout", "SIP/2.0 100 Trying")
+    c.answer()
+    assert world.hears("101") == "103" and len(b.notifies) == 2
+    a.hangup(ab)
     world.settled()

@@ -232,6 +232,7 @@ class Phone:
         self.endpoint = SipEndpoint({"udp": self.addr, "tcp": self.addr})
         self.calls: list[PhoneCall] = []
         self.notifies: list[tuple[str, str]] = []  # (Subscription-State, sipfrag status line)
+        self._notify_keys: set[tuple[str, int]] = set()
         self.responses: list[Response] = []  # final responses to our out-of-INVITE requests
         self.reinvites: list[SessionDescription] = []
         self.answer_with: int = 0  # answer new INVITEs at once with this status (0: ring)
@@ -320,6 +321,18 @@ class Phone:
 
     # ------------------------------------------------------------------ events
 
+    def wire_in(self, data: bytes) -> None:
+        """Sees what reaches the phone before its endpoint does: NOTIFYs are kept here, as a
+        subscriber keeps its REFER subscription after its own BYE (RFC 5057: the BYE ends the
+        invite usage only), while the endpoint answers 481 for the dialog it ended."""
+        message = parse_message(data)
+        if isinstance(message, Request) and message.method == "NOTIFY":
+            key = (message.call_id, message.cseq[0])
+            if key not in self._notify_keys:  # not a retransmission
+                self._notify_keys.add(key)
+                frag = message.body.decode().split("\r\n")[0]
+                self.notifies.append((message.headers.get("Subscription-State") or "", frag))
+
     def on_event(self, event: sip.SipEvent) -> None:
         if isinstance(event, sip.RequestReceived):
             self._on_request(event)
@@ -354,9 +367,6 @@ class Phone:
             if self.reinvite_status == 200:
                 response.headers.set("Content-Type", "application/sdp")
                 response.body = self.sdp()
-        elif request.method == "NOTIFY":
-            frag = request.body.decode().split("\r\n")[0]
-            self.notifies.append((request.headers.get("Subscription-State") or "", frag))
         elif request.method == "BYE":
             for call in self.calls:
                 if call.dialog is not None and call.dialog.id == event.dialog.id:
@@ -439,6 +449,7 @@ class World:
             for out in self.server.datagrams_to_send():
                 phone = self.phones[(out.destination[0], out.destination[1])]
                 if not phone.unplugged:
+                    phone.wire_in(out.data)
                     phone.endpoint.receive(out.data, SERVER, "udp", None, None, self.clock.t)
                 moved = True
             for phone in self.phones.values():

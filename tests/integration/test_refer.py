@@ -251,12 +251,51 @@ async def test_replaces_naming_a_ringing_call_is_a_blond_transfer(harness: Harne
     await second.wait_state("terminated")
     await wait_until(lambda: b.hears_freqs(audio.RINGBACK_HZ), 3, "B hears ringback")
     await ringing.answer()
-    await first.wait_notify("SIP/2.0 200")
+    done = await first.wait_notify("SIP/2.0 200")
+    assert done.get("Subscription-State").startswith("terminated")
     await b.wait_hearing({"C"})
     await c.wait_hearing({"B"})
     assert events[0]["state"] == "BLOND" and events[-1]["state"] == "COMPLETE"
     await ringing.hangup()
     await wait_until(lambda: not b.active_calls(), 3, "B's call to end")
+
+
+SIT_HZ = (950, 1400, 1800)  # the "failed" tone (special information tone)
+
+
+@pytest.mark.parametrize("outcome", ["answer", "reject"])
+async def test_blond_transfer_notifies_the_outcome_to_a_transferer_that_hung_up_after_the_202(
+        harness: Harness, outcome: str) -> None:
+    """A's Transfer key pressed while its consultation to C still rings: A sends the REFER
+    naming that early dialog and hangs up at once. Its BYE ends the call, not the REFER
+    subscription (RFC 5057), so A still gets the outcome in a NOTIFY that ends it."""
+    a = await harness.phone("A", "101")
+    b = await harness.phone("B", "102")
+    c = await harness.phone("C", "103", answer=None)
+    first = await talking(harness, a, "102")
+    assert await first.hold() == 200
+    second = await a.call(harness.uri("103"), wait=False)
+    ringing = await c.next_incoming()
+    await second.wait_state("early")
+    assert await first.refer(harness.uri("103"), replaces=second) == 202
+    await first.hangup()
+    await second.wait_state("terminated")
+    await wait_until(lambda: b.hears_freqs(audio.RINGBACK_HZ), 3, "B hears ringback")
+    trying = await first.wait_notify("SIP/2.0 100")
+    assert trying.get("Subscription-State").startswith("active")
+    if outcome == "answer":
+        await ringing.answer()
+        done = await first.wait_notify("SIP/2.0 200")
+        await b.wait_hearing({"C"})
+        await c.wait_hearing({"B"})
+        await ringing.hangup()
+    else:
+        await ringing.reject(486)
+        done = await first.wait_notify("SIP/2.0 486")
+        await wait_until(lambda: b.hears_freqs(SIT_HZ[:1]), 3, "B hears the failed tone")
+    assert done.get("Subscription-State").startswith("terminated")
+    assert done.get("Event") == trying.get("Event")
+    await wait_until(lambda: not b.active_calls(), 5, "B's call to end")
 
 
 @pytest.mark.parametrize("case, status", [
