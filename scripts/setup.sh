@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Sets up everything mediasrv needs on a fresh Debian machine, idempotently:
-# the Debian packages (SIPp, baresip, libsndfile, PortAudio, espeak-ng/sox for prompts),
+# the Debian packages (SIPp, baresip, libsndfile, PortAudio, espeak-ng/sox for prompts,
+# Kamailio with its SQLite and PostgreSQL modules and a PostgreSQL server for the proxy tests),
 # a virtual environment in .venv, the Python packages, and the compiled media core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(sip-tester baresip libsndfile1 libportaudio2 libspandsp2 libopus-dev libsrtp2-dev
-              libssl-dev kamailio kamailio-sqlite-modules sqlite3 systemd)
+              libssl-dev kamailio kamailio-sqlite-modules sqlite3 systemd
+              kamailio-postgres-modules postgresql)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +21,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # Debian starts its own Kamailio on *:5060, where `make run` listens: the tests run their own
   if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null; then
     $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
+  # nor Debian's PostgreSQL cluster: the several-proxies test starts its own (initdb)
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
 fi
 

@@ -8,6 +8,11 @@ writes the dispatcher list and starts `kamailio -DD -E` on 127.0.0.2 with the sh
 `python -m mediasrv run` with a site directory of its own: SIP and API ports, RTP range,
 database, `node_id`, `trusted` = the proxy's address, `outbound_proxy` = the proxy. Phones
 live on 127.0.0.1, so they are not trusted by the nodes: only the proxy is.
+
+`proxies=2` with `database="postgres"` is the several-proxies set-up: both Kamailios (on
+127.0.0.2, two ports) keep usrloc in one PostgreSQL (`tests/integration/postgres.py`), so
+a phone registered through one is found by the other; the nodes send their calls to
+extensions through the last proxy.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from mediasrv.config import DEFAULT_CONFIG_DIR
+from tests.integration.postgres import Postgres
 from tests.parallel import server_rtp_ports
 from tests.peers.phone import TestPhone
 from tests.peers.require import in_ci, require_binary
@@ -139,26 +145,43 @@ class Cluster:
     site_extra: str = ""                  # more TOML for every node's site file
     fr_timer_ms: int = 1500               # Kamailio: no answer from a node this long -> next
     rtp_span: int = 0                     # RTP ports per node from 20000 (0: the test window)
-    proxy_port: int = 0
+    proxies: int = 1                      # Kamailio processes sharing the database
+    database: str = "sqlite"              # or "postgres" (several proxies)
+    proxy_ports: list[int] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
-    kamailio: subprocess.Popen | None = None
+    kamailios: list[subprocess.Popen] = field(default_factory=list)
     phones: list[TestPhone] = field(default_factory=list)
+    postgres: Postgres | None = None
 
     # ------------------------------------------------------------------ start and stop
 
     async def start(self) -> Cluster:
-        self.proxy_port = free_port(PROXY_HOST)
+        self.proxy_ports = [free_port(PROXY_HOST) for _ in range(self.proxies)]
         for i in range(self.nodes_count):
             self.nodes.append(self._node(i + 1))
         for node in self.nodes:
             node.start()
-        db = self.workdir / "kamailio.sqlite"
-        build_database(db)
+        if self.database == "postgres":
+            self.postgres = await asyncio.to_thread(Postgres(free_port()).start)
+            db_url, defines = self.postgres.url, ["-A", "WITH_POSTGRES"]
+        else:
+            db = self.workdir / "kamailio.sqlite"
+            build_database(db)
+            db_url, defines = f"sqlite:///{db}", []
         # the nodes listen before the first OPTIONS probe, or the dispatcher marks them down
         await self._wait(lambda: all(n.ready() for n in self.nodes))
-        self._start_kamailio(db)
+        for index in range(self.proxies):
+            self._start_kamailio(index, db_url, defines)
         await self._wait(self._kamailio_ready)
         return self
+
+    @property
+    def proxy_port(self) -> int:
+        return self.proxy_ports[0]
+
+    @property
+    def kamailio(self) -> subprocess.Popen | None:
+        return self.kamailios[0] if self.kamailios else None
 
     async def _wait(self, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 30
@@ -178,45 +201,57 @@ class Cluster:
         (site / "99-node.toml").write_text(
             f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ntimer_t1 = 0.1\n'
             f'trusted = ["{PROXY_HOST}/32"]\n'
-            f'outbound_proxy = "sip:{PROXY_HOST}:{self.proxy_port}"\n'
+            f'outbound_proxy = "sip:{PROXY_HOST}:{self.proxy_ports[-1]}"\n'
             f'node_id = "node{index}"\ndrain_timeout = 30\n'
             f'[rtp]\nports = [{rtp_min}, {rtp_max}]\n'
             f'[storage]\npath = "{site}/node.sqlite3"\n'
             f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "{TOKEN}"\n' + self.site_extra)
         return Node(f"node{index}", port, api_port, site, self.workdir / f"node{index}.log")
 
-    def _start_kamailio(self, db: Path) -> None:
+    def _start_kamailio(self, index: int, db_url: str, defines: list[str]) -> None:
         dslist = self.workdir / "dispatcher.list"
         dslist.write_text("".join(f"1 {n.uri} 0 0\n" for n in self.nodes))
-        run = self.workdir / "kamailio-run"
+        name = self._kamailio_name(index)
+        run = self.workdir / f"{name}-run"
         run.mkdir()
-        log = (self.workdir / "kamailio.log").open("ab")
-        self.kamailio = subprocess.Popen(
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.kamailios.append(subprocess.Popen(
             [KAMAILIO, "-f", str(KAMAILIO_CFG), "-DD", "-E", "-T", "-n", "2",
              "-P", str(run / "kamailio.pid"), "-Y", str(run), "-w", str(self.workdir),
-             "-A", f"LISTEN=udp:{PROXY_HOST}:{self.proxy_port}",
-             "-A", f'DBURL="sqlite:///{db}"', "-A", f'DSLIST="{dslist}"', "-A", "DS_PING=1",
-             "-A", f"FR_TIMER={self.fr_timer_ms}"],
-            stdout=log, stderr=log)
+             "-A", f"LISTEN=udp:{PROXY_HOST}:{self.proxy_ports[index]}",
+             "-A", f'DBURL="{db_url}"', "-A", f'DSLIST="{dslist}"', "-A", "DS_PING=1",
+             "-A", f"FR_TIMER={self.fr_timer_ms}", *defines],
+            stdout=log, stderr=log))
+
+    @staticmethod
+    def _kamailio_name(index: int) -> str:
+        return "kamailio" if index == 0 else f"kamailio{index + 1}"
 
     def _kamailio_ready(self) -> bool:
-        text = (self.workdir / "kamailio.log").read_text(errors="replace")
-        if self.kamailio is not None and self.kamailio.poll() is not None:
-            raise RuntimeError("kamailio exited:\n" + text[-3000:])
-        return "SO_RCVBUF is finally" in text
+        for index, proc in enumerate(self.kamailios):
+            log = self.workdir / f"{self._kamailio_name(index)}.log"
+            text = log.read_text(errors="replace")
+            if proc.poll() is not None:
+                raise RuntimeError(f"{log.stem} exited:\n" + text[-3000:])
+            if "SO_RCVBUF is finally" not in text:
+                return False
+        return True
 
     async def stop(self) -> None:
         for phone in self.phones:
             await phone.close()
         for node in self.nodes:
             node.stop()
-        if self.kamailio is not None and self.kamailio.poll() is None:
-            self.kamailio.terminate()
-            try:
-                self.kamailio.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kamailio.kill()
-                self.kamailio.wait()
+        for kamailio in self.kamailios:
+            if kamailio.poll() is None:
+                kamailio.terminate()
+                try:
+                    kamailio.wait(5)
+                except subprocess.TimeoutExpired:
+                    kamailio.kill()
+                    kamailio.wait()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def logs(self) -> str:
         out = []
@@ -230,12 +265,14 @@ class Cluster:
     def proxy(self) -> tuple[str, int]:
         return (PROXY_HOST, self.proxy_port)
 
-    def uri(self, ext: str) -> str:
-        return f"sip:{ext}@{PROXY_HOST}:{self.proxy_port}"
+    def uri(self, ext: str, proxy: int = 0) -> str:
+        return f"sip:{ext}@{PROXY_HOST}:{self.proxy_ports[proxy]}"
 
     async def phone(self, name: str, ext: str, cls: type[TestPhone] = TestPhone,
-                    register: bool = True, **kw) -> TestPhone:
-        phone = cls(name, ext, f"demo{ext}", server=self.proxy, **kw)
+                    register: bool = True, proxy: int = 0, **kw) -> TestPhone:
+        """A phone of extension `ext` whose registrar and outbound proxy is proxy `proxy`."""
+        phone = cls(name, ext, f"demo{ext}", server=(PROXY_HOST, self.proxy_ports[proxy]),
+                    **kw)
         await phone.start()
         self.phones.append(phone)
         if register:

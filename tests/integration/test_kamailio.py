@@ -21,6 +21,7 @@ import soundfile
 
 from mediasrv.config import DEFAULT_CONFIG_DIR
 from tests.integration.cluster import TOKEN, Cluster, Node, require_kamailio
+from tests.integration.postgres import require_postgres
 from tests.integration.test_refer import ReplacingPhone, replaces_of
 from tests.peers import audio
 from tests.peers.call import Call, until
@@ -305,3 +306,31 @@ async def test_voicemail_of_an_extension_no_proxy_knows(cluster: Cluster) -> Non
     assert (row["mailbox"], row["caller"], Path(row["path"])) == ("104", "101", messages()[0])
     assert messages()[0].is_relative_to(next(n.site for n in cluster.nodes
                                              if n.name == row["node"]))
+
+
+async def test_two_proxies_share_registrations_in_postgresql(tmp_path: Path) -> None:
+    """The several-proxies set-up: usrloc of both Kamailios in one PostgreSQL. C registers
+    through proxy 1, A through proxy 2; A calls C through proxy 2, and the node sends the
+    call to C through proxy 2 as well (its outbound proxy), which finds C's binding, saved
+    by proxy 1, in the shared table."""
+    require_kamailio()
+    require_postgres()
+    c = Cluster(tmp_path, nodes_count=2, proxies=2, database="postgres")
+    try:
+        await c.start()
+        callee = await c.phone(NAMES["102"], "102", proxy=0)
+        caller = await c.phone(NAMES["101"], "101", proxy=1)
+        assert c.postgres is not None
+        assert sorted(r[0] for r in c.postgres.query("SELECT username FROM location")) == \
+            ["101", "102"]
+        call = await caller.call(c.uri("102", proxy=1))
+        assert await call.wait_final() == 200, c.logs()
+        incoming = await callee.next_incoming()
+        via = " ".join(incoming.invite.get_all("Via"))
+        assert f"127.0.0.2:{c.proxy_ports[1]};" in via  # proxy 2 looked 102 up
+        assert f"127.0.0.2:{c.proxy_ports[0]};" not in via
+        await call.wait_hearing({NAMES["102"]})
+        await incoming.wait_hearing({NAMES["101"]})
+        await hangup(call, incoming)
+    finally:
+        await c.stop()
