@@ -16,8 +16,8 @@ leg's media port (`/v1/channels`) and its remote (`/v1/calls`); the generator th
 for `seconds` and counts what comes back. Between batches no RTP flows.
 
 A step passes when the loss is at most 0.1 %; the calls grow by `step` until one fails (or
-the ports run out). Printed per step: calls, loss, one-way delay p99 through the node (over
-all steps so far), and the nodes' CPU (all their threads: loop and media) per second, from
+the ports run out). Printed per step: calls, loss, one-way delay p99 through the node, and
+the nodes' CPU (all their threads: loop and media) per second, from
 which `calls per node core` = calls / (node CPU s per wall s). The figures that matter are
 the largest passing step (the relayed calls of N nodes, on this machine) and calls per node
 core (the cost of relaying, which should not grow with N). On a 2-core box the load
@@ -152,6 +152,7 @@ class Relay:
         self.feed_new_legs()
         pids = [n.proc.pid for n in self.cluster.nodes if n.proc is not None]
         sent0, received0 = self.lg.sent, self.lg.received
+        self.lg.reset_delays()
         cpu0, t0 = sum(cpu_seconds(p) for p in pids), time.monotonic()
         self.lg.run(seconds, slots=10)
         cpu1, t1 = sum(cpu_seconds(p) for p in pids), time.monotonic()

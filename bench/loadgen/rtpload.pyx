@@ -307,6 +307,11 @@ cdef class LoadGen:
                         self.hist[us // HIST_US] += 1
                         self.timed += 1
 
+    def reset_delays(self) -> None:
+        """Forget the delays measured so far: the next run's percentiles are its own."""
+        memset(self.hist, 0, HIST_N * sizeof(uint64_t))
+        self.timed = 0
+
     def delay_percentile_us(self, double q) -> float:
         """The q-quantile (0..1) of the forwarding delay of packets that carried a send time."""
         cdef uint64_t acc = 0
