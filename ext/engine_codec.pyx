@@ -11,8 +11,16 @@
 #   (eng_rx_decode, shared with the services of that packet: in-band DTMF, recording,
 #   conference), taken to the far stream's rate (wide -> wide stays 16 kHz, so G.722 <-> Opus
 #   keeps 7 kHz audio) and encoded for it, stamped on the far stream's own clock. When
-#   exactly one Opus packet was lost, its frame is first recovered from the next packet's
-#   in-band FEC and sent too (relayed Opus leaves that to the far phone's decoder).
+#   1 to ENG_OPUS_CONCEAL Opus packets were lost, their frames are first filled in (the
+#   last from the next packet's in-band FEC, the others by libopus's PLC: eng_opus_fec)
+#   and sent too (relayed Opus leaves that to the far phone's decoder).
+# - Re-framing: the engine sends one frame per ptime (rtp.ptime, 20 ms); a phone may send
+#   10, 30 or 40 ms packets. Relayed, its packets go out as they came (timestamps stay
+#   right, the far phone copes with any packet size). Decoded (transcoding, conference
+#   input), audio that is not one frame goes through the stream's re-framer (EngReframe,
+#   allocated on first use): held until it makes whole frames, so each encoded packet and
+#   each jitter-buffer slot is one frame (30 ms in -> 20 ms out: 3 frames per 2 packets;
+#   an Opus encoder takes no 30 ms frame at all).
 # - Recordings are at the leg's rate: a wideband leg's at 16 kHz (its decoded audio, or a
 #   conference mix up-sampled). A conference with a wideband member mixes at 16 kHz
 #   (eng_conf_mix_wide): narrow members are up-sampled into it and get their mix-minus
@@ -25,6 +33,7 @@
 # (RFC 7587 §4.1): `tsmul` scales the engine's 8 kHz frame counts to the stream's clock.
 
 from libc.stdlib cimport calloc, free
+from libc.string cimport memmove
 
 cdef int32_t ENG_RS_H[ENG_RS_TAPS]
 
@@ -95,6 +104,8 @@ cdef inline int eng_relays(EngStream* a, EngStream* b) noexcept nogil:
 
 
 cdef void eng_codec_free(EngStream* s) noexcept nogil:
+    free(s.rf)                          # audio held for re-framing: of the old codec
+    s.rf = NULL
     if s.cx != NULL:
         opus_enc_free_c(s.cx.opus_enc)
         opus_dec_free_c(s.cx.opus_dec)
@@ -159,15 +170,32 @@ cdef int eng_rx_decode(EngCore* c, EngStream* s, EngRtpView* v,
 
 cdef void eng_opus_fec(EngCore* c, EngStream* s, EngRtpView* v,
                        const uint8_t* pay) noexcept nogil:
-    """Exactly one packet lost before this one: recover it from this packet's in-band FEC
-    (RFC 7587 §3.3, `useinbandfec`) before the decoder moves on to this packet's frame."""
-    cdef int k
+    """Packets lost just before this one are filled in before the decoder moves on to this
+    packet's frame: the last lost one from this packet's in-band FEC (RFC 7587 §3.3,
+    `useinbandfec`; libopus conceals it when the packet carries none), the ones before it
+    by libopus's concealment (PLC: the decoder extrapolates its last pitch and spectrum,
+    fading out). Each lost packet is taken to last as long as this one. Up to
+    ENG_OPUS_CONCEAL packets (60 ms at 20 ms) are filled; a longer gap is left to the far
+    end (the decoder then starts again from this packet)."""
+    cdef int i, k, lost, frame
+    cdef int16_t* w
     s.cx.nfec = 0
-    if s.cx.last_seq >= 0 and <uint16_t>(v.seq - <uint16_t>s.cx.last_seq) == 2:
-        k = opus_dec_c(s.cx.opus_dec, pay, v.payload_len, s.cx.fec_wpcm, 2 * c.frame, True)
-        if k > 0:
-            s.cx.nwfec = k & ~1
-            s.cx.nfec = eng_rs_down(&s.cx.down, s.cx.fec_wpcm, s.cx.nwfec, s.cx.fec_pcm)
+    s.cx.nwfec = 0
+    lost = <uint16_t>(v.seq - <uint16_t>s.cx.last_seq) - 1 if s.cx.last_seq >= 0 else 0
+    if 1 <= lost <= ENG_OPUS_CONCEAL:
+        frame = opus_samples_c(pay, v.payload_len, ENG_WIDE_RATE)
+        if 0 < frame <= ENG_WIDE_FRAME:
+            for i in range(lost):
+                w = s.cx.fec_wpcm + s.cx.nwfec
+                if i < lost - 1:
+                    k = opus_dec_c(s.cx.opus_dec, NULL, 0, w, frame, False)
+                else:
+                    k = opus_dec_c(s.cx.opus_dec, pay, v.payload_len, w, frame, True)
+                if k <= 0:
+                    break
+                k &= ~1
+                s.cx.nfec += eng_rs_down(&s.cx.down, w, k, s.cx.fec_pcm + s.cx.nfec)
+                s.cx.nwfec += k
     if s.cx.last_seq < 0 or <int16_t>(v.seq - <uint16_t>s.cx.last_seq) > 0:
         s.cx.last_seq = v.seq
 
@@ -209,30 +237,93 @@ cdef void eng_send_pcm(EngCore* c, EngStream* s, const int16_t* pcm) noexcept no
 cdef void eng_transcode(EngCore* c, EngStream* src, EngStream* x, EngRtpView* v,
                         const uint8_t* pay) noexcept nogil:
     """Forward src's audio packet to x in x's codec (see the header)."""
-    cdef int marker = 0
-    cdef int n
-    cdef uint32_t ts
     if c.dec_slot != src.port:
         eng_rx_decode(c, src, v, pay)
         c.dec_slot = src.port
-    if src.cx != NULL and src.cx.nfec > 0:        # the lost frame first, on x's clock
-        n = eng_encode_for(c, x, src.cx.fec_pcm, src.cx.nfec, src.cx.fec_wpcm,
-                           src.cx.nwfec, c.wenc)
+    if src.cx != NULL and src.cx.nfec > 0:        # the lost frames first, on x's clock
+        eng_transcode_pcm(c, src, x, src.cx.fec_pcm, src.cx.nfec, src.cx.fec_wpcm,
+                          src.cx.nwfec, 0)
         src.cx.nfec = 0
-        if n > 0:
-            ts = eng_stamp(c, x, &marker)
-            eng_send_raw(c, x, x.pt, marker, ts, c.wenc, n)
     if c.npcm == 0:
         return
     if src.muted:
         memset(c.pcm, 0, c.npcm * sizeof(int16_t))
         memset(c.wpcm, 0, c.nwpcm * sizeof(int16_t))
-    n = eng_encode_for(c, x, c.pcm, c.npcm, c.wpcm, c.nwpcm, c.wenc)
-    if n <= 0:
+    eng_transcode_pcm(c, src, x, c.pcm, c.npcm, c.wpcm, c.nwpcm, v.marker)
+
+
+cdef void eng_transcode_pcm(EngCore* c, EngStream* src, EngStream* x, const int16_t* pcm,
+                            int n, const int16_t* wpcm, int nw, int marker) noexcept nogil:
+    """Send src's decoded audio out of x as engine frames: one packet per frame, on x's
+    clock. Audio that is not one frame (a peer at another ptime, recovered Opus frames) goes
+    through src's re-framer, so x gets whole frames whose timestamps follow the audio."""
+    cdef int16_t fp[ENG_MAX_FRAME]
+    cdef int16_t fw[ENG_WIDE_FRAME]
+    cdef int off = 0, k, wide = nw == 2 * n
+    if n == c.frame and (src.rf == NULL or src.rf.n == 0):
+        eng_send_coded(c, x, pcm, n, wpcm if wide else NULL, nw if wide else 0, marker)
+        return
+    while off < n:
+        k = eng_rf_push(c, src, pcm + off, n - off, wpcm + 2 * off if wide else NULL)
+        if k <= 0:
+            x.send_errors += 1
+            return
+        off += k
+        while eng_rf_pop(c, src.rf, fp, fw):
+            eng_send_coded(c, x, fp, c.frame, fw if src.rf.wide else NULL,
+                           2 * c.frame if src.rf.wide else 0, marker)
+            marker = 0
+
+
+cdef void eng_send_coded(EngCore* c, EngStream* x, const int16_t* pcm, int n,
+                         const int16_t* wpcm, int nw, int marker) noexcept nogil:
+    """Encode one frame for x (eng_encode_for) and send it on x's clock."""
+    cdef int m = 0
+    cdef uint32_t ts
+    cdef int size = eng_encode_for(c, x, pcm, n, wpcm, nw, c.wenc)
+    if size <= 0:
         x.send_errors += 1
         return
-    ts = eng_stamp(c, x, &marker)
-    eng_send_raw(c, x, x.pt, marker or v.marker, ts, c.wenc, n)
+    ts = eng_stamp(c, x, &m)
+    eng_send_raw(c, x, x.pt, m or marker, ts, c.wenc, size)
+
+
+# ---------------------------------------------------------------- re-framing
+
+cdef int eng_rf_push(EngCore* c, EngStream* s, const int16_t* pcm, int n,
+                     const int16_t* wpcm) noexcept nogil:
+    """Add up to one frame of s's decoded audio (8 kHz, and 16 kHz when wpcm is given) to
+    its re-framer; returns the samples taken (take the frames out before the next push),
+    or -1 without memory. A change between narrow and wide drops what was held."""
+    cdef EngReframe* rf = s.rf
+    cdef int k = n if n < c.frame else c.frame
+    cdef int wide = wpcm != NULL
+    if rf == NULL:
+        rf = s.rf = <EngReframe*>calloc(1, sizeof(EngReframe))
+        if rf == NULL:
+            return -1
+        rf.wide = wide
+    if rf.wide != wide:
+        rf.n = 0
+        rf.wide = wide
+    memcpy(rf.pcm + rf.n, pcm, k * sizeof(int16_t))
+    if wide:
+        memcpy(rf.wpcm + 2 * rf.n, wpcm, 2 * k * sizeof(int16_t))
+    rf.n += k
+    return k
+
+
+cdef int eng_rf_pop(EngCore* c, EngReframe* rf, int16_t* pcm, int16_t* wpcm) noexcept nogil:
+    """Take the oldest whole frame out of the re-framer (1), or nothing (0)."""
+    if rf.n < c.frame:
+        return 0
+    memcpy(pcm, rf.pcm, c.frame * sizeof(int16_t))
+    rf.n -= c.frame
+    memmove(rf.pcm, rf.pcm + c.frame, rf.n * sizeof(int16_t))
+    if rf.wide:
+        memcpy(wpcm, rf.wpcm, 2 * c.frame * sizeof(int16_t))
+        memmove(rf.wpcm, rf.wpcm + 2 * c.frame, 2 * rf.n * sizeof(int16_t))
+    return 1
 
 
 cdef void eng_feed_tick_wide(EngCore* c, EngStream* s) noexcept nogil:
@@ -306,6 +397,9 @@ cdef void eng_conf_put_wide(EngCore* c, EngStream* s, EngRtpView* v,
         c.dec_slot = s.port
     if c.npcm == 0:
         return
+    if c.npcm != c.frame or (s.rf != NULL and s.rf.n > 0):
+        eng_conf_put_reframed(c, s)
+        return
     if s.jb.linear:                     # a 16 kHz conference: the wideband frame itself
         if s.muted:
             memset(c.wpcm, 0, c.nwpcm * sizeof(int16_t))
@@ -317,6 +411,34 @@ cdef void eng_conf_put_wide(EngCore* c, EngStream* s, EngRtpView* v,
     else:
         ulaw_encode_c(c.pcm, codes, c.npcm)
     jb_put(s.jb, v.seq, v.ts // <uint32_t>s.tsmul, codes, c.npcm, c.now / 1e9)
+
+
+cdef void eng_conf_put_reframed(EngCore* c, EngStream* s) noexcept nogil:
+    """A member's packet that is not one engine frame (decoded in c.pcm/c.wpcm): its audio
+    goes through the re-framer, and each whole frame is filed in the jitter buffer under a
+    sequence number and timestamp of the re-framer's own, one frame apart."""
+    cdef int16_t fp[ENG_MAX_FRAME]
+    cdef int16_t fw[ENG_WIDE_FRAME]
+    cdef uint8_t codes[ENG_MAX_FRAME]
+    cdef int off = 0, k, wide = s.jb.linear and c.nwpcm == 2 * c.npcm
+    cdef uint16_t seq
+    if s.muted:
+        memset(c.pcm, 0, c.npcm * sizeof(int16_t))
+        memset(c.wpcm, 0, c.nwpcm * sizeof(int16_t))
+    while off < c.npcm:
+        k = eng_rf_push(c, s, c.pcm + off, c.npcm - off, c.wpcm + 2 * off if wide else NULL)
+        if k <= 0:
+            return
+        off += k
+        while eng_rf_pop(c, s.rf, fp, fw):
+            seq = s.rf.seq
+            s.rf.seq += 1
+            if wide:
+                jb_put(s.jb, seq, <uint32_t>seq * c.frame, <const uint8_t*>fw,
+                       2 * c.frame * sizeof(int16_t), c.now / 1e9)
+            else:
+                eng_encode(ENG_PCMA if s.jb.alaw else ENG_PCMU, fp, codes, c.frame)
+                jb_put(s.jb, seq, <uint32_t>seq * c.frame, codes, c.frame, c.now / 1e9)
 
 
 cdef void eng_rec_put(EngCore* c, EngStream* s, const int16_t* pcm, int n,

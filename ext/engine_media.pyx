@@ -197,6 +197,12 @@ cdef void eng_conf_put(EngCore* c, EngStream* s, EngRtpView* v,
     cdef const uint8_t* data = pay
     if s.jb == NULL:
         return
+    if v.payload_len != c.frame or (s.rf != NULL and s.rf.n > 0):    # another ptime
+        if c.dec_slot != s.port:
+            eng_rx_decode(c, s, v, pay)
+            c.dec_slot = s.port
+        eng_conf_put_reframed(c, s)
+        return
     if s.muted:
         data = &c.silence[s.codec][0]
     jb_put(s.jb, v.seq, v.ts, data, v.payload_len, c.now / 1e9)

@@ -141,6 +141,7 @@ cdef struct EngStream:
     # conference input: H3's adaptive jitter buffer, allocated while in a conference
     JitterState* jb
     EngConfRs* crs             # its resamplers while in a 16 kHz conference (engine_codec)
+    EngReframe* rf             # received audio being cut into engine frames (engine_codec)
     EngCrypto crypto           # SRTP sessions (srtp.pyx); NULL = plain RTP
     # counters
     uint64_t pkts_in

@@ -4,6 +4,8 @@
 #   cdef int opus_enc_c(_OpusEnc* e, const int16_t* pcm, int n, uint8_t* out, int cap) noexcept nogil
 #   cdef int opus_dec_c(_OpusDec* d, const uint8_t* data, int size, int16_t* out, int n,
 #                       bint fec) noexcept nogil    # data NULL: conceal a lost frame (PLC)
+#   cdef int opus_samples_c(const uint8_t* data, int size, int rate) noexcept nogil
+#       -> samples at `rate` the packet holds, or a negative libopus error
 #   cdef void opus_enc_free_c(_OpusEnc* e) / opus_dec_free_c(_OpusDec* d) noexcept nogil
 """Opus (RFC 6716) through libopus, carried as RFC 7587 payload.
 
@@ -43,6 +45,7 @@ cdef extern from "opus/opus.h" nogil:
     void opus_decoder_destroy(_OpusDec* st)
     int opus_decode(_OpusDec* st, const unsigned char* data, int32_t size, int16_t* pcm,
                     int frame_size, int decode_fec)
+    int opus_packet_get_nb_samples(const unsigned char* packet, int32_t len, int32_t fs)
     const char* opus_strerror(int error)
 
 cdef enum:
@@ -84,6 +87,11 @@ cdef int opus_dec_c(_OpusDec* d, const uint8_t* data, int size, int16_t* out, in
     the FEC data carried in this packet instead of this packet's own frame.
     """
     return opus_decode(d, data, size, out, n, 1 if fec else 0)
+
+
+cdef int opus_samples_c(const uint8_t* data, int size, int rate) noexcept nogil:
+    """How many samples at `rate` the packet decodes to (its frames' total duration)."""
+    return opus_packet_get_nb_samples(data, size, rate)
 
 
 cdef void opus_enc_free_c(_OpusEnc* e) noexcept nogil:

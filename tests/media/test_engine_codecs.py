@@ -284,6 +284,78 @@ async def test_a_lost_opus_packet_is_recovered_from_fec_when_transcoding(engines
         eng.close_stream(sid)
 
 
+async def send_opus_losing(eng, po, o: Phone, so: int, frames: list, lost: set[int]) -> None:
+    for i, f in enumerate(frames):
+        payload = o.encode(f)
+        if i not in lost:
+            po.send_raw(eng.local_port(so), build(payload, pt=PT["OPUS"], seq=o.seq,
+                                                  ts=o.ts, ssrc=0x5150))
+        o.seq += 1
+        o.ts += 960
+        await asyncio.sleep(0.002)
+
+
+async def test_lost_opus_packets_are_concealed_then_recovered_when_transcoding(engines,
+                                                                             peers) -> None:
+    # Packets 10-11 and 20-22 lost: the last of each run comes from the next packet's FEC,
+    # the ones before it from libopus's concealment (PLC); a run of 4 (30-33) is longer
+    # than ENG_OPUS_CONCEAL and left as a gap. Every filled frame carries audio.
+    eng = engines().engine
+    po, pn = peers(2)
+    o, n = Phone(po, "OPUS"), Phone(pn, "PCMU")
+    so, sn = wire(eng, po, "OPUS"), wire(eng, pn, "PCMU")
+    eng.connect(so, sn)
+    lost = {10, 11, 20, 21, 22, 30, 31, 32, 33}
+    await send_opus_losing(eng, po, o, so, voiced(40), lost)
+    heard = pn.recv_for(0.15)
+    assert len(heard) == 40 - 4                       # 31 in, 5 filled in, 4 left out
+    assert np.all(np.diff([p.ts for p in heard]) == 160)
+    pcm = n.decode(heard).astype(float)
+    for k in (10, 11, 20, 21, 22):
+        frame = pcm[k * 160:(k + 1) * 160]
+        assert np.sqrt(np.mean(frame ** 2)) > 500, k  # speech-like, not a silent gap
+    for sid in (so, sn):
+        eng.close_stream(sid)
+
+
+async def test_a_conference_member_at_30ms_is_reframed(engines, peers) -> None:
+    # A PCMU member sends 30 ms packets (240 samples, timestamp +240) into a conference
+    # ticking at 20 ms: its audio is cut into 20 ms frames for its jitter buffer, so the
+    # others hear its tone whole (not 20 of every 30 ms) and it hears theirs.
+    eng = engines().engine
+    trio = [Phone(p, c) for p, c in zip(peers(3), ("PCMU", "G722", "PCMU"), strict=True)]
+    sids = [wire(eng, ph.peer, ph.codec) for ph in trio]
+    eng.conference(sids)
+    freqs = (500.0, 1100.0, 1700.0)
+    slow = tone(freqs[0], 8000, 60, 5000)
+    slow = np.concatenate(slow)
+    frames = [tone(f, ph.rate, 60, 5000) for f, ph in zip(freqs[1:], trio[1:], strict=True)]
+    a = trio[0]
+    for i in range(60):                               # 1.2 s: 40 packets of 30 ms
+        if i % 3 != 2:
+            k = i // 3 * 2 + i % 3
+            payload = _media.ulaw_encode(slow[k * 240:(k + 1) * 240])
+            a.peer.send_raw(eng.local_port(sids[0]), build(payload, pt=0, seq=a.seq,
+                                                           ts=a.ts, ssrc=0x5150))
+            a.seq += 1
+            a.ts += 240
+        for ph, sid, f in zip(trio[1:], sids[1:], frames, strict=True):
+            ph.send_frame(eng.local_port(sid), f[i])
+        await asyncio.sleep(0.02)
+    got = [ph.peer.recv_for(0.1) for ph in trio]
+    for sid in sids:
+        eng.close_stream(sid)
+    for k, ph in enumerate(trio):
+        pcm = ph.decode(got[k])[ph.rate // 2: ph.rate]
+        powers = {f: goertzel_power(pcm, f, ph.rate) for f in freqs}
+        others = [f for j, f in enumerate(freqs) if j != k]
+        assert all(powers[f] > 0.3 for f in others), (k, powers)
+        if k != 0:
+            # Its tone is as coherent as the 20 ms member's (0.99 of it); cut to 160 of each
+            # 240 samples, with concealment between, it measured 0.66 to 0.9 of it.
+            assert powers[500] > 0.95 * powers[freqs[3 - k]], (k, powers)
+
+
 async def test_a_conference_with_wideband_members_mixes_at_16khz(engines, peers) -> None:
     # G.722 sends 6 kHz, Opus 1.1 kHz, PCMU 1.7 kHz: the wideband members hear 6 kHz from
     # each other, the PCMU member hears the rest and nothing folded down from 6 kHz.

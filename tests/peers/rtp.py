@@ -15,8 +15,10 @@ How this works
   The audio timestamp keeps running during the event, so audio resumes in step.
 * Whether we send follows the negotiated direction (RFC 3264 §6.1): only when our side is
   ``sendrecv``/``sendonly`` and the peer's is ``sendrecv``/``recvonly``.
-* Received audio is decoded (to 8 kHz) into a ``Hearing``; received RFC 4733 events are
-  reported once per event (dedupe on timestamp) when their end packet arrives.
+* Received audio is decoded (to 8 kHz) into a ``Hearing``, and each packet's timestamp and
+  duration go to ``timeline`` (a real phone plays by timestamp: a stream whose timestamps
+  do not advance by the audio each packet holds plays garbled); received RFC 4733 events
+  are reported once per event (dedupe on timestamp) when their end packet arrives.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.source = audio.ToneSource(tone_hz)
         self.stats = RtpStats()
         self.dtmf_received: list[str] = []
+        # (timestamp, duration on the RTP clock) of each audio packet received, in order
+        self.timeline: list[tuple[int, int]] = []
         self.remote: tuple[str, int] | None = None
         self.pt = 0
         self.codec = codecs.make("PCMU")
@@ -219,7 +223,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats.payload_types.add(pt)
         self.stats.ssrcs.add(ssrc)
         if pt == self.pt and pt != self.dtmf_pt:
-            self.hearing.feed(self.codec.decode(payload))
+            pcm = self.codec.decode(payload)
+            self.timeline.append((ts, len(pcm) * self.codec.clock // audio.RATE))
+            self.hearing.feed(pcm)
         elif pt in (0, 8):
             self.hearing.feed(audio.decode(payload, pt))
         elif pt == self.dtmf_pt and len(payload) >= 4 and payload[1] & 0x80:
