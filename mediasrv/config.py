@@ -130,7 +130,7 @@ class RtpConfig:
     ptime: int
     timeout: float
     threads: int = 1
-    max_busy: float = 0.9
+    max_busy: float = 0.75
 
 
 @dataclass(frozen=True)
@@ -471,7 +471,7 @@ def _read_rtp(tree: _Tree, problems: list[Problem]) -> RtpConfig:
     if (hi - lo + 1) // 2 < threads:
         r.error("threads", f"{threads} media threads need at least {threads} port pairs in "
                 f"ports {lo}-{hi}")
-    max_busy = r.number("max_busy", 0.9, 0, 1)
+    max_busy = r.number("max_busy", 0.75, 0, 1)
     r.finish()
     return RtpConfig(address, lo, hi, codecs or DEFAULT_CODECS, ptime, float(timeout),
                      int(threads), float(max_busy))

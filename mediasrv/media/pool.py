@@ -6,7 +6,8 @@ the RTP port range. It offers the `MediaEngine` interface with pool-wide stream 
 call layer does not know how many threads there are. A stream opened with a `group` (the
 B2BUA passes the call id) goes to the engine that already holds that group's streams; the
 first stream of a group goes to the engine with the fewest open streams (the load of a media
-thread is its packets, and every stream of a bridged call carries the same rate). When a
+thread is its packets, and every stream of a bridged call carries the same rate), or, once
+admission control has measured the threads, to the one least busy with the call added. When a
 bridge or conference joins streams that live on different engines (a transfer joining legs
 of two calls), the streams are moved to the engine of the first one: `detach_stream` takes
 the stream out of its engine with its sockets open (same port: the phone notices nothing;
@@ -14,9 +15,12 @@ packets arriving meanwhile wait in the socket) and `attach_stream` installs it i
 so the joined streams are forwarded by one thread without locks between threads. A moved
 stream's group follows it. Events carry each engine's own stream ids; the pool translates
 them (and prompt play ids, made distinct per engine) back to pool ids. With `max_busy` set,
-`admits()` refuses new calls once every thread was busier than that share of the last half
-second (the B2BUA answers 503 with Retry-After, RFC 3261 §21.5.4): a saturated thread runs
-behind and forwards late, so a call it cannot carry on time is better not taken.
+`admits()` refuses a new call when the thread it would land on would be busier than that
+share with it (its share of the last half second plus the measured cost per stream of the
+streams it gained since, the call's included; the B2BUA answers 503 with Retry-After,
+RFC 3261 §21.5.4): a saturated thread runs behind and forwards late, so a call it cannot
+carry on time is better not taken. `max_busy` 0.75 (the default) is where one thread still
+forwards on time on a 2-core VM (`bench/busy_sweep.py` measures it on any machine).
 """
 
 from __future__ import annotations
@@ -59,8 +63,9 @@ class MediaPool:
         if threads < 1:
             raise MediaError("threads must be at least 1")
         self.max_busy = max_busy
-        self._busy_at: tuple[float, list[float]] | None = None
-        self._busy_share: list[float] = [0.0] * threads
+        self._busy_at: tuple[float, list[float], list[int]] | None = None  # the last sample
+        self._busy_share: list[float] = [0.0] * threads     # of the last window, per thread
+        self._busy_streams: list[float] = [0.0] * threads   # its mean streams meanwhile
         self.engines = [MediaEngine(address, lo, hi, **engine_kw)  # type: ignore[arg-type]
                         for lo, hi in split_ports(port_min, port_max, threads)]
         self._where: dict[int, tuple[int, int]] = {}   # pool sid -> (engine, engine sid)
@@ -132,7 +137,7 @@ class MediaPool:
         """A stream on the engine of `group` (the first of a group: the least loaded one)."""
         k = self._group_engine.get(group) if group is not None else None
         if k is None:
-            k = min(range(self.threads), key=lambda i: self.engines[i].open_stream_count())
+            k = self._lightest([eng.open_stream_count() for eng in self.engines])
         local = self.engines[k].open_stream()
         sid, self._next_sid = self._next_sid, self._next_sid + 1
         self._bind(sid, k, local)
@@ -301,20 +306,48 @@ class MediaPool:
         return {k: float(v) for k, v in total.items()}
 
     def admits(self, now: float) -> bool:
-        """Admission control: False when every media thread was busy more than `max_busy`
-        of the last `ADMIT_WINDOW` seconds (a new call would land on a saturated thread and
-        be forwarded late); always True with `max_busy` 0."""
+        """Admission control: False when the media thread a new call would land on (the one
+        with the fewest streams, as `open_stream` picks) would be busier than `max_busy`
+        with it; always True with `max_busy` 0.
+
+        A thread's busy share is measured over windows of `ADMIT_WINDOW` seconds; it grows
+        with its streams (each stream of a relayed call carries the same packet rate), so
+        the share a thread will have is its last window's share plus the streams it gained
+        since, the call's two included, at the measured cost per stream (streams counted as
+        the mean of the window's two ends: exact when calls arrive steadily, cautious when
+        they came at once). Calls admitted since the last sample thus count before they show in
+        the measurement, and a burst of new calls cannot overshoot the threshold while a
+        window runs."""
         if self.max_busy <= 0:
             return True
         busy = [eng.load()["busy_seconds"] for eng in self.engines]
+        streams = [eng.open_stream_count() for eng in self.engines]
         if self._busy_at is None:
-            self._busy_at = (now, busy)
+            self._busy_at = (now, busy, streams)
         elif now - self._busy_at[0] >= ADMIT_WINDOW:
-            then, before = self._busy_at
+            then, before, streams_then = self._busy_at
             self._busy_share = [(b - a) / (now - then) for a, b in zip(before, busy,
                                                                       strict=True)]
-            self._busy_at = (now, busy)
-        return min(self._busy_share) <= self.max_busy
+            self._busy_streams = [(a + b) / 2 for a, b in zip(streams_then, streams,
+                                                              strict=True)]
+            self._busy_at = (now, busy, streams)
+        k = self._lightest(streams)
+        return self.projected_busy(k, streams[k] + 2) <= self.max_busy
+
+    def projected_busy(self, k: int, streams: int) -> float:
+        """The busy share thread `k` is expected to have carrying `streams` streams: its
+        last measured share plus the cost of the streams it gained since, at the cost per
+        stream measured over all threads (the threads run on like cores; a thread that
+        had no stream then has no cost of its own to go by)."""
+        measured = sum(self._busy_streams)
+        per_stream = sum(self._busy_share) / measured if measured > 0 else 0.0
+        return max(0.0, self._busy_share[k] + per_stream * (streams - self._busy_streams[k]))
+
+    def _lightest(self, streams: list[int]) -> int:
+        """The thread a new call goes to: the least busy with the call's two streams added,
+        as last measured (`admits`); among equals (nothing measured) the fewest streams."""
+        return min(range(self.threads),
+                   key=lambda i: (self.projected_busy(i, streams[i] + 2), streams[i]))
 
     def loads(self) -> list[dict[str, float]]:
         """Each media thread's account, with its open streams, in engine order."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import re
 import struct
 import time
@@ -23,6 +24,8 @@ import time
 import pytest
 
 from mediasrv.call.leg import SipLeg
+from mediasrv.media.engine import MediaEngine
+from mediasrv.media.pool import ADMIT_WINDOW, MediaPool
 from tests.integration.conftest import MOH_HZ, Harness, wait_until
 from tests.peers import audio
 from tests.peers.call import Call
@@ -40,6 +43,24 @@ def thread_streams(h: Harness) -> list[int]:
     text = h.server.metrics.exposition()[0].decode()
     found = re.findall(r'^mediasrv_media_thread_streams\{thread="(\d+)"\} (\S+)$', text, re.M)
     return [int(float(v)) for _, v in sorted(found, key=lambda kv: int(kv[0]))]
+
+
+class SimulatedLoad:
+    """Each media thread's busy-time account as if every open stream cost `per_stream` of a
+    core: the engines still forward the test's calls, only the busy share admission control
+    reads is made deterministic (a real share depends on this shared machine's load)."""
+
+    def __init__(self, pool: MediaPool, per_stream: float) -> None:
+        self.busy = [0.0] * pool.threads
+        self.last = [time.monotonic()] * pool.threads
+        for k, eng in enumerate(pool.engines):
+            eng.load = functools.partial(self.account, k, eng, per_stream)  # type: ignore
+
+    def account(self, k: int, eng: MediaEngine, per_stream: float) -> dict[str, float]:
+        now = time.monotonic()
+        self.busy[k] += (now - self.last[k]) * per_stream * eng.open_stream_count()
+        self.last[k] = now
+        return {"busy_seconds": self.busy[k], "rounds_behind": 0.0}
 
 
 def leg_of(h: Harness, number: str) -> SipLeg:
@@ -177,3 +198,33 @@ async def test_attended_transfer_joining_two_threads_moves_a_stream_without_a_ga
     await first.wait_state("terminated")
     await c.active_calls()[0].hangup()
     await wait_until(lambda: not b.active_calls(), 3, "B's call to end")
+
+
+@pytest.mark.rtp("threads = 2\nmax_busy = 0.9\n")
+async def test_the_call_no_thread_can_carry_on_time_gets_503_with_retry_after(
+        harness: Harness) -> None:
+    SimulatedLoad(harness.server.engine, per_stream=0.1)   # 0.2 of a core per call
+    a, b = await harness.phone("A", "101"), await harness.phone("B", "102")
+    calls = [await talking(harness, a, "102", b)]            # admission's first sample
+    await asyncio.sleep(ADMIT_WINDOW + 0.1)
+    calls.append(await talking(harness, a, "102", b))        # on the other thread
+    await asyncio.sleep(ADMIT_WINDOW + 0.1)                  # a window of steady calls
+    while (call := await a.call(harness.uri("102"))) and await call.wait_final() == 200:
+        calls.append(call)
+    # A thread carries 0.9 / 0.1 = 8 streams on time: four calls each, eight in all. No
+    # thread may be given more; the projection may refuse a little early when the calls
+    # came faster than admission measures (a window of 0.5 s), never late.
+    streams = thread_streams(harness)
+    assert 4 <= len(calls) <= 8 and max(streams) <= 8, (len(calls), streams)
+    refused = [r for r in call.responses if r.status >= 200][-1]
+    assert (refused.status, refused.get("Retry-After")) == (503, "5")
+    await wait_until(lambda: len(b.active_calls()) == len(calls), 3, "B to have the calls")
+    for mine, theirs in zip(calls, b.active_calls(), strict=True):
+        await mine.wait_hearing({"B"})                        # every admitted call carries audio
+        await theirs.wait_hearing({"A"})
+    await calls.pop().hangup()                                # a call ends: room for one
+    await asyncio.sleep(ADMIT_WINDOW + 0.1)
+    retry = await a.call(harness.uri("102"))
+    assert await retry.wait_final() == 200
+    for call in [*calls, retry]:
+        await call.hangup()

@@ -190,6 +190,42 @@ async def test_admission_refuses_calls_once_every_thread_is_busy(pool: MediaPool
             p.close()
 
 
+class BusyClock:
+    """Stands in for each engine's busy-time account: `busy[k]` seconds so far."""
+
+    def __init__(self, pool: MediaPool) -> None:
+        self.busy = [0.0] * pool.threads
+        for k, eng in enumerate(pool.engines):
+            eng.load = lambda k=k: {"busy_seconds": self.busy[k]}  # type: ignore[method-assign]
+
+
+async def test_admission_projects_each_threads_busy_share_to_its_streams(
+        pool: MediaPool) -> None:
+    clock = BusyClock(pool)
+    pool.max_busy = 0.8
+    sids = [pool.open_stream(group="big") for _ in range(6)]
+    sids += [pool.open_stream(group="small") for _ in range(2)]
+    assert [ld["streams"] for ld in pool.loads()] == [6.0, 2.0]
+    try:
+        assert pool.admits(0.0)                      # first sample: nothing measured yet
+        clock.busy = [0.3, 0.1]                      # shares 0.6 and 0.2: 0.1 per stream
+        admitted = 0
+        while pool.admits(0.5 + 0.01 * admitted):    # one window, then projections only
+            sids += [pool.open_stream(group=f"call-{admitted}") for _ in range(2)]
+            admitted += 1
+        # 0.1 per stream and max_busy 0.8: 8 streams a thread, so three calls go to the
+        # quieter thread and one to the other; the fifth would overload either.
+        assert admitted == 4
+        assert [ld["streams"] for ld in pool.loads()] == [8.0, 8.0]
+        assert pool.projected_busy(0, 10) == pytest.approx(1.0)
+        pool.close_stream(sids.pop())
+        pool.close_stream(sids.pop())
+        assert pool.admits(0.6)                      # a call ended: room again
+    finally:
+        for sid in sids:
+            pool.close_stream(sid)
+
+
 async def test_a_recording_that_ends_with_its_stream_reports_the_pool_id(
         pool: MediaPool, tmp_path) -> None:
     pool.open_stream(group="other")                        # the next call goes to thread 1
