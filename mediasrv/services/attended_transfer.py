@@ -35,7 +35,7 @@ from mediasrv.call.api import DigitReceived, Leg
 from mediasrv.services.base import Service
 from mediasrv.services.codes import CodeMatcher
 from mediasrv.services.registry import register_service
-from mediasrv.services.transfer import Ev, State, TransferSession
+from mediasrv.services.transfer import LET_GO, Ev, State, TransferSession, sent_away
 
 S, E = State, Ev
 
@@ -54,14 +54,6 @@ _ANSWERED_ROWS = {
     E.ADDRESSEE_HANGUP: ("reconnect", S.REBRIDGE),
     E.TRANSFERER_HANGUP: ("complete", S.COMPLETE),
     E.TRANSFERRED_HANGUP: ("keep_consultation", S.CONSULTATION_KEPT),
-}
-_LONE_FAILOVER_ROWS = {  # A failed after T or X left: the one left hears A's failover
-    E.FAILED_RETURN: ("fail_over_transferred", S.FAIL),
-    E.FAILED_ANNOUNCE: ("fail_over_transferred", S.FAIL),
-    E.FAILED_HANGUP: ("fail_over_transferred", S.FAIL),
-    E.FAILED_VOICEMAIL: ("fail_over_transferred", S.FAIL),
-    E.ADDRESSEE_HANGUP: ("fail_over_transferred", S.FAIL),
-    E.TRANSFERRED_HANGUP: ("drop_addressee", S.FAIL),
 }
 
 
@@ -114,13 +106,11 @@ TRANSITIONS: dict[tuple[State, Ev], tuple[str, State | None]] = {
     (S.TARGET_CALL, E.ADDRESSEE_HANGUP): ("fail_over_transferer", S.FAIL),
     (S.TARGET_CALL, E.TRANSFERER_HANGUP): ("drop_addressee", S.FAIL),
 
-    **_rows(S.BLOND, _LONE_FAILOVER_ROWS),
-    (S.BLOND, E.ANSWERED): ("complete", S.COMPLETE),
-
-    **_rows(S.RECALLING, _LONE_FAILOVER_ROWS),
+    # T left while A rang: X is sent to A (blond), or to T's phone again (recall)
+    **sent_away(S.BLOND),
+    **sent_away(S.RECALLING),
     (S.RECALLING, E.ANSWERED): ("complete", S.REBRIDGE),
-
-    (S.FAIL, E.ANNOUNCE_DONE): ("drop_all", S.FAIL),
+    **LET_GO,
 }
 
 # In these states T's digits go to the parties T hears (see the table in the module doc).

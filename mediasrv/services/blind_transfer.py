@@ -7,7 +7,8 @@ and X are reconnected. A good number is dialled on X's behalf (the addressee see
 caller) and T is hung up at once; X hears ringback until the addressee answers (COMPLETE). If
 the addressee does not answer, the addressee's failover runs for X (forward is followed by the
 call layer; announce / voicemail / the "failed" tone for return and hangup, then X is hung up).
-This is what RFC 5589 §6 calls a basic transfer, done inside the server instead of by REFER.
+This is what RFC 5589 §6 calls a basic transfer, done inside the server instead of by REFER;
+the part after the number is known is the one REFER uses too (`sent_away` in transfer.py).
 """
 
 from __future__ import annotations
@@ -15,26 +16,18 @@ from __future__ import annotations
 from mediasrv.call.api import Leg
 from mediasrv.services.base import Service
 from mediasrv.services.registry import register_service
-from mediasrv.services.transfer import Ev, State, TransferSession
+from mediasrv.services.transfer import LET_GO, Ev, Rows, State, TransferSession, sent_away
 
 S, E = State, Ev
 
-TRANSITIONS: dict[tuple[State, Ev], tuple[str, State | None]] = {
+TRANSITIONS: Rows = {
     (S.COLLECTING, E.NUMBER_OK): ("send_away", S.CALLING_TARGET),
     (S.COLLECTING, E.NUMBER_BAD): ("retry", S.COLLECTING),
     (S.COLLECTING, E.NUMBER_BAD_LAST): ("reconnect", S.REBRIDGE),
     (S.COLLECTING, E.TRANSFERER_HANGUP): ("drop_transferred", S.FAIL),
     (S.COLLECTING, E.TRANSFERRED_HANGUP): ("transferer_alone", S.FAIL),
-
-    (S.CALLING_TARGET, E.ANSWERED): ("complete", S.COMPLETE),
-    (S.CALLING_TARGET, E.FAILED_RETURN): ("fail_over_transferred", S.FAIL),
-    (S.CALLING_TARGET, E.FAILED_ANNOUNCE): ("fail_over_transferred", S.FAIL),
-    (S.CALLING_TARGET, E.FAILED_HANGUP): ("fail_over_transferred", S.FAIL),
-    (S.CALLING_TARGET, E.FAILED_VOICEMAIL): ("fail_over_transferred", S.FAIL),
-    (S.CALLING_TARGET, E.ADDRESSEE_HANGUP): ("fail_over_transferred", S.FAIL),
-    (S.CALLING_TARGET, E.TRANSFERRED_HANGUP): ("drop_addressee", S.FAIL),
-
-    (S.FAIL, E.ANNOUNCE_DONE): ("drop_all", S.FAIL),
+    **sent_away(S.CALLING_TARGET),
+    **LET_GO,
 }
 
 
@@ -42,14 +35,12 @@ class BlindTransferSession(TransferSession):
     """One blind transfer; the table is `TRANSITIONS`."""
 
     TRANSITIONS = TRANSITIONS
+    PURPOSE = "blind transfer"
 
     def send_away(self) -> None:
-        """Dials the addressee for X, lets T go, and gives X ringback."""
-        self.addressee = self.control.dial(self.number, caller=self.transferred,
-                                           purpose="blind transfer")
-        self.own(self.addressee)
+        """Dials the addressee for X (ringback) and lets T go at once."""
+        super().send_away()
         self.hang_up(self.transferer)
-        self.control.play_tone(self.transferred, "ringback")
 
 
 class BlindTransfer(Service):

@@ -13,183 +13,96 @@ service takes it on the same contract as `#1`/`#4`: a `Session` owns the legs it
   RFC 3891 §3, goes in the final NOTIFY as it came). Attended to a ringing party (the
   spec's BLOND): that leg now rings for the transferred party. Attended to an answered party
   (RFC 5589 §7): the two are joined at once.
-- The outcome: answered, the two talk and the transferer is released (BYE); failed, the
+- From there it is `#1`'s blind transfer once its number is known: one implementation,
+  `sent_away` in transfer.py (`ReferSession` is a `TransferSession` that starts past the
+  dialling phase). Answered, the two talk and the transferer is released (BYE); failed, the
   target's failover action is carried out for the transferred party (announce, voicemail) or
   the transferer gets the call back (RFC 5589 §6 retrieves it); with the transferer gone,
   the transferred party hears the "failed" tone and is let go. The transferer may BYE at any
-  time after the 202: the transfer goes on without it.
+  time after the 202: the transfer goes on without it. What differs from `#1`: the number
+  comes in the Refer-To, and the outcome is reported as a NOTIFY sipfrag (`outcome`: 200,
+  486 busy, 480 not reached, 487 the transferred party left; a remote Replaces' answer as
+  it came) instead of prompts.
 - Every step is published as a "transfer" event with `service="refer"` (start, progress,
-  result); the table is `TRANSITIONS`, states named as in the transfer spec.
+  result: COMPLETE, or FAIL also when the call was given back).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 
 from mediasrv.call.api import (
     CallControl,
     CallEvent,
     Leg,
-    LegAnswered,
-    LegFailed,
-    LegHungUp,
     LegRinging,
-    PromptFinished,
     TransferRequested,
 )
-from mediasrv.config import FailoverAction, ServiceConfig
-from mediasrv.services.base import Service, Session
+from mediasrv.config import ServiceConfig
+from mediasrv.services.base import Service
+from mediasrv.services.transfer import LET_GO, Ev, Rows, State, TransferSession, sent_away
 
 NAME = "refer"
-FAILED_TONE_SECONDS = 2.0  # the "failed" tone a transferred party hears before it is let go
-CONDITION_STATUS = {"busy": 486, "no_answer": 480}
-
-
-class State(StrEnum):
-    CALLING_TARGET = "CALLING_TARGET"
-    BLOND = "BLOND"
-    COMPLETE = "COMPLETE"
-    FAIL = "FAIL"
-
-
-class Ev(StrEnum):
-    ANSWERED = "answered"
-    FAILED = "failed"
-    TARGET_HANGUP = "target_hangup"
-    TRANSFERRED_HANGUP = "transferred_hangup"
-
 
 S, E = State, Ev
-TRANSITIONS: dict[tuple[State, Ev], tuple[str, State]] = {
-    (S.CALLING_TARGET, E.ANSWERED): ("complete", S.COMPLETE),
-    (S.CALLING_TARGET, E.FAILED): ("fail", S.FAIL),
-    (S.CALLING_TARGET, E.TARGET_HANGUP): ("fail", S.FAIL),
-    (S.CALLING_TARGET, E.TRANSFERRED_HANGUP): ("abandon", S.FAIL),
-    (S.BLOND, E.ANSWERED): ("complete", S.COMPLETE),
-    (S.BLOND, E.FAILED): ("fail", S.FAIL),
-    (S.BLOND, E.TARGET_HANGUP): ("fail", S.FAIL),
-    (S.BLOND, E.TRANSFERRED_HANGUP): ("abandon", S.FAIL),
-}
+TRANSITIONS: Rows = {**sent_away(S.CALLING_TARGET), **sent_away(S.BLOND), **LET_GO}
 
 
-class ReferSession(Session):
-    """One blind or blond transfer in progress; its table is `TRANSITIONS`."""
+class ReferSession(TransferSession):
+    """One blind or blond transfer a REFER asked for; its table is `TRANSITIONS`."""
 
     TRANSITIONS = TRANSITIONS
-    KIND = "transfer"
+    PURPOSE = NAME
 
-    def __init__(self, service: ReferTransfer, request: TransferRequested, target: Leg,
-                 state: State) -> None:
-        super().__init__(service, request.party, state)
-        self.transferer, self.transferred, self.target = request.leg, request.party, target
+    def __init__(self, service: ReferTransfer, request: TransferRequested) -> None:
+        super().__init__(service, request.leg, request.party)
+        self.anchor = request.party
+        self.number = request.number
         self.failover = request.failover
-        self.remote = bool(request.replaces)  # the target is a dialog on another node
-        self.action = FailoverAction("return")
-        self.status = 0
-        self.announcing: Leg | None = None  # the party hearing the failover prompt
+        self.replaces = request.replaces  # the target is a dialog on another node
+        self.status = 0  # the NOTIFY's final status
+        self._result_published = False
 
-    # ------------------------------------------------------------------ events
+    def dial_addressee(self) -> Leg:
+        return self.control.dial(self.number, caller=self.transferred, purpose=NAME,
+                                 failover=self.failover, replaces=self.replaces)
 
     def handle(self, event: CallEvent) -> bool:
-        leg = event.leg
-        if isinstance(event, PromptFinished) and leg is self.announcing:
-            self.announcing = None
-            self.hang_up(leg)
-            self.finish([])
-        elif isinstance(event, LegHungUp) and self.announcing is not None:
-            self.finish([])
-        elif isinstance(event, LegHungUp) and leg is self.transferer:
-            self.gone(leg)  # the transferer may leave right after the 202 (RFC 5589 §6)
-        elif isinstance(event, LegRinging) and leg is self.target:
+        if isinstance(event, LegRinging) and event.leg is self.addressee:
             self.report("progress", progress="ringing")
-        elif isinstance(event, LegAnswered) and leg is self.target:
-            self.fire(E.ANSWERED)
-        elif isinstance(event, LegFailed) and leg is self.target:
-            self.gone(leg)
-            self.action, self.status = event.action, event.status
-            self.fire(E.FAILED)
-        elif isinstance(event, LegHungUp):
-            self.gone(leg)
-            self.fire(E.TARGET_HANGUP if leg is self.target else E.TRANSFERRED_HANGUP)
-        return True
+            return True
+        return super().handle(event)
 
-    def fire(self, event: StrEnum) -> None:
-        row = self.TRANSITIONS.get((self.state, event))  # type: ignore[call-overload]
-        if row is None or self.finished:
-            return
-        action, self.state = row
-        getattr(self, action)()
-        self.report("result", event=str(event), status=self.status)
-        if self.announcing is None:
-            self.finish(self.connected())
-
-    # ------------------------------------------------------------------ actions
-
-    def complete(self) -> None:
-        """The target answered: it talks to the transferred party; the transferer goes."""
-        self.status = 200
-        self.control.bridge(self.transferred, self.target)
-        self.control.transfer_progress(self.transferer, 200)
-        self.hang_up(self.transferer)
-
-    def fail(self) -> None:
-        """The target did not answer: its failover runs for the transferred party, or the
-        transferer gets the call back."""
-        condition = "busy" if self.status in (486, 600) else "no_answer"
-        if not (self.remote and self.status >= 300):  # the other node's RFC 3891 answer
-            self.status = CONDITION_STATUS[condition]   # as is: 481, 603, 486
-        self.control.transfer_progress(self.transferer, self.status)
-        action = self.action.action if self.failover else "return"
-        if action in ("announce", "voicemail") and self.alive(self.transferred):
-            self._carry_out(action)
-            self.hang_up(self.transferer)
-        else:
-            self._reconnect_or_release()
-
-    def abandon(self) -> None:
-        """The transferred party hung up while the target rang."""
-        self.status = 487
-        self.hang_up(self.target)
-        self.control.transfer_progress(self.transferer, 487)
-        self.hang_up(self.transferer)
-
-    def _carry_out(self, action: str) -> None:
-        if action == "announce":
-            self.announcing = self.transferred
-            self.control.play_prompt(self.transferred, self.action.prompt or "unavailable")
-        else:
-            self.control.voicemail(self.transferred, self.target.number)
-
-    def _reconnect_or_release(self) -> None:
-        transferer, transferred = self.transferer, self.transferred
-        if not self.alive(transferer) and not self.alive(transferred):
-            return
-        if not self.alive(transferer):
-            self.control.play_tone(transferred, "failed")
-            control = self.control  # the tone outlives the session, the hang-up follows it
-            control.schedule(FAILED_TONE_SECONDS, lambda: control.hangup(transferred))
-        elif not self.alive(transferred):
-            self.hang_up(transferer)
-        else:
-            self.control.bridge(transferer, transferred)
-
-    def connected(self) -> list[Leg]:
-        """The two left talking: the parties (complete) or the original call (given back)."""
-        pair = [self.transferred, self.target] if self.state is S.COMPLETE else \
-            [self.transferer, self.transferred]
-        return pair if all(self.alive(leg) for leg in pair) else []
+    def outcome(self, status: int) -> None:
+        """The transferer's NOTIFY: 200, 487, the remote Replaces' own refusal, else 486
+        (busy) or 480 (not reached)."""
+        if status not in (200, 487) and not (self.replaces and status >= 300):
+            status = 486 if status in (486, 600) else 480
+        self.status = status
+        self.control.transfer_progress(self.transferer, status)
 
     # ------------------------------------------------------------------ events out
 
-    def describe(self) -> dict[str, object]:
-        return {"transferer": self.transferer.number, "target": self.target.number,
-                "failover": self.failover}
+    def publish(self, **fields: object) -> None:
+        """A transition: the first one is the transfer's result (later ones only let the
+        transferred party go after a failover prompt or tone)."""
+        if not self._result_published:
+            self._result_published = True
+            self.report("result", event=fields.get("event", ""), status=self.status)
+
+    def finish(self, connected: list[Leg]) -> None:
+        if not self.finished and not self._result_published:  # all ended at once (the API)
+            self.outcome(487)
+            self.state = S.FAIL
+            self.publish(event=str(E.TRANSFERRED_HANGUP))
+        super().finish(connected)
 
     def report(self, phase: str, **fields: object) -> None:
-        self.control.publish(self.anchor, "transfer", service=NAME, state=str(self.state),
+        state = S.FAIL if self.state is S.REBRIDGE else self.state  # given back: it failed
+        self.control.publish(self.anchor, "transfer", service=NAME, state=str(state),
                              phase=phase, transferred=self.transferred.number,
-                             **self.describe(), **fields)
+                             transferer=self.transferer.number, target=self.target.number,
+                             failover=self.failover, **fields)
 
 
 class ReferTransfer(Service):
@@ -212,19 +125,19 @@ class ReferTransfer(Service):
             self._join(request, request.target)
             joined([leg for leg in (transferred, request.target) if not leg.ended])
             return True
-        control.silence(transferer)
-        control.play_tone(transferred, "ringback")
+        session = ReferSession(self, request)
         if request.target is None:
-            target = control.dial(request.number, caller=transferred, purpose=NAME,
-                                  failover=request.failover, replaces=request.replaces)
-            state = S.CALLING_TARGET
-        else:
-            target, state = request.target, S.BLOND
+            session.send_away()  # dials first: no media port, MediaError, nothing taken
+            session.state = S.CALLING_TARGET
+        else:  # blond: the consultation's ringing leg now rings for the transferred party
+            session.addressee, session.state = request.target, S.BLOND
+            session.own(request.target)
+            control.play_tone(transferred, "ringback")
             if request.replaced is not None:
                 control.hangup(request.replaced, 487)  # the transferer's consultation call
-        session = ReferSession(self, request, target, state)
-        for leg in (transferer, transferred, target):
-            session.own(leg)
+        session.own(transferer)
+        session.own(transferred)
+        control.silence(transferer)
         session.report("start")
         return True
 

@@ -18,6 +18,16 @@ a normal call).
 
 FAIL is where a party left alone hears the outcome (the failover action run for it, see
 `fail_over`) before it is hung up; the session ends when no owned leg is left.
+
+Sending X away (`SENT_AWAY`, `send_away`, `complete`, `not_reached`, `abandon`) is the one
+implementation of what happens once the number is known and X rings the addressee without T:
+`#1` (blind_transfer.py, the number dialled), a REFER (refer_transfer.py, the Refer-To; or
+the consultation already ringing, BLOND) and `#4` after T left (BLOND, RECALLING) use these
+rows. Answered: X and the addressee talk, T (if still there) is let go. Not reached: the
+addressee's failover runs for X (announce, voicemail), or T gets the call back when it is
+still there (a REFER's transferer may wait for the outcome), or X hears the "failed" tone and
+is let go. X hanging up ends the addressee's call. Each outcome is told to `outcome()` (a
+status: 200, the failure's, 487): REFER turns it into the transferer's NOTIFY.
 """
 
 from __future__ import annotations
@@ -80,6 +90,21 @@ FAILED_EVENT = {"return": Ev.FAILED_RETURN, "announce": Ev.FAILED_ANNOUNCE,
                 "hangup": Ev.FAILED_HANGUP, "voicemail": Ev.FAILED_VOICEMAIL}
 TERMINAL = frozenset({State.COMPLETE, State.REBRIDGE, State.CONSULTATION_KEPT})
 
+Rows = dict[tuple[State, Ev], tuple[str, State | None]]
+
+
+def sent_away(state: State) -> Rows:
+    """The rows of `state` in which X rings the addressee on its own (see the module doc);
+    `not_reached` returns FAIL, or REBRIDGE when T takes the call back."""
+    events = [*FAILED_EVENT.values(), Ev.ADDRESSEE_HANGUP]
+    return {(state, Ev.ANSWERED): ("complete", State.COMPLETE),
+            **{(state, event): ("not_reached", None) for event in events},
+            (state, Ev.TRANSFERRED_HANGUP): ("abandon", State.FAIL)}
+
+
+# after a failover prompt or the "failed" tone, X is let go
+LET_GO: Rows = {(State.FAIL, Ev.ANNOUNCE_DONE): ("drop_all", State.FAIL)}
+
 
 def same(leg: Leg, other: Leg | None) -> bool:
     """Legs are compared by id: the call layer may hand out a new object for the same leg."""
@@ -91,6 +116,7 @@ class TransferSession(Session):
 
     KIND = "transfer"
     TERMINAL = TERMINAL
+    PURPOSE = "transfer"  # the dialled leg's purpose, in logs
 
     def __init__(self, service: Service, transferer: Leg, transferred: Leg) -> None:
         super().__init__(service, transferer, State.COLLECTING)
@@ -99,11 +125,13 @@ class TransferSession(Session):
         self.number = ""
         self.attempts = 0
         self.failure: FailoverAction | None = None
+        self.failover = True  # False: the addressee's failover does not run (direct media)
+        self.failed_status = 0  # the addressee's final status when it failed
         self.moh_class = str(service.config.settings.get("behaviour", {}).get("moh_class", ""))
         self._announce_id: int | None = None
         self.collector = DigitCollector(
             self.control, transferer, on_done=self._number,
-            timeout=float(service.setting("timers", "digit_timeout")))
+            timeout=float(service.setting("timers", "digit_timeout", 0.0)))
 
     def begin(self) -> None:
         """Owns T and X, holds X and asks T for the number."""
@@ -148,7 +176,8 @@ class TransferSession(Session):
             self.fire(Ev.ANSWERED)
         elif isinstance(event, LegFailed) and same(leg, self.addressee):
             self.gone(leg)
-            self.failure = event.action
+            self.failure = event.action if self.failover else None
+            self.failed_status = event.status
             self.fire(FAILED_EVENT.get(event.action.action, Ev.FAILED_RETURN))
         elif isinstance(event, LegHungUp):
             self.gone(leg)
@@ -202,8 +231,10 @@ class TransferSession(Session):
         self.control.bridge(self.transferer, self.transferred)
 
     def complete(self) -> None:
-        """COMPLETE: X and the addressee talk to each other."""
+        """COMPLETE: X and the addressee talk to each other; T, if still there, goes."""
         self.control.bridge(self.transferred, self.target)
+        self.outcome(200)
+        self.hang_up(self.transferer)
 
     def drop_transferred(self) -> None:
         self.hang_up(self.transferred)
@@ -220,9 +251,42 @@ class TransferSession(Session):
         self.control.hold(self.transferred, self.moh_class)
         self.fail_over(self.transferer)
 
-    def fail_over_transferred(self) -> None:
-        """The addressee failed after T left: X hears the outcome, then is hung up."""
-        self.fail_over(self.transferred)
+    # ------------------------------------------------------------------ sending X away
+
+    def send_away(self) -> None:
+        """The number is known: it is dialled for X (the addressee sees X as the caller),
+        and X hears ringback while it rings."""
+        self.addressee = self.dial_addressee()
+        self.own(self.addressee)
+        self.control.play_tone(self.transferred, "ringback")
+
+    def dial_addressee(self) -> Leg:
+        return self.control.dial(self.number, caller=self.transferred, purpose=self.PURPOSE)
+
+    def not_reached(self) -> State:
+        """The addressee failed (or hung up) while X rang it: its failover runs for X
+        (announce, voicemail), else T gets the call back if still there (REBRIDGE), else X
+        hears the "failed" tone; then X is let go (FAIL)."""
+        self.outcome(self.failed_status)
+        action = (self.failure or FailoverAction("return")).action
+        if action in ("announce", "voicemail") or not self.alive(self.transferer):
+            self.hang_up(self.transferer)
+            self.fail_over(self.transferred)
+            if action == "voicemail":  # X is the mailbox's now: let go, so it records
+                self.gone(self.transferred)
+            return State.FAIL
+        self.control.bridge(self.transferer, self.transferred)
+        return State.REBRIDGE
+
+    def abandon(self) -> None:
+        """X hung up while the addressee rang: its call ends, and T's if still there."""
+        self.hang_up(self.addressee)
+        self.outcome(487)
+        self.hang_up(self.transferer)
+
+    def outcome(self, status: int) -> None:
+        """How sending X away ended (200, the addressee's failure status, 487); a REFER
+        tells its transferer (refer_transfer.py)."""
 
     def transferer_alone(self) -> None:
         """X left while T was dialling: T hears the "failed" tone, then is hung up."""

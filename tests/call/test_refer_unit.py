@@ -448,3 +448,29 @@ def test_a_transfer_ringing_past_the_subscription_expiry_ends_it_with_a_timeout(
     assert world.hears("101") == "103" and len(b.notifies) == 2
     a.hangup(ab)
     world.settled()
+
+
+@pytest.mark.parametrize("action, hears", [
+    (FailoverAction("announce", prompt="unavailable"), "prompt:en/unavailable"),
+    (FailoverAction("voicemail"), "prompt:en/vm-greeting")])
+def test_a_blind_transfer_not_answered_runs_the_target_failover_for_the_transferred_party(
+        tmp_path: Path, action: FailoverAction, hears: str) -> None:
+    """The same outcome as `#1` (one implementation): the target's failover runs for the
+    transferred party and the transferer, told 480, is released."""
+    world = World(tmp_path, failover={"103": {"no_answer": action}})
+    a, b, _c = world.phone("101"), world.phone("102"), world.phone("103")
+    ab = talking(world, a, b)
+    b.refer(b.calls[0], "103")
+    world.advance(21.0)
+    assert b.final_notify == "SIP/2.0 480 Temporarily Unavailable"
+    assert b.calls[0].ended
+    assert world.hears("101") == hears
+    if action.action == "announce":
+        world.prompt_played("101")
+        assert ab.ended  # let go after the prompt
+    else:
+        world.prompt_played("101")  # the greeting, then the beep
+        world.prompt_played("101")
+        assert "103" in list(world.engine.recording.values())[0]  # a message for 103
+        a.hangup(ab)
+    world.settled()

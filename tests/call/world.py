@@ -36,6 +36,7 @@ from mediasrv.config import (
     load_config,
 )
 from mediasrv.media.engine import MediaError
+from mediasrv.media.events import PlayFinished
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip import events as sip
 from mediasrv.sip.dialog import Dialog
@@ -111,6 +112,7 @@ class FakeEngine:
         self.remote: dict[int, tuple[str, int, str]] = {}
         self.direction: dict[int, tuple[bool, bool]] = {}
         self.recording: dict[int, str] = {}
+        self.prompts: dict[int, int] = {}  # stream -> the id of the last prompt it was given
         self.groups: dict[int, str | None] = {}
         self.admitting = True
         self.log: list[tuple[object, ...]] = []
@@ -167,7 +169,8 @@ class FakeEngine:
 
     def play_prompt(self, sid: int, name: str) -> int:
         self.log.append(("prompt", sid, name))
-        return next(self._plays)
+        self.prompts[sid] = next(self._plays)
+        return self.prompts[sid]
 
     def play_tone(self, sid: int, tone: str) -> None:
         self.log.append(("tone", sid, tone))
@@ -491,6 +494,12 @@ class World:
         if feed.kind == "peer" and feed.peer is not None:
             return feed.peer.number
         return f"{feed.kind}:{feed.name}" if feed.name else feed.kind
+
+    def prompt_played(self, number: str) -> None:
+        """The engine says the prompt extension `number`'s leg hears played to the end."""
+        stream = self.leg(number).stream
+        self.b2bua.on_media_event(PlayFinished(stream, self.engine.prompts[stream]))
+        self.pump()
 
     def transfer_events(self) -> list[tuple[object, object]]:
         return [(e["state"], e["phase"]) for e in self.events if e["kind"] == "transfer"]
