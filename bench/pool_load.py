@@ -7,12 +7,18 @@ the load generator shares the cores with the media threads, as it would with sig
 The figure that must not fall as threads are added is calls per busy core-second: calls
 carried x wall time / (the CPU time of all media threads together). `per_thread` shows how
 evenly the calls were spread and how busy each thread was (busy share, rounds behind).
+One generator offers about 2,000 calls from its one thread, so past `CALLS_PER_GENERATOR`
+calls the load is split over several generators running at once (each releases the GIL);
+on a 2-core machine there is one, as before.
 
     .venv/bin/python bench/pool_load.py [seconds] [calls per thread ...]
 
 prints, for 1, 2, ... up to the number of cores minus one media threads (at least 2), the
-same sweep, so that it runs unchanged on a bigger machine; with a per-thread cost the
-projection to 16 cores is `calls per busy core-second x 15` (one core left to signalling).
+same sweep, so that it runs unchanged on a bigger machine, and after each sweep the
+projection to `PROJECT_CORES` cores (`project`): the default `rtp.threads` (cores minus
+one, one core left to signalling), each carrying the calls of one thread's measured calls
+per busy core-second up to admission control's `max_busy`, discounted by the scaling
+measured from 1 thread to the most this machine ran.
 """
 
 from __future__ import annotations
@@ -20,15 +26,20 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
 import engine_load
 import loadgen
 
+from mediasrv.config import RtpConfig
 from mediasrv.media.pool import MediaPool
 
 PORT_MIN = 30000
+PORT_MAX = 65000             # 4 ports a call (two streams, RTP and RTCP): ~8,700 calls in all
+CALLS_PER_GENERATOR = 1500   # what one load generator thread offers with room to spare
+PROJECT_CORES = 16
 
 
 @dataclass
@@ -64,8 +75,11 @@ def _cpu(ident: int) -> float:
 
 def bridge(threads: int, calls: int, seconds: float) -> PoolResult:
     """`calls` two-party calls on a pool of `threads` media threads."""
-    lg = loadgen.build().LoadGen(2, 2 * calls)
-    lg.set_payload(engine_load.voice_frame())
+    count = max(1, -(-calls // CALLS_PER_GENERATOR))
+    shares = [calls // count + (1 if k < calls % count else 0) for k in range(count)]
+    gens = [loadgen.build().LoadGen(2, 2 * n) for n in shares]
+    for lg in gens:
+        lg.set_payload(engine_load.voice_frame())
     pool = MediaPool("127.0.0.1", PORT_MIN, PORT_MIN + 4 * calls + 400 * threads,
                      threads=threads, rtp_timeout=0)
     loop = asyncio.new_event_loop()
@@ -73,6 +87,7 @@ def bridge(threads: int, calls: int, seconds: float) -> PoolResult:
     sids: list[int] = []
     try:
         for n in range(calls):
+            lg = gens[n % count]
             a, b = pool.open_stream(group=str(n)), pool.open_stream(group=str(n))
             sids += [a, b]
             for sid, k in ((a, 0), (b, 1)):
@@ -83,7 +98,14 @@ def bridge(threads: int, calls: int, seconds: float) -> PoolResult:
         idents = [ids[0] for ids in pool.thread_ids() if ids]
         load0 = pool.loads()
         c0, t0 = sum(_cpu(i) for i in idents), time.monotonic()
-        lg.run(seconds, slots=engine_load.SLOTS, spin=False)
+        runners = [threading.Thread(target=lg.run, args=(seconds,),
+                                    kwargs={"slots": engine_load.SLOTS, "spin": False})
+                   for lg in gens[1:]]
+        for r in runners:
+            r.start()
+        gens[0].run(seconds, slots=engine_load.SLOTS, spin=False)
+        for r in runners:
+            r.join()
         c1, t1 = sum(_cpu(i) for i in idents), time.monotonic()
         load1 = pool.loads()
     finally:
@@ -95,22 +117,40 @@ def bridge(threads: int, calls: int, seconds: float) -> PoolResult:
     per_thread = [{"streams": b["streams"], "busy_share": (b["busy_seconds"] - a["busy_seconds"])
                    / wall, "rounds_behind": b["rounds_behind"] - a["rounds_behind"]}
                   for a, b in zip(load0, load1, strict=True)]
-    expected = lg.sent
-    loss = max(0.0, 1 - lg.received / expected) if expected else 0.0
-    return PoolResult(threads, calls, lg.sent / 100 / seconds, wall, c1 - c0, loss,
-                      lg.delay_percentile_us(0.5), lg.delay_percentile_us(0.99), per_thread)
+    sent = sum(lg.sent for lg in gens)
+    loss = max(0.0, 1 - sum(lg.received for lg in gens) / sent) if sent else 0.0
+    # Each generator's percentiles are its own; the worst of them bounds the whole.
+    return PoolResult(threads, calls, sent / 100 / seconds, wall, c1 - c0, loss,
+                      max(lg.delay_percentile_us(0.5) for lg in gens),
+                      max(lg.delay_percentile_us(0.99) for lg in gens), per_thread)
+
+
+def project(one: PoolResult, most: PoolResult, cores: int = PROJECT_CORES,
+            max_busy: float = RtpConfig.max_busy) -> str:
+    """Relayed calls `cores` cores would carry on time, from the per-thread cost measured."""
+    threads = max(1, cores - 1)
+    scaling = min(1.0, most.per_core / one.per_core)
+    calls = threads * one.per_core * max_busy * scaling
+    return (f"projection to {cores} cores: {threads} media threads x {one.per_core:.0f} calls "
+            f"per busy core-second x max_busy {max_busy} x scaling {scaling:.2f} (measured "
+            f"1 -> {most.threads} threads) = {calls:,.0f} calls on time")
 
 
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
     per_thread = [int(x) for x in sys.argv[2:]] or [500, 1000]
     max_threads = max(2, (os.cpu_count() or 2) - 1)
+    print(f"{os.cpu_count()} cores, 1 to {max_threads} media threads", flush=True)
     for n in per_thread:
-        base = None
+        runs: list[PoolResult] = []
         for threads in range(1, max_threads + 1):
-            r = bridge(threads, n * threads, seconds)
-            base = base or r.per_core
-            print(f"{r.line()}; vs 1 thread {r.per_core / base:.2f}", flush=True)
+            calls = min(n * threads, (PORT_MAX - PORT_MIN) // 4 - 100 * threads)
+            if calls < n * threads:
+                print(f"{threads} threads: {calls} calls, all the ports hold", flush=True)
+            runs.append(bridge(threads, calls, seconds))
+            print(f"{runs[-1].line()}; vs 1 thread {runs[-1].per_core / runs[0].per_core:.2f}",
+                  flush=True)
+        print(project(runs[0], runs[-1]), flush=True)
 
 
 if __name__ == "__main__":
