@@ -7,6 +7,11 @@ messages a second for `--seconds` over UDP, cycling through the 28 KINDS of malf
 below (the mix a SIP scanner or a fuzzer sends), and a reader counts every answer by kind
 (the kind is carried in the Call-ID and the Via branch, so an answer names its request).
 
+`--transport tcp` floods over TCP instead: the flooder keeps `TCP_CONNECTIONS` connections
+open from 127.0.0.3 and writes each message (Via `SIP/2.0/TCP`) on the next one in turn;
+a connection the server closed (or refused) is reopened, and the reopenings are counted.
+`--kinds garbage,huge_header` limits the mix (a garbage or over-size frame flood).
+
 Measured, from /proc: the CPU share of the server's SIP thread (the main thread, where the
 asyncio loop, the SIP core and the call layer run) during the flood, and during a quiet
 stretch of the same call before it as the reference. Checked: no 2xx answers any request
@@ -14,6 +19,7 @@ stretch of the same call before it as the reference. Checked: no 2xx answers any
 and the call survives (both phones still hear each other after the flood).
 
     .venv/bin/python -m bench.sip_flood --seconds 10 --rate 2000 [--no-ban] [--json]
+        [--transport tcp] [--kinds garbage,...]
 """
 
 from __future__ import annotations
@@ -121,6 +127,7 @@ class FloodResult:
     seconds: float = 0.0
     answers: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     unmatched: Counter[int] = field(default_factory=Counter)
+    reopened: int = 0  # TCP: connections opened (the first ones included)
 
     def bad_2xx(self) -> dict[str, int]:
         return {kind: sum(n for s, n in c.items() if 200 <= s < 300)
@@ -146,15 +153,7 @@ def flood(target: tuple[str, int], rate: int, seconds: float,
                 data = sock.recv(65535)
             except (TimeoutError, OSError):
                 continue
-            status = _STATUS_RE.match(data)
-            if status is None:
-                continue
-            tag = _TAG_RE.search(data)
-            code = int(status.group(1))
-            if tag:
-                result.answers[tag.group(1).decode()][code] += 1
-            else:
-                result.unmatched[code] += 1
+            _count(result, data)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -177,6 +176,113 @@ def flood(target: tuple[str, int], rate: int, seconds: float,
     stop.set()
     reader.join()
     sock.close()
+    return result
+
+
+TCP_CONNECTIONS = 8
+# On a stream `short_body` is no error: its Content-Length takes the next message's bytes as
+# its body, and the request so framed is valid (a 200 to it is right), so the TCP mix leaves
+# it out.
+TCP_KINDS = [k for k in KINDS if k != "short_body"]
+
+
+class _TcpFlooder:
+    """`TCP_CONNECTIONS` non-blocking connections to `target`, reopened when closed."""
+
+    def __init__(self, target: tuple[str, int], host: str, result: FloodResult) -> None:
+        self.target, self.host, self.result = target, host, result
+        self.socks: list[socket.socket | None] = [None] * TCP_CONNECTIONS
+        self.buffers: list[bytes] = [b""] * TCP_CONNECTIONS
+        self.reopened = 0
+
+    def _open(self, i: int) -> socket.socket | None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((self.host, 0))
+        sock.settimeout(1.0)
+        try:
+            sock.connect(self.target)
+        except OSError:
+            sock.close()
+            return None
+        sock.setblocking(False)
+        self.socks[i], self.buffers[i] = sock, b""
+        self.reopened += 1
+        return sock
+
+    def _drop(self, i: int) -> None:
+        sock = self.socks[i]
+        if sock is not None:
+            sock.close()
+        self.socks[i] = None
+
+    def send(self, n: int, data: bytes) -> None:
+        i = n % TCP_CONNECTIONS
+        sock = self.socks[i] or self._open(i)
+        if sock is None:
+            return
+        self.read(i)
+        try:
+            sock.send(data)
+        except OSError:  # closed by the server (a framing error, a ban): reopen next time
+            self._drop(i)
+
+    def read(self, i: int) -> None:
+        sock = self.socks[i]
+        while sock is not None:
+            try:
+                data = sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(i)
+                return
+            self.buffers[i] += data
+            *answers, self.buffers[i] = self.buffers[i].split(b"\r\n\r\n")
+            for answer in answers:
+                _count(self.result, answer)
+
+    def close(self) -> None:
+        for i in range(TCP_CONNECTIONS):
+            self.read(i)
+            self._drop(i)
+
+
+def _count(result: FloodResult, data: bytes) -> None:
+    status = _STATUS_RE.match(data.lstrip(b"\r\n"))
+    if status is None:
+        return
+    tag = _TAG_RE.search(data)
+    code = int(status.group(1))
+    if tag:
+        result.answers[tag.group(1).decode()][code] += 1
+    else:
+        result.unmatched[code] += 1
+
+
+def flood_tcp(target: tuple[str, int], rate: int, seconds: float, kinds: list[str],
+              host: str = FLOOD_HOST) -> FloodResult:
+    """`flood()` over TCP connections; `result.reopened` counts the connections opened."""
+    dest = f"{target[0]}:{target[1]}"
+    result = FloodResult()
+    flooder = _TcpFlooder(target, host, result)
+    batch = max(1, rate // 100)
+    t0 = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) - t0 < seconds:
+        due = int((now - t0) * rate)
+        while n < due:
+            kind = kinds[n % len(kinds)]
+            src = f"{host}:{40000 + n % TCP_CONNECTIONS}"
+            data = KINDS[kind](dest, src, f"flood-{kind}-{n}").replace(b"/UDP ", b"/TCP ")
+            flooder.send(n, data)
+            n += 1
+        time.sleep(batch / rate / 2)
+    result.sent, result.seconds = n, time.monotonic() - t0
+    time.sleep(1.0)
+    flooder.close()
+    result.reopened = flooder.reopened
     return result
 
 
@@ -241,8 +347,10 @@ async def _register(phone, timeout: float = 15.0) -> None:  # noqa: ANN001 (a Te
         await asyncio.sleep(0.3)
 
 
-async def run(seconds: float, rate: int, quiet: float = 3.0, extra: str = "") -> dict:
-    """Quiet call stretch, then the flood; returns the figures."""
+async def run(seconds: float, rate: int, quiet: float = 3.0, extra: str = "",
+              transport: str = "udp", kinds: list[str] | None = None) -> dict:
+    """Quiet call stretch, then the flood (over `transport`, of `kinds`: all by default);
+    returns the figures."""
     sys.path.insert(0, str(ROOT))
     from tests.peers.phone import TestPhone
 
@@ -263,7 +371,11 @@ async def run(seconds: float, rate: int, quiet: float = 3.0, extra: str = "") ->
             await asyncio.sleep(quiet)
             quiet_share = (thread_cpu(pid) - c0) / (time.monotonic() - t0)
             c1, t1 = thread_cpu(pid), time.monotonic()
-            result = await asyncio.to_thread(flood, addr, rate, seconds)
+            if transport == "tcp":
+                result = await asyncio.to_thread(flood_tcp, addr, rate, seconds,
+                                                 kinds or TCP_KINDS)
+            else:
+                result = await asyncio.to_thread(flood, addr, rate, seconds)
             flood_share = (thread_cpu(pid) - c1) / (time.monotonic() - t1)
             survived = bool(a.active_calls() and b.active_calls())
             if survived:
@@ -276,7 +388,9 @@ async def run(seconds: float, rate: int, quiet: float = 3.0, extra: str = "") ->
             log = server.stop()
     return {
         "rate": rate, "seconds": round(result.seconds, 2), "sent": result.sent,
-        "kinds": len(KINDS), "sip_thread_cpu_quiet": round(quiet_share, 3),
+        "transport": transport,
+        "kinds": len(kinds or (TCP_KINDS if transport == "tcp" else KINDS)),
+        "connections_opened": result.reopened, "sip_thread_cpu_quiet": round(quiet_share, 3),
         "sip_thread_cpu_flood": round(flood_share, 3), "call_survived": survived,
         "answered_2xx": result.bad_2xx(),
         "answers": {k: dict(sorted(v.items())) for k, v in sorted(result.answers.items())},
@@ -292,13 +406,21 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-ban", action="store_true",
                    help="turn bans and the rate limit off: every datagram is pre-parsed")
+    p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    p.add_argument("--kinds", default="", help="comma-separated KINDS (TCP only; default all)")
     args = p.parse_args()
     extra = "[security]\nban_threshold = 0\nrate_limit = 0\n" if args.no_ban else ""
-    figures = asyncio.run(run(args.seconds, args.rate, extra=extra))
+    kinds = [k for k in args.kinds.split(",") if k] or None
+    unknown = set(kinds or ()) - set(KINDS)
+    if unknown:
+        p.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    figures = asyncio.run(run(args.seconds, args.rate, extra=extra, transport=args.transport,
+                              kinds=kinds))
     if args.json:
         print(json.dumps(figures, indent=1))
         return
-    print(f"{figures['sent']} messages ({figures['kinds']} kinds) in {figures['seconds']} s "
+    print(f"{figures['sent']} messages ({figures['kinds']} kinds) over {figures['transport']} "
+          f"in {figures['seconds']} s ({figures['connections_opened']} connections opened) "
           f"during a call; SIP thread CPU: {figures['sip_thread_cpu_flood']:.1%} of a core "
           f"(quiet call: {figures['sip_thread_cpu_quiet']:.1%}); call survived: "
           f"{figures['call_survived']}")

@@ -480,6 +480,31 @@ def _tag_or_unparsable(value: str) -> str | None:
 
 
 _CONTENT_LENGTH_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)", re.I | re.M)
+_TOKEN_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                         b"-.!%*_+`'~")
+_LINE_CHARS_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# The shape of a start line (§7.1, §7.2), no more: a status line, or three words, the first a
+# token and the last SIP/something (the parser answers a wrong version 505 itself).
+_START_SHAPE_RE = re.compile(rb"SIP/[^ ]* .*|[A-Za-z0-9.!%*_+`'~-]+ [^ ]+ [Ss][Ii][Pp]/[^ ]*")
+
+
+def start_line_verdict(data: bytes | bytearray) -> bool | None:
+    """Can `data` (a stream at the start of a message) begin a SIP message? False as soon as
+    it cannot (a first byte that starts no method and no `SIP/`, a control byte in the first
+    line, a first line of another protocol such as `GET / HTTP/1.1`), True once a complete
+    first line has the shape of a start line, None while it is too early to say."""
+    if not data:
+        return None
+    if data[0] not in _TOKEN_BYTES:
+        return False
+    end = _LINE_CHARS_RE.match(data).end()  # type: ignore[union-attr]
+    if end == len(data):
+        return None
+    if data[end] == 0x0D and end + 1 == len(data):
+        return None
+    if data[end] == 0x0A or data[end] == 0x0D and data[end + 1] == 0x0A:
+        return _START_SHAPE_RE.fullmatch(data, 0, end) is not None
+    return False
 
 
 class StreamFramer:
@@ -489,17 +514,26 @@ class StreamFramer:
     framed but invalid is reported and the stream goes on; a framing error (missing or bad
     Content-Length, oversize) is reported once, `should_close` becomes True and further
     input is ignored, since the stream can no longer be resynchronised.
+
+    The cheap checks come first, so a flood of garbage costs little: a message must begin
+    like a SIP start line (`start_line_verdict`, decided on its first bytes: binary garbage
+    or another protocol is refused at its first byte or line, without waiting for a header
+    end), a header larger than `max_size` is refused without being parsed (no answer: the
+    parse is what a flood would cost), and the search for the header end resumes where the
+    last one stopped instead of rescanning the buffer on every read.
     """
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buffer = bytearray()
         self.max_size = max_size
         self.should_close = False
+        self._start_ok = False  # the current message's first line has been checked
+        self._scanned = 0  # the header end is not before this offset
 
     @property
     def buffered(self) -> int:
         """Bytes of an unfinished message (CRLF keep-alives do not count)."""
-        return len(self._buffer.lstrip(b"\r\n"))
+        return len(self._buffer)  # `_next` strips leading CRLFs on every feed
 
     def feed(self, data: bytes) -> list[Request | Response | SipParseError]:
         """Add received bytes; return every message completed by them."""
@@ -515,22 +549,41 @@ class StreamFramer:
         return out
 
     def _next(self) -> Request | Response | SipParseError | None:
-        del self._buffer[: len(self._buffer) - len(self._buffer.lstrip(b"\r\n"))]
-        m = _HEAD_END_RE.search(self._buffer)
+        buf = self._buffer
+        if not self._start_ok:
+            skip = 0
+            while skip < len(buf) and buf[skip] in (0x0D, 0x0A):
+                skip += 1
+            if skip:
+                del buf[:skip]
+                self._scanned = 0
+            verdict = start_line_verdict(buf)
+            if verdict is False:
+                return self._fatal(SipParseError("not a SIP start line"))
+            if verdict is None:
+                return self._fatal(SipParseError("header too large", 413)) \
+                    if len(buf) > self.max_size else None
+            self._start_ok = True
+        m = _HEAD_END_RE.search(buf, self._scanned)
         if m is None:
-            too_big = len(self._buffer) > self.max_size
-            return self._fatal(SipParseError("header too large", 413)) if too_big else None
-        head = bytes(self._buffer[: m.end()])
+            if len(buf) > self.max_size:
+                return self._fatal(SipParseError("header too large", 413))
+            self._scanned = max(0, len(buf) - 3)
+            return None
+        if m.end() > self.max_size:
+            return self._fatal(SipParseError("header too large", 413))
+        head = bytes(buf[: m.end()])
         lengths = _CONTENT_LENGTH_RE.findall(head)
         if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 9:
             return self._fatal(SipParseError("missing or bad Content-Length"), head)
         total = m.end() + int(lengths[0])
         if total > self.max_size:
             return self._fatal(SipParseError("message too large", 413), head)
-        if len(self._buffer) < total:
+        if len(buf) < total:
             return None
-        chunk = bytes(self._buffer[:total])
-        del self._buffer[:total]
+        chunk = bytes(buf[:total])
+        del buf[:total]
+        self._start_ok, self._scanned = False, 0
         try:
             return parse_message(chunk)
         except SipParseError as exc:

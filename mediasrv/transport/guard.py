@@ -13,7 +13,10 @@ the SIP parser sees it. In order, each step cheaper than the SIP parse it saves:
    needs (Via, From, To, Call-ID, CSeq: §8.1.1) and the top Via's sent-by host and port
    (§20.42, §25.1 `host`). Anything off is dropped and counts as a strike: a request whose
    Via cannot name a host must not be answered (a 2xx to it would be a reflection vector),
-   and a scanner learns nothing from silence.
+   and a scanner learns nothing from silence. A stream's messages get their cheap check in
+   the SIP core's framer instead (`StreamFramer`: a start line's shape on the first byte or
+   line, the size before any parse); its framing errors close the connection and reach
+   `strike()` like parse errors.
 
 `strike()` is also called by the driver for every message the full parser refused. A source
 with `ban_threshold` strikes within `ban_window` seconds is banned for `ban_time` seconds and a

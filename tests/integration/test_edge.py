@@ -141,3 +141,28 @@ async def test_connections_beyond_the_per_source_limit_are_closed(
     assert tcp.per_source["127.0.0.9"] == 1
     for _, w in [*conns, other]:
         w.close()
+
+
+@pytest.mark.site("[security]\nban_threshold = 5\n")
+async def test_garbage_on_a_stream_closes_it_at_once_and_bans_after_the_threshold(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes that cannot begin a SIP message close the connection on their first read (the
+    header timeout is 10 s here), each such connection is a strike, and the fifth bans."""
+    target = f"{harness.sip_addr[0]}:{harness.sip_addr[1]}"
+    probes = [KINDS["garbage"](target, "127.0.0.10:5", "flood-garbage-1"),
+              b"GET / HTTP/1.1\r\nHost: pbx\r\n\r\n", b"\r\n\x00\x01\x02"]
+    for i in range(5):
+        reader, writer = await asyncio.open_connection(*harness.sip_addr,
+                                                       local_addr=("127.0.0.10", 0))
+        writer.write(probes[i % len(probes)])
+        assert await _closed_after(reader, 2) < 0.5  # no answer, closed at once
+        writer.close()
+    driver = harness.server.driver
+    assert driver.guard.is_banned("127.0.0.10", driver.now)
+    assert "mediasrv: banned 127.0.0.10 for 600 s: 5 invalid requests in 10 s" in caplog.text
+    assert driver.endpoint.stats["malformed_dropped"] >= 5
+    reader, writer = await asyncio.open_connection(*harness.sip_addr,
+                                                   local_addr=("127.0.0.10", 0))
+    assert await asyncio.wait_for(reader.read(100), 2) == b""  # refused at accept now
+    assert driver.tcp[0].refused["banned"] == 1
+    writer.close()
