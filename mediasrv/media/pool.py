@@ -37,6 +37,12 @@ from mediasrv.media.engine import DtlsSink, MediaEngine, MediaError
 from mediasrv.media.events import MediaEvent, PlayFinished
 
 ADMIT_WINDOW = 0.5  # seconds of busy time behind an admission decision
+# Streams below which a thread's cost per stream is not read from its busy share: with a few
+# streams the share is mostly the thread's fixed wake-ups (ticks, events), and spreading that
+# over two streams would make a burst of new calls look far costlier than it is. 100 streams
+# (50 calls) are ~2.5 % of a core; a thread that small cannot be saturated by the calls that
+# can arrive within one window.
+ADMIT_MIN_STREAMS = 100
 CLOSED_KEPT = 4096  # closed streams whose late events (a recording's end) still translate
 
 
@@ -338,9 +344,9 @@ class MediaPool:
         """The busy share thread `k` is expected to have carrying `streams` streams: its
         last measured share plus the cost of the streams it gained since, at the cost per
         stream measured over all threads (the threads run on like cores; a thread that
-        had no stream then has no cost of its own to go by)."""
-        measured = sum(self._busy_streams)
-        per_stream = sum(self._busy_share) / measured if measured > 0 else 0.0
+        had no stream then has no cost of its own to go by), over `ADMIT_MIN_STREAMS`
+        streams at least."""
+        per_stream = sum(self._busy_share) / max(sum(self._busy_streams), ADMIT_MIN_STREAMS)
         return max(0.0, self._busy_share[k] + per_stream * (streams - self._busy_streams[k]))
 
     def _lightest(self, streams: list[int]) -> int:

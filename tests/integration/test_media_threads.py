@@ -24,6 +24,7 @@ import time
 import pytest
 
 from mediasrv.call.leg import SipLeg
+from mediasrv.media import pool as pool_module
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.pool import ADMIT_WINDOW, MediaPool
 from tests.integration.conftest import MOH_HZ, Harness, wait_until
@@ -202,8 +203,9 @@ async def test_attended_transfer_joining_two_threads_moves_a_stream_without_a_ga
 
 @pytest.mark.rtp("threads = 2\nmax_busy = 0.9\n")
 async def test_the_call_no_thread_can_carry_on_time_gets_503_with_retry_after(
-        harness: Harness) -> None:
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     SimulatedLoad(harness.server.engine, per_stream=0.1)   # 0.2 of a core per call
+    monkeypatch.setattr(pool_module, "ADMIT_MIN_STREAMS", 2)  # a few calls stand for many
     a, b = await harness.phone("A", "101"), await harness.phone("B", "102")
     calls = [await talking(harness, a, "102", b)]            # admission's first sample
     await asyncio.sleep(ADMIT_WINDOW + 0.1)

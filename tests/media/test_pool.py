@@ -15,6 +15,7 @@ import time
 import pytest
 from rtp_peer import RtpPeer, assert_ports_free, parse
 
+from mediasrv.media import pool as pool_module
 from mediasrv.media.engine import MediaEngine, MediaError
 from mediasrv.media.events import RecordingFinished
 from mediasrv.media.pool import MediaPool, split_ports
@@ -200,7 +201,8 @@ class BusyClock:
 
 
 async def test_admission_projects_each_threads_busy_share_to_its_streams(
-        pool: MediaPool) -> None:
+        pool: MediaPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "ADMIT_MIN_STREAMS", 2)  # a few streams stand for many
     clock = BusyClock(pool)
     pool.max_busy = 0.8
     sids = [pool.open_stream(group="big") for _ in range(6)]
@@ -221,6 +223,10 @@ async def test_admission_projects_each_threads_busy_share_to_its_streams(
         pool.close_stream(sids.pop())
         pool.close_stream(sids.pop())
         assert pool.admits(0.6)                      # a call ended: room again
+        monkeypatch.setattr(pool_module, "ADMIT_MIN_STREAMS", 100)
+        clock.busy = [0.33, 0.13]                    # 0.05 each over 0.6 s with ~7 streams
+        assert pool.admits(1.1)                      # each: mostly a thread's fixed cost,
+        assert pool.projected_busy(0, 100) < 0.2     # not read as 0.007 a stream (0.7)
     finally:
         for sid in sids:
             pool.close_stream(sid)
