@@ -113,12 +113,24 @@ class SipConfig:
     drain_timeout: float = 600.0    # SIGTERM: seconds existing calls may take before they are cut
     digest_uri_check: bool = False  # True: a digest uri other than the Request-URI gets 400
 
+    # host -> is_trusted(host): every SIP message asks (the edge guard, the gatekeeper)
+    _trusted_memo: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
+                                           compare=False, hash=False)
+
     def is_trusted(self, host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
+        memo = self._trusted_memo
+        known = memo.get(host)
+        if known is None:
+            if len(memo) >= 4096:  # many distinct sources: start over rather than grow
+                memo.clear()
+            try:
+                addr = ipaddress.ip_address(host)
+            except ValueError:
+                known = False
+            else:
+                known = any(addr in net for net in self.trusted)
+            memo[host] = known
+        return known
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from collections import OrderedDict
@@ -73,10 +74,24 @@ def digest_response(
     return hash_hex(algorithm, f"{ha1_hex}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
 
 
+# One `name=value` or `name="value"` (no backslash inside) and its comma: the shape every
+# client sends. Anything else goes through the general parser below.
+_PLAIN_PARAM_RE = re.compile(r'[ \t]*([^\s=,"]+)[ \t]*=[ \t]*(?:"([^"\\]*)"|([^\s,"]*))'
+                             r'[ \t]*(?:,|$)')
+
+
 def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     """Split `Digest k=v, k="v"` into ("digest", {k: v}); quoted values are unescaped."""
     scheme, _, rest = value.strip().partition(" ")
     params: dict[str, str] = {}
+    at, end, match = 0, len(rest), _PLAIN_PARAM_RE.match
+    while at < end and (m := match(rest, at)) is not None and m.end() > at:
+        quoted = m.group(2)
+        params[m.group(1).lower()] = quoted if quoted is not None else m.group(3)
+        at = m.end()
+    if at >= end:
+        return scheme.lower(), params
+    params.clear()
     for part in split_outside(rest, ","):
         name, eq, raw = part.partition("=")
         name, raw = name.strip().lower(), raw.strip()

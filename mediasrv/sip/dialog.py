@@ -215,10 +215,12 @@ class Dialog:
 
 
 class DialogSet:
-    """The dialogs of one endpoint, by dialog ID (§12): lookup for incoming messages."""
+    """The dialogs of one endpoint, by dialog ID (§12): lookup for incoming messages.
+    Also filed by (Call-ID, local tag), the INVITE that made them, for `early_of`."""
 
     def __init__(self) -> None:
         self._dialogs: dict[DialogId, Dialog] = {}
+        self._by_invite: dict[tuple[str, str], dict[DialogId, Dialog]] = {}
 
     def __len__(self) -> int:
         return len(self._dialogs)
@@ -228,12 +230,20 @@ class DialogSet:
 
     def add(self, dialog: Dialog) -> Dialog:
         """File `dialog`; an existing dialog with the same ID is kept and returned."""
-        return self._dialogs.setdefault(dialog.id, dialog)
+        kept = self._dialogs.setdefault(dialog.id, dialog)
+        if kept is dialog:
+            self._by_invite.setdefault((dialog.call_id, dialog.local_tag), {})[dialog.id] = dialog
+        return kept
 
     def remove(self, dialog: Dialog) -> None:
         """Forget `dialog` (no error if it was already gone)."""
         if self._dialogs.get(dialog.id) is dialog:
             del self._dialogs[dialog.id]
+            key = (dialog.call_id, dialog.local_tag)
+            siblings = self._by_invite[key]
+            del siblings[dialog.id]
+            if not siblings:
+                del self._by_invite[key]
 
     def get(self, dialog_id: DialogId) -> Dialog | None:
         """The dialog with this ID, or None."""
@@ -256,6 +266,5 @@ class DialogSet:
 
     def early_of(self, call_id: str, local_tag: str) -> list[Dialog]:
         """Early dialogs created by one INVITE (forking may create several, §13.2.2.4)."""
-        return [d for d in self._dialogs.values()
-                if d.state is EARLY and d.call_id == call_id and d.local_tag == local_tag]
-
+        siblings = self._by_invite.get((call_id, local_tag))
+        return [d for d in siblings.values() if d.state is EARLY] if siblings else []

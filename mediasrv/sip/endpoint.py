@@ -243,11 +243,12 @@ class SipEndpoint:
 
     def get_timer(self) -> float | None:
         """The one deadline at which `handle_timer` must be called, or None."""
-        deadlines = [min(p.next_at, p.give_up_at) for p in self._pending_2xx.values()]
         first = self._first_deadline()
-        if first is not None:
-            deadlines.append(first)
-        return min(deadlines, default=None)
+        for p in self._pending_2xx.values():  # a few: each waits for its ACK only
+            due = p.next_at if p.next_at < p.give_up_at else p.give_up_at
+            if first is None or due < first:
+                first = due
+        return first
 
     def handle_timer(self, now: float) -> None:
         """Fire everything due at `now` (transaction timers, 2xx retransmissions)."""

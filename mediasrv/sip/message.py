@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.uri import (
@@ -67,6 +68,7 @@ LIST_HEADERS = frozenset(
 )
 # Headers a message must carry exactly once (§8.1.1, §20).
 _SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq")
+_T = TypeVar("_T")
 
 REASON_PHRASES: dict[int, str] = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -112,22 +114,43 @@ class Headers:
 
     Each stored line keeps one header field line's value; names are stored in canonical
     form (compact forms expanded), so iteration reproduces the message's order.
+
+    Lookups are memoised until the next change: `get` results by header key, and values
+    derived from them (`derived`, e.g. a message's To tag or CSeq) by a name starting with
+    "#". A message is read many times while it is handled and changed rarely; every method
+    that changes a line empties the memo.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_memo")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # (lower-case key, canonical name, value): the key makes lookups one comparison.
         self._items: list[tuple[str, str, str]] = [_line(n, v) for n, v in items]
+        self._memo: dict[str, object] = {}
 
     def get(self, name: str) -> str | None:
         """The first value for `name`, or None; for a list header (e.g. Via, Contact) the
         first element of its first line."""
         key = _key(name)
+        memo = self._memo
+        if key in memo:
+            return memo[key]  # type: ignore[return-value]
+        value = None
         for k, _n, v in self._items:
             if k == key:
-                return (_split_list(v) or (v,))[0] if key in LIST_HEADERS else v
-        return None
+                value = (_split_list(v) or (v,))[0] if key in LIST_HEADERS else v
+                break
+        memo[key] = value
+        return value
+
+    def derived(self, name: str, compute: Callable[[Headers], _T]) -> _T:
+        """`compute(self)`, memoised under `name` (which starts with "#") until the next
+        change; an exception is not memoised."""
+        memo = self._memo
+        if name in memo:
+            return memo[name]  # type: ignore[return-value]
+        value = memo[name] = compute(self)
+        return value
 
     def get_all(self, name: str) -> list[str]:
         """All values for `name` in order; list headers are split on their commas."""
@@ -140,24 +163,33 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` by one line, at the place of the first one."""
         key = _key(name)
-        index = next((i for i, item in enumerate(self._items) if item[0] == key), None)
-        self.remove(name)
-        self._items.insert(len(self._items) if index is None else index, _line(name, value))
+        items = self._items
+        at = [i for i, item in enumerate(items) if item[0] == key]
+        if len(at) == 1:
+            items[at[0]] = _line(name, value)
+        else:
+            self.remove(name)
+            items = self._items
+            items.insert(at[0] if at else len(items), _line(name, value))
+        self._memo.clear()
 
     def add(self, name: str, value: str) -> None:
         """Append a line."""
         self._items.append(_line(name, value))
+        self._memo.clear()
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line before the first line of `name` (or at the top), e.g. a new Via."""
         key = _key(name)
         index = next((i for i, item in enumerate(self._items) if item[0] == key), 0)
         self._items.insert(index, _line(name, value))
+        self._memo.clear()
 
     def remove(self, name: str) -> None:
         """Remove every line of `name`."""
         key = _key(name)
         self._items = [item for item in self._items if item[0] != key]
+        self._memo.clear()
 
     def count(self, name: str) -> int:
         """How many lines of `name` there are (not list elements)."""
@@ -172,6 +204,7 @@ class Headers:
         """A shallow copy."""
         new = Headers()
         new._items = list(self._items)
+        new._memo = dict(self._memo)
         return new
 
     def __contains__(self, name: object) -> bool:
@@ -207,8 +240,15 @@ def _key(name: str) -> str:
     return canonical_name(name).lower()
 
 
+@functools.lru_cache(maxsize=512)
+def _names(name: str) -> tuple[str, str]:
+    canonical = canonical_name(name)
+    return canonical.lower(), canonical
+
+
 def _line(name: str, value: str) -> tuple[str, str, str]:
-    return _key(name), canonical_name(name), value
+    key, canonical = _names(name)
+    return key, canonical, value
 
 
 class _MessageBase:
@@ -222,7 +262,9 @@ class _MessageBase:
 
     def to_bytes(self) -> bytes:
         """Serialise, first setting Content-Length to the body's length (§20.14)."""
-        self.headers.set("Content-Length", str(len(self.body)))
+        length, headers = str(len(self.body)), self.headers
+        if headers.get("Content-Length") != length or headers.count("Content-Length") != 1:
+            headers.set("Content-Length", length)
         lines = [self._start_line()] + [f"{n}: {v}" for n, v in self.headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
 
@@ -234,7 +276,7 @@ class _MessageBase:
     @property
     def cseq(self) -> tuple[int, str]:
         """(sequence number, method) from CSeq (§20.16)."""
-        return parse_cseq(self.headers.get("CSeq") or "")
+        return self.headers.derived("#cseq", _cseq_of)
 
     @property
     def from_addr(self) -> NameAddr:
@@ -249,12 +291,12 @@ class _MessageBase:
     @property
     def from_tag(self) -> str | None:
         """The From tag (§19.3)."""
-        return tag_of(self.headers.get("From") or "")
+        return self.headers.derived("#from_tag", _from_tag_of)
 
     @property
     def to_tag(self) -> str | None:
         """The To tag (§19.3); None outside a dialog."""
-        return tag_of(self.headers.get("To") or "")
+        return self.headers.derived("#to_tag", _to_tag_of)
 
     @property
     def top_via(self) -> Via:
@@ -267,10 +309,26 @@ class _MessageBase:
     @property
     def via_branch(self) -> str | None:
         """The branch parameter of the topmost Via (§17.2.3)."""
-        via = self.headers.get("Via")
-        if via is None:
-            raise SipParseError("missing Via")
-        return branch_of(via)
+        return self.headers.derived("#via_branch", _branch_of)
+
+
+def _cseq_of(headers: Headers) -> tuple[int, str]:
+    return parse_cseq(headers.get("CSeq") or "")
+
+
+def _from_tag_of(headers: Headers) -> str | None:
+    return tag_of(headers.get("From") or "")
+
+
+def _to_tag_of(headers: Headers) -> str | None:
+    return tag_of(headers.get("To") or "")
+
+
+def _branch_of(headers: Headers) -> str | None:
+    via = headers.get("Via")
+    if via is None:
+        raise SipParseError("missing Via")
+    return branch_of(via)
 
 
 @dataclass(eq=True)
@@ -349,6 +407,7 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, SipParseError | None
     if len(lines) > MAX_HEADER_LINES:
         return Headers(), SipParseError("too many header lines")
     headers = Headers()
+    items = headers._items
     for line in lines:
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
@@ -356,7 +415,7 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, SipParseError | None
             return headers, SipParseError(f"bad header line {line[:40]!r}")
         if "\r" in value or "\x00" in value:  # a bare CR would split the line on the way out
             return headers, SipParseError(f"control character in {name}")
-        headers.add(name, value.strip(" \t"))
+        items.append(_line(name, value.strip(" \t")))
     return headers, None
 
 

@@ -289,3 +289,25 @@ def test_more_compact_forms() -> None:
     assert [n for n, _ in h.items()] == [
         "Reject-Contact", "Request-Disposition", "Accept-Contact", "Identity", "Event",
     ]
+
+
+def test_memoised_lookups_follow_every_change() -> None:
+    """Header lookups and the values derived from them (tags, CSeq, branch) are memoised
+    until the headers change; each kind of change is seen by the next read."""
+    msg = parse_message(b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n"
+                        b"From: <sip:a@h>;tag=f1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\n"
+                        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+    assert (msg.to_tag, msg.from_tag, msg.cseq, msg.via_branch) == (None, "f1", (1, "INVITE"),
+                                                                   "z9hG4bKa")
+    msg.headers.set("To", "<sip:b@h>;tag=t1")
+    msg.headers.prepend("Via", "SIP/2.0/UDP p;branch=z9hG4bKb")
+    assert (msg.to_tag, msg.via_branch) == ("t1", "z9hG4bKb")
+    msg.headers.remove("CSeq")
+    msg.headers.add("CSeq", "2 INVITE")
+    assert msg.cseq == (2, "INVITE") and msg.headers.get("CSeq") == "2 INVITE"
+    copy = msg.headers.copy()
+    copy.set("From", "<sip:a@h>;tag=f2")
+    assert (msg.from_tag, copy.get("From")) == ("f1", "<sip:a@h>;tag=f2")
+    msg.headers.set("Content-Length", "0")
+    msg.headers.add("Content-Length", "0")  # two lines: serialising leaves one
+    assert msg.to_bytes().count(b"Content-Length") == 1
