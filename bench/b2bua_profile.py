@@ -30,7 +30,10 @@ def thread_cpu() -> dict[str, float]:
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for tid in os.listdir("/proc/self/task"):
-        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except FileNotFoundError:  # the thread ended since the listing
+            continue
         fields = stat[stat.rindex(")") + 2:].split()
         out[tid] = (int(fields[11]) + int(fields[12])) / tick
     return out

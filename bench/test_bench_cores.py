@@ -6,8 +6,11 @@ calls per busy core-second of each (goal: within 10 % of the one-thread figure; 
 loose for a noisy machine).
 `ser.run_rate` runs the SIPp flow real phones use (every INVITE challenged, 401, ACK,
 INVITE with credentials) through a real server for a few seconds: no call may fail and no
-loop stall may reach SIP's retransmission timer (T1 = 500 ms). `bench/pool_load.py` and
-`python -m bench.ser` are the long versions for the report.
+loop stall may reach SIP's retransmission timer (T1 = 500 ms). `sig_cpu.run` plays the same
+flow into a server with its sockets cut out and times only the server's work: its CPU per
+call (about 2.5-3.5 ms on the shared 2-core box) must stay under a loose ceiling that an
+O(live calls) cost per message or a doubled path would break. `bench/pool_load.py`,
+`python -m bench.ser` and `python -m bench.sig_cpu` are the long versions for the report.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import pool_load
 import pytest
 
-from bench import ser
+from bench import ser, sig_cpu
 
 ROUNDS = 3             # alternating 1- and 2-thread runs; the best of each is compared
 CALLS_PER_THREAD = 400  # small loads are dominated by each thread's fixed wake-ups
@@ -54,3 +57,14 @@ def test_authenticated_calls_without_failure_or_stall(benchmark) -> None:
     assert out.ok == out.calls and out.failed == 0
     assert out.retrans_uac + out.retrans_uas <= out.calls // 100    # goal 0; noise allowance
     assert out.longest_stall < 0.5, f"loop stalled {out.longest_stall * 1000:.0f} ms"
+
+
+def test_server_cpu_per_authenticated_call(benchmark) -> None:
+    calls, live = 400, 200
+    cpu, collections = benchmark.pedantic(sig_cpu.run, args=(calls, live), rounds=1,
+                                          iterations=1)
+    ms = cpu * 1000 / calls
+    print(f"\n{calls} authenticated calls ({live} up at once): {ms:.2f} ms of server CPU per "
+          f"call, {collections} GCs")
+    benchmark.extra_info.update(ms_per_call=round(ms, 2))
+    assert ms < 7.0, f"{ms:.2f} ms of server CPU per authenticated call"
