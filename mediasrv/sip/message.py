@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -68,6 +67,11 @@ LIST_HEADERS = frozenset(
 )
 # Headers a message must carry exactly once (§8.1.1, §20).
 _SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq")
+_SINGLE_KEYS = tuple(n.lower() for n in _SINGLE_HEADERS)
+# What a response copies from its request (§8.2.6.2), in this order; Record-Route only into
+# responses that may create a dialog (101-299, §12.1.1).
+_COPIED = ("Via", "Record-Route", "From", "To", "Call-ID", "CSeq")
+_COPIED_NO_RR = tuple(n for n in _COPIED if n != "Record-Route")
 _T = TypeVar("_T")
 
 REASON_PHRASES: dict[int, str] = {
@@ -430,9 +434,12 @@ def _check_request_uri(uri: str) -> None:
 def _check_mandatory(msg: Request | Response) -> None:
     """Check the headers every message needs (§8.1.1) and their syntax."""
     h = msg.headers
-    counts = Counter(key for key, _name, _value in h._items)  # one pass, not one per name
-    for name in _SINGLE_HEADERS:
-        if (n := counts[_key(name)]) != 1:
+    counts = dict.fromkeys(_SINGLE_KEYS, 0)  # one pass over the lines, not one per name
+    for key, _name, _value in h._items:
+        if key in counts:
+            counts[key] += 1
+    for name, key in zip(_SINGLE_HEADERS, _SINGLE_KEYS, strict=True):
+        if (n := counts[key]) != 1:
             raise SipParseError(f"{'missing' if not n else 'repeated'} {name}")
     if not h.get("Call-ID") or " " in (h.get("Call-ID") or ""):
         raise SipParseError("bad Call-ID")
@@ -517,11 +524,9 @@ def make_response(
     request of a `SipParseError`, whose To may be malformed (it is then copied unchanged).
     """
     out = Headers()
-    for name in ("Via", "Record-Route", "From", "To", "Call-ID", "CSeq"):
-        if name == "Record-Route" and not 101 <= status <= 299:
-            continue
-        for _n, value in (i for i in request.headers.items() if i[0] == name):
-            out.add(name, value)
+    copied = _COPIED if 101 <= status <= 299 else _COPIED_NO_RR
+    lines = request.headers._items
+    out._items = [line for name in copied for line in lines if line[1] == name]
     to = out.get("To")
     if to_tag is not None and to is not None and _tag_or_unparsable(to) is None:
         out.set("To", f"{to};tag={to_tag}")
