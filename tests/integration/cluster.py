@@ -147,6 +147,7 @@ class Cluster:
     rtp_span: int = 0                     # RTP ports per node from 20000 (0: the test window)
     proxies: int = 1                      # Kamailio processes sharing the database
     database: str = "sqlite"              # or "postgres" (several proxies)
+    dmq: bool = False                     # the proxies replicate their Call-ID -> node table
     proxy_ports: list[int] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     kamailios: list[subprocess.Popen] = field(default_factory=list)
@@ -171,7 +172,7 @@ class Cluster:
         # the nodes listen before the first OPTIONS probe, or the dispatcher marks them down
         await self._wait(lambda: all(n.ready() for n in self.nodes))
         for index in range(self.proxies):
-            self._start_kamailio(index, db_url, defines)
+            self._start_kamailio(index, db_url, defines + self._dmq(index))
         await self._wait(self._kamailio_ready)
         return self
 
@@ -222,6 +223,14 @@ class Cluster:
              "-A", f'DBURL="{db_url}"', "-A", f'DSLIST="{dslist}"', "-A", "DS_PING=1",
              "-A", f"FR_TIMER={self.fr_timer_ms}", *defines],
             stdout=log, stderr=log))
+
+    def _dmq(self, index: int) -> list[str]:
+        """Proxy `index` is a dmq server on its own SIP socket and notifies the next one."""
+        if not self.dmq:
+            return []
+        other = self.proxy_ports[(index + 1) % self.proxies]
+        return ["-A", "WITH_DMQ", "-A", f'DMQ_SERVER="sip:{PROXY_HOST}:{self.proxy_ports[index]}"',
+                "-A", f'DMQ_NOTIFY="sip:{PROXY_HOST}:{other}"']
 
     @staticmethod
     def _kamailio_name(index: int) -> str:

@@ -308,14 +308,17 @@ async def test_voicemail_of_an_extension_no_proxy_knows(cluster: Cluster) -> Non
                                              if n.name == row["node"]))
 
 
-async def test_two_proxies_share_registrations_in_postgresql(tmp_path: Path) -> None:
-    """The several-proxies set-up: usrloc of both Kamailios in one PostgreSQL. C registers
-    through proxy 1, A through proxy 2; A calls C through proxy 2, and the node sends the
-    call to C through proxy 2 as well (its outbound proxy), which finds C's binding, saved
-    by proxy 1, in the shared table."""
+async def test_two_proxies_share_registrations_in_postgresql_and_dialogs_by_dmq(
+        tmp_path: Path) -> None:
+    """The several-proxies set-up: usrloc of both Kamailios in one PostgreSQL, their Call-ID
+    -> node tables replicated with dmq. C registers through proxy 1, A through proxy 2; A
+    calls C through proxy 2, and the node sends the call to C through proxy 2 as well (its
+    outbound proxy), which finds C's binding, saved by proxy 1, in the shared table. Then D,
+    through proxy 1, takes A's place with an INVITE with Replaces: proxy 1 never saw A's call
+    but learnt its node from proxy 2 (D's own calls hash to another node)."""
     require_kamailio()
     require_postgres()
-    c = Cluster(tmp_path, nodes_count=2, proxies=2, database="postgres")
+    c = Cluster(tmp_path, proxies=2, database="postgres", dmq=True)
     try:
         await c.start()
         callee = await c.phone(NAMES["102"], "102", proxy=0)
@@ -331,6 +334,17 @@ async def test_two_proxies_share_registrations_in_postgresql(tmp_path: Path) -> 
         assert f"127.0.0.2:{c.proxy_ports[0]};" not in via
         await call.wait_hearing({NAMES["102"]})
         await incoming.wait_hearing({NAMES["101"]})
-        await hangup(call, incoming)
+        node = c.node_of(incoming.invite)
+        d = await c.phone(NAMES["103"], "103", cls=ReplacingPhone, proxy=0)
+        d.replaces = [replaces_of(call)]
+        new = await d.call(c.uri("102", proxy=0))
+        assert await new.wait_final() == 200, c.logs()
+        await call.wait_state("terminated")
+        await incoming.wait_hearing({NAMES["103"]})
+        await d.wait_hearing({NAMES["102"]})
+        [joined] = node.api("/v1/calls")
+        assert sorted(leg["number"] for leg in joined["legs"]) == ["102", "103"]
+        assert all(n.api("/v1/calls") == [] for n in c.nodes if n is not node)
+        await hangup(new, incoming)
     finally:
         await c.stop()
