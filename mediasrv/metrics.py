@@ -264,14 +264,24 @@ class _EdgeCollector(Collector):
         closed = CounterMetricFamily("mediasrv_sip_connections_closed", "Stream connections "
                                      "closed by the server's limits, by reason",
                                      labels=["reason"])
+        aliases = GaugeMetricFamily("mediasrv_sip_connection_aliases", "Addresses reached over "
+                                    "a connection their peer opened (RFC 5923 alias)",
+                                    labels=["transport"])
+        aliases_refused = CounterMetricFamily("mediasrv_sip_aliases_refused", "Alias offers "
+                                              "the connection could not speak for",
+                                              labels=["transport"])
         refused: Tally[str] = Tally()
         for lst in driver.tcp:
             conns.add_metric([lst.transport], len(lst.connections))
+            aliases.add_metric([lst.transport], len(lst.aliases))
+            aliases_refused.add_metric([lst.transport], lst.aliases_refused)
             refused.update(lst.refused)
         for reason, n in sorted({**driver.reaped, **refused}.items()):
             closed.add_metric([reason], n)
         yield conns
         yield closed
+        yield aliases
+        yield aliases_refused
 
 
 def _thread_cpu_seconds(tid: int) -> float | None:

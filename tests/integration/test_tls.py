@@ -3,7 +3,8 @@
 How this works: one self-signed pair per test session is made by `mediasrv.tlscert` (the same
 function `mediasrv init` uses); the harness's server gets a `tls:` listener on its own port
 with that pair, and the peers trust it as their CA. SIPp is not used here: Debian's SIPp 3.6.1
-is built without TLS (`sipp -v` shows no TLS feature), so the real peer is baresip, whose
+is built without TLS (`sipp -v` shows no TLS feature; `sipp -t l1` stops with "To use a TLS
+transport you must compile SIPp with OpenSSL"), so the real peer is baresip, whose
 libre has TLS, and the protocol edges are driven by `tests.peers.stream_client`.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, ConfigError, load_config
 from mediasrv.server import Server
@@ -88,9 +90,11 @@ async def tls(tmp_path: Path, tls_pair: tuple[str, str], sni_pairs: dict[str, tu
               request: pytest.FixtureRequest) -> AsyncIterator[TlsHarness]:
     """The TLS server, with the SNI certificates configured too (so every test, baresip's
     included, runs through the SNI callback; clients asking for localhost or for no name
-    get the default pair)."""
+    get the default pair). Parametrized indirectly with "ca", `tls.ca` is set, so every
+    client is asked for an (optional) certificate."""
     marker = request.node.get_closest_marker("site")
-    extra = (marker.args[0] if marker else "") + sni_entries(sni_pairs)
+    ca = f'ca = "{tls_pair[0]}"\n' if getattr(request, "param", "") == "ca" else ""
+    extra = ca + (marker.args[0] if marker else "") + sni_entries(sni_pairs)
     site = tls_site(tmp_path, tls_pair, extra)
     server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
     await server.start()
@@ -264,8 +268,11 @@ def test_sni_certificates_are_checked_with_file_key_reason(
 
 
 @pytest.mark.peer
+@pytest.mark.parametrize("tls", ["", "ca"], indirect=True)  # "ca": asked for a certificate
 async def test_baresip_calls_baresip_over_tls_with_audio_both_ways(tls: TlsHarness) -> None:
     cert = tls.server.config.tls.cert
+    asks = ssl.CERT_OPTIONAL if tls.server.config.tls.ca else ssl.CERT_NONE
+    assert tls.tls_listener._server_ctx.verify_mode == asks
     phones = [Baresip(ext, f"demo{ext}", tone=tone, registrar=tls.tls_addr, transport="tls",
                       cafile=cert) for ext, tone in (("106", "D"), ("107", "E"))]
     alice, bob = phones
@@ -443,6 +450,10 @@ async def test_an_alias_via_makes_the_connection_carry_our_requests_to_its_sent_
                            for k, v in options.headers]
         assert (await proxy.transact(options)).status < 500
         assert bool(listener.aliases) == reused
+        metrics = generate_latest(server.metrics.registry).decode()
+        labels = f'{{transport="{transport}"}}'
+        assert f"mediasrv_sip_connection_aliases{labels} {int(reused)}.0" in metrics
+        assert f"mediasrv_sip_aliases_refused_total{labels} {int(not reused)}.0" in metrics
         a = await h.phone("A", "101")
         call = await a.call(h.uri("105"), wait=False)  # 105 is not registered: the proxy's
         if not reused:
