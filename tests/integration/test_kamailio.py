@@ -252,10 +252,12 @@ async def test_refer_with_replaces_across_two_nodes(cluster: Cluster, refer_on: 
     assert node_d is not node_c
     if refer_on == "held":     # the usual: REFER the held call, Replaces names the new one
         refer, named, transferred, target = a_from_d, a_to_c, d_call, c_in
-    else:
+        refer_to = cluster.uri(target.phone.user)
+    else:                      # Refer-To as many phones write it: the named dialog's Contact
         assert await a_to_c.hold() == 200
         refer, named, transferred, target = a_to_c, a_from_d, c_in, d_call
-    assert await refer.refer(cluster.uri(target.phone.user), replaces=named) == 202
+        refer_to = named.remote_target        # sip:mediasrv@<the other node>
+    assert await refer.refer(refer_to, replaces=named) == 202
     await refer.wait_notify("SIP/2.0 200")
     await transferred.wait_hearing({target.phone.name}, timeout=5)
     await target.wait_hearing({transferred.phone.name})
