@@ -74,7 +74,8 @@ def leg_view(b2bua: B2BUA, leg: SipLeg) -> dict[str, object]:
     media = leg.media
     return {
         "id": leg.id, "number": leg.number, "direction": "in" if leg.inbound else "out",
-        "state": leg.state.value, "purpose": leg.purpose, "owner": leg.owner or None,
+        "state": leg.state.value, "purpose": leg.purpose,
+        "owner": leg.owner.name if leg.owner else None,
         "codec": media.codec if media else None,
         "remote": f"{media.remote_addr}:{media.remote_port}" if media else None,
         "on_hold": leg.remote_hold, "hears": _hears(b2bua, leg),

@@ -53,6 +53,14 @@ class Leg(Protocol):
         """The extension number (internal) or the user part of the remote URI (external)."""
 
 
+class Owner(Protocol):
+    """Whoever took a leg over (`CallControl.take_over`): a service session."""
+
+    @property
+    def name(self) -> str:
+        """The owning service's name (shown by the API, logged)."""
+
+
 class CallControl(Protocol):
     """What a service can do. Every method is safe to call on an ended leg (it does nothing)."""
 
@@ -92,11 +100,15 @@ class CallControl(Protocol):
         """BYE an answered leg, CANCEL a ringing outbound one, or answer an unanswered inbound
         one with `status` (default 480)."""
 
-    def take_over(self, leg: Leg, service: str) -> None:
-        """The service now owns the leg: events of its call go to this service first, and the
-        B2BUA stops treating the leg's hang-up as the end of its call."""
-    def release(self, leg: Leg) -> None:
-        """The service gives the leg back: an ordinary two-party call again, if bridged."""
+    def take_over(self, leg: Leg, owner: Owner) -> None:
+        """`owner` (a service session) now owns the leg: events of its call go to it first,
+        and the B2BUA stops treating the leg's hang-up as the end of its call. A leg has one
+        owner at a time; this is the only record of it."""
+    def release(self, leg: Leg, owner: Owner) -> None:
+        """`owner` gives the leg back (a no-op if another owner took it since): an ordinary
+        two-party call again, if bridged."""
+    def owner_of(self, leg: Leg) -> Owner | None:
+        """Who owns the leg now (None: the ordinary call)."""
 
     def voicemail(self, leg: Leg, mailbox: str) -> None:
         """Greeting prompt, beep, then records the leg's audio to extension `mailbox`'s box

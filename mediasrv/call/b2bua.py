@@ -230,7 +230,7 @@ class B2BUA:
                      hops=0 if failover else MAX_HOPS,  # no hop left: no forward
                      replaces=replaces)
         leg.caller = caller
-        leg.owner = caller.owner if purpose != "call" else ""
+        leg.owner = caller.owner if purpose != "call" else None
         self.legs.add(leg)
         self._invite_contacts(leg)
         return leg

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from mediasrv.call.api import Timer
+from mediasrv.call.api import Owner, Timer
 from mediasrv.call.b2bua import B2BUA
 from mediasrv.call.leg import SipLeg
 from mediasrv.config import Extension
@@ -103,12 +103,16 @@ class ServiceControl:
         REFER transfer, a service session) is told it hung up, as when its phone hangs up."""
         self.b2bua.end_from_outside(legs)
 
-    def take_over(self, leg: SipLeg, service: str) -> None:
-        leg.owner = service
+    def take_over(self, leg: SipLeg, owner: Owner) -> None:
+        leg.owner = owner
 
-    def release(self, leg: SipLeg) -> None:
-        leg.owner = ""
-        leg.purpose = "call"
+    def release(self, leg: SipLeg, owner: Owner) -> None:
+        if leg.owner is owner:
+            leg.owner = None
+            leg.purpose = "call"
+
+    def owner_of(self, leg: SipLeg) -> Owner | None:
+        return leg.owner
 
     def voicemail(self, leg: SipLeg, mailbox: str) -> None:
         if not leg.ended:

@@ -15,7 +15,7 @@ import itertools
 from dataclasses import dataclass, field
 from enum import Enum
 
-from mediasrv.call.api import Timer
+from mediasrv.call.api import Owner, Timer
 from mediasrv.call.srtp_policy import LegSrtp
 from mediasrv.config import Extension
 from mediasrv.sip.dialog import Dialog
@@ -71,7 +71,7 @@ class SipLeg:
     session_id: int = 0
     sdp_version: int = 0
     remote_hold: bool = False
-    owner: str = ""  # the service that took this leg over, "" for the B2BUA
+    owner: Owner | None = None  # the one record of who took the leg over (a session)
     purpose: str = "call"
     hops: int = 0  # forward hops followed to reach this leg's extension
     ring_timer: Timer | None = None

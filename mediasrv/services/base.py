@@ -39,7 +39,7 @@ class Service:
     def __init__(self, control: CallControl, config: ServiceConfig) -> None:
         self.control = control
         self.config = config
-        self._owner: dict[str, Session] = {}
+        self.sessions: set[Session] = set()  # the live ones (a leg's owner is on the leg)
         self.session_ended: SessionEnded = lambda session, legs: None  # the host sets this
 
     @property
@@ -60,17 +60,22 @@ class Service:
         Returns True when a session now owns the call."""
         raise NotImplementedError
 
+    def session_of(self, leg: Leg) -> Session | None:
+        """This service's session owning `leg` (`CallControl.owner_of`), if any."""
+        owner = self.control.owner_of(leg)
+        return owner if isinstance(owner, Session) and owner.service is self else None
+
     def owns(self, leg: Leg) -> bool:
-        return leg.id in self._owner
+        return self.session_of(leg) is not None
 
     @property
     def busy(self) -> bool:
-        """True while any session of this service owns a leg."""
-        return bool(self._owner)
+        """True while any session of this service is running."""
+        return bool(self.sessions)
 
     def handle(self, event: CallEvent) -> bool:
         """Gives the event to the session owning its leg; True when it was used."""
-        session = self._owner.get(event.leg.id)
+        session = self.session_of(event.leg)
         return session.handle(event) if session else False
 
 
@@ -94,10 +99,16 @@ class Session:
 
     # -- legs
 
+    @property
+    def name(self) -> str:
+        """The service's name: what the API shows as the owner of the legs."""
+        return self.service.name
+
     def own(self, leg: Leg) -> None:
-        self.service._owner[leg.id] = self
+        """Takes `leg` over (the call layer keeps the one record: `CallControl.owner_of`)."""
+        self.service.sessions.add(self)
         self.legs.append(leg)
-        self.control.take_over(leg, self.service.name)
+        self.control.take_over(leg, self)
 
     def alive(self, leg: Leg | None) -> bool:
         return leg is not None and not leg.ended and leg.id not in self._gone
@@ -171,9 +182,9 @@ class Session:
         self.finished = True
         self.cancel_timers()
         self.stop()
+        self.service.sessions.discard(self)
         for leg in self.legs:
-            self.service._owner.pop(leg.id, None)
-            self.control.release(leg)
+            self.control.release(leg, self)
         self.service.session_ended(self, [leg for leg in connected if self.alive(leg)])
 
     def stop(self) -> None:

@@ -144,10 +144,9 @@ class ServiceHost:
     # ------------------------------------------------------------------ internals
 
     def _owner_of(self, leg: Leg) -> Service | None:
-        for service in [self.refer, *self.services.values(), *self._retired]:
-            if service.owns(leg):
-                return service
-        return None
+        """The service whose session owns `leg` (the call layer keeps the one record)."""
+        owner = self.control.owner_of(leg)
+        return owner.service if isinstance(owner, Session) else None
 
     def _digit(self, event: DigitReceived) -> bool:
         matcher = self._matchers.get(event.leg.id)

@@ -25,6 +25,7 @@ from mediasrv.call.api import (
     LegFailed,
     LegHungUp,
     LegRinging,
+    Owner,
     PromptFinished,
 )
 from mediasrv.config import Extension, FailoverAction
@@ -65,7 +66,7 @@ class FakeCall:
     sent: list[tuple[str, str]] = field(default_factory=list)  # (to leg, digits)
     muted: dict[str, bool] = field(default_factory=dict)
     held_back: set[str] = field(default_factory=set)
-    owners: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, Owner] = field(default_factory=dict)
     published: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)
     _timers: list[tuple[float, int, FakeTimer]] = field(default_factory=list)
     _seq: itertools.count = field(default_factory=itertools.count)
@@ -133,11 +134,15 @@ class FakeCall:
         self.hangups.append(leg.id)
         self._end(leg)
 
-    def take_over(self, leg: FakeLeg, service: str) -> None:
-        self.owners[leg.id] = service
+    def take_over(self, leg: FakeLeg, owner: Owner) -> None:
+        self.owners[leg.id] = owner
 
-    def release(self, leg: FakeLeg) -> None:
-        self.owners.pop(leg.id, None)
+    def release(self, leg: FakeLeg, owner: Owner) -> None:
+        if self.owners.get(leg.id) is owner:
+            del self.owners[leg.id]
+
+    def owner_of(self, leg: FakeLeg) -> Owner | None:
+        return self.owners.get(leg.id)
 
     def voicemail(self, leg: FakeLeg, mailbox: str) -> None:
         self._set(leg, ("voicemail", mailbox))
