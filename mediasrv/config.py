@@ -52,7 +52,7 @@ DEFAULT_PLUGIN_DIR = SHIPPED_PLUGIN_DIR
 
 TRANSPORTS = ("udp", "tcp", "tls")
 CODECS = ("PCMU", "PCMA", "G722", "OPUS")   # names as in SDP, any case ("opus" is OPUS)
-DEFAULT_CODECS = ("PCMU", "PCMA")
+DEFAULT_CODECS = ("G722", "PCMU", "PCMA")   # HD desk phones get G.722; Opus is opt-in
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 LANGUAGES = ("en", "it")
 DTMF_MODES = ("rfc4733", "inband", "auto")

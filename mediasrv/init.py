@@ -76,7 +76,7 @@ digest_uri_check = false        # true: a digest uri other than the Request-URI 
 [rtp]
 address = "127.0.0.1"           # the address put in SDP and bound for RTP: this machine's address
 ports = [20000, 29999]          # inclusive range; even ports carry RTP, odd ones RTCP
-codecs = ["PCMU", "PCMA"]       # offer order
+codecs = ["G722", "PCMU", "PCMA"]   # order; add "opus" for softphones (README: HD voice)
 ptime = 20
 timeout = 30                    # seconds without RTP on an answered call before hang-up (0 = never)
 
