@@ -379,9 +379,29 @@ def parse_cseq(value: str) -> tuple[int, str]:
     return int(parts[0]), parts[1]
 
 
-def _split_head(data: bytes) -> tuple[str, bytes]:
+def _head_end(data: bytes) -> tuple[int, int] | None:
+    """Where `_HEAD_END_RE` first matches in `data` (start, end), or None. The usual CRLF
+    head is found with `find` (a regex search tries every position of the message); when a
+    bare-LF blank line could come first, the regex decides."""
+    crlf = data.find(b"\r\n\r\n")
+    if crlf >= 0 and data.find(b"\n\n", 0, crlf + 1) < 0 \
+            and data.find(b"\n\r\n", 0, crlf + 2) < 0:  # none starting before crlf
+        return crlf, crlf + 4
     m = _HEAD_END_RE.search(data)
-    head, body = (data[: m.start()], data[m.end() :]) if m else (data, b"")
+    return (m.start(), m.end()) if m else None
+
+
+def _split_lines(head: str) -> list[str]:
+    """`_LINE_RE.split(_FOLD_RE.sub(" ", head))` (continuation lines unfolded, §7.3.1) with
+    plain string operations: no regex pass over every message."""
+    if "\n " in head or "\n\t" in head:
+        head = _FOLD_RE.sub(" ", head)
+    return head.replace("\r\n", "\n").split("\n")
+
+
+def _split_head(data: bytes) -> tuple[str, bytes]:
+    at = _head_end(data)
+    head, body = (data[: at[0]], data[at[1] :]) if at else (data, b"")
     try:
         return head.decode("utf-8"), body
     except UnicodeDecodeError:
@@ -478,7 +498,7 @@ def parse_message(data: bytes) -> Request | Response:
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("message too large", status=413)
     head, body = _split_head(data.lstrip(b"\r\n"))
-    lines = _LINE_RE.split(_FOLD_RE.sub(" ", head))
+    lines = _split_lines(head)
     msg = _parse_start_line(lines[0])
     msg.headers, error = _parse_header_lines(lines[1:])
     try:
