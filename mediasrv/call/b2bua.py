@@ -570,8 +570,10 @@ class B2BUA:
             self.listener(DigitReceived(leg, event.digit, event.source))
         elif isinstance(event, media_events.PlayFinished):
             then = self.legs.prompt_done(event.play_id)
-            if event.completed:
-                self._emit(PromptFinished(leg, event.play_id), default=then or (lambda: None))
+            if event.completed and then is not None:
+                then()  # the call layer's own sequence (voicemail: greeting, beep, record)
+            elif event.completed:  # goes on whoever owns the leg; a service hears of its own
+                self._tell(PromptFinished(leg, event.play_id))
         elif isinstance(event, media_events.RtpTimedOut):
             if leg.answered and not leg.remote_hold:
                 self._log(leg).warning("no RTP from %s: hanging up", leg.number)

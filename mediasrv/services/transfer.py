@@ -272,7 +272,7 @@ class TransferSession(Session):
         if action in ("announce", "voicemail") or not self.alive(self.transferer):
             self.hang_up(self.transferer)
             self.fail_over(self.transferred)
-            if action == "voicemail":  # X is the mailbox's now: let go, so it records
+            if action == "voicemail":  # X is the mailbox's now: the session lets it go
                 self.gone(self.transferred)
             return State.FAIL
         self.control.bridge(self.transferer, self.transferred)

@@ -36,7 +36,7 @@ from mediasrv.config import (
     load_config,
 )
 from mediasrv.media.engine import MediaError
-from mediasrv.media.events import PlayFinished
+from mediasrv.media.events import DtmfReceived, PlayFinished
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip import events as sip
 from mediasrv.sip.dialog import Dialog
@@ -494,6 +494,13 @@ class World:
         if feed.kind == "peer" and feed.peer is not None:
             return feed.peer.number
         return f"{feed.kind}:{feed.name}" if feed.name else feed.kind
+
+    def dtmf(self, number: str, digits: str) -> None:
+        """Extension `number`'s phone sends `digits` (RFC 4733), 0.3 s apart."""
+        for digit in digits:
+            stream = self.leg(number).stream
+            self.b2bua.on_media_event(DtmfReceived(stream, digit, 100, "rfc4733", self.clock.t))
+            self.advance(0.3)
 
     def prompt_played(self, number: str) -> None:
         """The engine says the prompt extension `number`'s leg hears played to the end."""
