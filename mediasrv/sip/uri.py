@@ -65,9 +65,18 @@ def memoise_by_text(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     return lookup
 
 
+_TOKENS: dict[str, bool] = {}  # is_token's answers for short texts (header and parameter
+_TOKENS_MAX = 4096               # names, methods: the same few on every message), bounded
+
+
 def is_token(text: str) -> bool:
     """True when `text` is a non-empty RFC 3261 token."""
-    return TOKEN_RE.fullmatch(text) is not None
+    known = _TOKENS.get(text)
+    if known is None:
+        known = TOKEN_RE.fullmatch(text) is not None
+        if len(text) <= 64 and len(_TOKENS) < _TOKENS_MAX:
+            _TOKENS[text] = known
+    return known
 
 
 def split_outside(text: str, sep: str) -> list[str]:
