@@ -41,7 +41,8 @@ ADMIT_WINDOW = 0.5  # seconds of busy time behind an admission decision
 # streams the share is mostly the thread's fixed wake-ups (ticks, events), and spreading that
 # over two streams would make a burst of new calls look far costlier than it is. 100 streams
 # (50 calls) are ~2.5 % of a core; a thread that small cannot be saturated by the calls that
-# can arrive within one window.
+# can arrive within one window, so it always admits: its busy share (wall time, preemption
+# included) then measures the machine's other load, which refusing calls would not lessen.
 ADMIT_MIN_STREAMS = 100
 CLOSED_KEPT = 4096  # closed streams whose late events (a recording's end) still translate
 
@@ -314,7 +315,8 @@ class MediaPool:
     def admits(self, now: float) -> bool:
         """Admission control: False when the media thread a new call would land on (the one
         with the fewest streams, as `open_stream` picks) would be busier than `max_busy`
-        with it; always True with `max_busy` 0.
+        with it; always True with `max_busy` 0 and while that thread carries no more than
+        `ADMIT_MIN_STREAMS` streams with the call.
 
         A thread's busy share is measured over windows of `ADMIT_WINDOW` seconds; it grows
         with its streams (each stream of a relayed call carries the same packet rate), so
@@ -338,7 +340,8 @@ class MediaPool:
                                                               strict=True)]
             self._busy_at = (now, busy, streams)
         k = self._lightest(streams)
-        return self.projected_busy(k, streams[k] + 2) <= self.max_busy
+        return (streams[k] + 2 <= ADMIT_MIN_STREAMS
+                or self.projected_busy(k, streams[k] + 2) <= self.max_busy)
 
     def projected_busy(self, k: int, streams: int) -> float:
         """The busy share thread `k` is expected to have carrying `streams` streams: its

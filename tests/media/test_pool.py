@@ -167,7 +167,9 @@ async def test_join_across_threads_moves_a_stream_without_a_gap(pool: MediaPool)
             pool.close_stream(sid)
 
 
-async def test_admission_refuses_calls_once_every_thread_is_busy(pool: MediaPool) -> None:
+async def test_admission_refuses_calls_once_every_thread_is_busy(
+        pool: MediaPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "ADMIT_MIN_STREAMS", 1)   # one call stands for many
     peers = [RtpPeer(), RtpPeer()]
     a, b = (pool.open_stream(group="call-1") for _ in peers)
     try:
@@ -227,6 +229,25 @@ async def test_admission_projects_each_threads_busy_share_to_its_streams(
         clock.busy = [0.33, 0.13]                    # 0.05 each over 0.6 s with ~7 streams
         assert pool.admits(1.1)                      # each: mostly a thread's fixed cost,
         assert pool.projected_busy(0, 100) < 0.2     # not read as 0.007 a stream (0.7)
+    finally:
+        for sid in sids:
+            pool.close_stream(sid)
+
+
+async def test_a_thread_with_few_streams_admits_however_busy_the_machine_keeps_it(
+        pool: MediaPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below ADMIT_MIN_STREAMS a thread's busy share is its neighbours' doing (its busy time is
+    wall time, preemption included): a call is still taken; past it the projection decides."""
+    clock = BusyClock(pool)
+    pool.max_busy = 0.75
+    sids = [pool.open_stream(group=g) for g in ("a", "a", "b", "b")]
+    try:
+        assert pool.admits(0.0)
+        clock.busy = [0.45, 0.45]                    # 0.9 of each thread over the window
+        assert pool.admits(0.5)
+        assert pool.projected_busy(0, 4) > pool.max_busy
+        monkeypatch.setattr(pool_module, "ADMIT_MIN_STREAMS", 3)   # 2 + the call's 2 > 3
+        assert not pool.admits(0.6)
     finally:
         for sid in sids:
             pool.close_stream(sid)
