@@ -50,9 +50,7 @@ def main() -> None:
     if args.log:
         setup_logging(args.log)
     site = site_config(Path(tempfile.mkdtemp(prefix="b2bua-profile-")))
-    (site / "99-zz-bench.toml").write_text(
-        f'[sip]\ntimer_t1 = 0.5\ntrusted = ["{bench.TRUSTED_HOST}/32"]\n'
-        '[rtp]\nports = [50000, 53999]\ntimeout = 0\n')
+    (site / "99-zz-bench.toml").write_text(bench.BENCH_SITE)
     with bench.ServerThread([site]) as srv:
         srv.server.b2bua.gatekeeper.digest.algorithms = ("MD5",)  # SIPp: MD5 only
         profiler = cProfile.Profile() if args.profile else None
