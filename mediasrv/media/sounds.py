@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,33 +27,40 @@ RATE = 8000
 _ZEROS = 16                # sinc zero crossings each side of the interpolation point
 _ROLLOFF = 0.92            # cut-off as a fraction of the lower Nyquist frequency
 _KAISER_BETA = 8.0
-_CHUNK = 1 << 12           # output samples computed per vectorised step
 _cache: dict[tuple[str, float, int], np.ndarray] = {}
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int = RATE) -> np.ndarray:
-    """Band-limited resampling of a float signal (windowed-sinc interpolation)."""
+    """Band-limited resampling of a float signal (windowed-sinc interpolation).
+
+    Output sample n sits at input position n * rate_in / rate_out = n * p / q (in lowest
+    terms), so its fractional part takes only q values: the kernel is built once per phase and
+    applied as one matrix product per phase (8 -> 16 kHz: 2 phases, 44.1 -> 8 kHz: 80)."""
     if rate_in == rate_out or len(x) == 0:
         return np.asarray(x, dtype=np.float64)
-    step = rate_in / rate_out
+    ratio = Fraction(rate_in, rate_out)
+    p, q = ratio.numerator, ratio.denominator
     cutoff = _ROLLOFF * min(1.0, rate_out / rate_in)    # in cycles per 2 input samples
     half = int(np.ceil(_ZEROS / cutoff))                 # kernel half-width, input samples
-    n_out = int(np.floor(len(x) / step))
-    padded = np.concatenate([np.zeros(half), x, np.zeros(half + 1)])
+    n_out = len(x) * q // p
+    padded = np.concatenate([np.zeros(half), np.asarray(x, dtype=np.float64),
+                             np.zeros(half + 1)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half)
+    taps = np.arange(-half + 1, half + 1)
     out = np.empty(n_out)
-    for start in range(0, n_out, _CHUNK):
-        n = np.arange(start, min(n_out, start + _CHUNK))
-        out[start:start + len(n)] = _interpolate(padded, n * step, cutoff, half)
+    for phase in range(min(q, n_out)):
+        n = np.arange(phase, n_out, q)                   # outputs of this phase
+        first = n * p // q                               # floor of their positions
+        kernel = _kernel(((phase * p) % q) / q - taps, cutoff, half)
+        out[n] = windows[first + 1] @ kernel             # padded[first + 1 .. first + 2 half]
     return out
 
 
-def _interpolate(padded: np.ndarray, pos: np.ndarray, cutoff: float, half: int) -> np.ndarray:
-    idx = np.floor(pos).astype(np.int64)[:, None] + np.arange(-half + 1, half + 1)[None, :]
-    dist = pos[:, None] - idx
+def _kernel(dist: np.ndarray, cutoff: float, half: int) -> np.ndarray:
+    """Kaiser-windowed sinc at the distances `dist` (input samples) from the output point."""
     window = np.kaiser(2 * half + 1, _KAISER_BETA)
     w = np.interp(dist, np.arange(-half, half + 1), window)
-    kernel = cutoff * np.sinc(cutoff * dist) * w
-    return np.sum(padded[idx + half] * kernel, axis=1)
+    return cutoff * np.sinc(cutoff * dist) * w
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
