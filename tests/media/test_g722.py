@@ -1,6 +1,6 @@
 """G.722 at 64 kbit/s: our kernel is bit-exact with spandsp's, an independent implementation.
 
-How this works: spandsp (Debian `libspandsp2`) is loaded with ctypes in this test only, as the
+How this works: spandsp (Debian `libspandsp2`), loaded with ctypes by the test peers, is the
 reference (DESIGN.md: each kernel has a reference; for G.722 it is spandsp, options 0 = plain
 64 kbit/s, 16 kHz linear in and out). The same few seconds of varied signals (tones up to
 7.5 kHz, sweeps, noise, silence, full-scale square waves and clipping) go through both
@@ -16,39 +16,20 @@ Missing spandsp skips here and fails under CI=true, like a missing peer.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 import numpy as np
 import pytest
 from reference import load_media
 
-from tests.peers.require import in_ci
+from tests.peers.codecs import spandsp_library
 
 _media = load_media()
 RATE = 16000
 
 
-def _spandsp() -> ctypes.CDLL:
-    name = ctypes.util.find_library("spandsp")
-    if name is None:
-        message = "libspandsp is not installed (Debian libspandsp2, see scripts/setup.sh)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    lib = ctypes.CDLL(name)
-    for fn in ("g722_encode_init", "g722_decode_init"):
-        getattr(lib, fn).restype = ctypes.c_void_p
-        getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    lib.g722_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
-    lib.g722_decode.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-    for fn in ("g722_encode_free", "g722_decode_free"):
-        getattr(lib, fn).argtypes = [ctypes.c_void_p]
-    return lib
-
-
 @pytest.fixture(scope="module")
 def spandsp() -> ctypes.CDLL:
-    return _spandsp()
+    return spandsp_library()
 
 
 def ref_encode(lib: ctypes.CDLL, pcm: np.ndarray) -> bytes:

@@ -54,7 +54,8 @@ def _missing(what: str) -> None:
 
 
 @cache
-def _spandsp() -> ctypes.CDLL:
+def spandsp_library() -> ctypes.CDLL:
+    """spandsp's G.722 (the reference of tests/media/test_g722.py), fails under CI when absent."""
     path = ctypes.util.find_library("spandsp")
     if path is None:
         _missing("libspandsp (Debian libspandsp2)")
@@ -115,7 +116,7 @@ class G722(Codec):
 
     def __init__(self) -> None:
         super().__init__("G722")
-        self._lib = _spandsp()
+        self._lib = spandsp_library()
         self._enc = self._lib.g722_encode_init(None, 64000, 0)
         self._dec = self._lib.g722_decode_init(None, 64000, _G722_RATE_8000)
 
