@@ -31,13 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from mediasrv.config import DEFAULT_CONFIG_DIR
 from tests.integration.postgres import Postgres
 from tests.parallel import server_rtp_ports
 from tests.peers.phone import TestPhone
-from tests.peers.require import in_ci, require_binary
+from tests.peers.require import missing, require_binary
 from tests.peers.sipmsg import Msg
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]   # the repository
@@ -68,10 +66,7 @@ def require_kamailio() -> None:
         require_binary("kamailio")
     if not (SCHEMA_DIR / "usrloc-create.sql").exists() or not any(
             Path("/usr/lib").glob("*/kamailio/modules/db_sqlite.so")):
-        message = "kamailio-sqlite-modules is not installed (run scripts/setup.sh)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("kamailio-sqlite-modules is not installed (run scripts/setup.sh)")
 
 
 def build_database(path: Path) -> None:

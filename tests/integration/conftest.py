@@ -143,15 +143,16 @@ MakeBaresip = Callable[..., Awaitable[Baresip]]
 async def baresip(harness: Harness) -> AsyncIterator[MakeBaresip]:
     """Start baresips registered as extensions of the harness's server; quit them afterwards.
 
-    `make(ext, tone, codecs=None, **kw)`: the password is the shipped `demoEXT`; `codecs` (a
-    baresip codec list) and any other keyword go to `Baresip`.
+    `make(ext, tone, codecs=None, kind=Baresip, **kw)`: the password is the shipped `demoEXT`;
+    `codecs` (a baresip codec list) and any other keyword go to `kind` (Baresip or a subclass).
     """
     started: list[Baresip] = []
 
-    async def make(ext: str, tone: str, codecs: str | None = None, **kw) -> Baresip:
+    async def make(ext: str, tone: str, codecs: str | None = None,
+                   kind: type[Baresip] = Baresip, **kw) -> Baresip:
         if codecs is not None:
             kw["codecs"] = codecs
-        phone = Baresip(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr, **kw)
+        phone = kind(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr, **kw)
         started.append(phone)
         await phone.start()
         await phone.wait_registered()

@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 from mediasrv.config import DEFAULT_CONFIG_DIR
-from tests.peers.require import in_ci
+from tests.peers.require import missing
 
 SCHEMA_DIR = Path("/usr/share/kamailio/postgres")
 PASSWORD = "kamailio-test"
@@ -39,16 +37,13 @@ def bin_dir() -> Path | None:
 
 def require_postgres() -> None:
     """Skip (fail under CI=true) without a PostgreSQL server or Kamailio's postgres module."""
-    missing = [what for what, ok in (
+    absent = [what for what, ok in (
         ("postgresql", bin_dir() is not None),
         ("kamailio-postgres-modules", (SCHEMA_DIR / "usrloc-create.sql").exists()
          and any(Path("/usr/lib").glob("*/kamailio/modules/db_postgres.so"))))
         if not ok]
-    if missing:
-        message = f"{', '.join(missing)} not installed (run scripts/setup.sh)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    if absent:
+        missing(f"{', '.join(absent)} not installed (run scripts/setup.sh)")
 
 
 class Postgres:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
 import pytest
 
-from tests.integration.conftest import MOH_HZ, Harness, wait_until
+from tests.integration.conftest import MOH_HZ, Harness, MakeBaresip, wait_until
 from tests.integration.test_refer import Tape, transfer_events
 from tests.integration.test_sipp import sipp_runs
 from tests.peers import audio
@@ -378,30 +378,11 @@ class TcpBaresip(Baresip):
         return super()._account().replace(plain, plain[:-1] + ';transport=tcp"')
 
 
-@pytest.fixture
-async def baresip(harness: Harness) -> AsyncIterator[Callable[..., Awaitable[Baresip]]]:
-    """``baresip(ext, tone, transport="udp")``: baresips registered as extensions of the
-    harness's server; quit them afterwards."""
-    started: list[Baresip] = []
-
-    async def make(ext: str, tone: str, transport: str = "udp") -> Baresip:
-        kind = TcpBaresip if transport == "tcp" else Baresip
-        phone = kind(ext, f"demo{ext}", tone=tone, registrar=harness.sip_addr)
-        started.append(phone)
-        await phone.start()
-        await phone.wait_registered()
-        return phone
-
-    yield make
-    for phone in started:
-        await phone.close()
-
-
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_baresip_transfer_command_connects_its_caller_to_the_target(
-        harness: Harness, baresip: Callable[..., Awaitable[Baresip]], transport: str) -> None:
+        harness: Harness, baresip: MakeBaresip, transport: str) -> None:
     events = transfer_events(harness)
-    bob = await baresip("107", "E", transport)
+    bob = await baresip("107", "E", kind=TcpBaresip if transport == "tcp" else Baresip)
     flows = harness.server.b2bua.registrar.contacts("107", time.time())
     assert [f.transport for f in flows] == [transport], flows
     a = await harness.phone("A", "101")
@@ -435,7 +416,7 @@ async def refused_transfer(harness: Harness, bob: Baresip, target: str) -> None:
 
 
 async def test_baresip_transfer_to_a_busy_target_learns_486_from_the_notify(
-        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+        harness: Harness, baresip: MakeBaresip) -> None:
     events = transfer_events(harness)
     bob = await baresip("107", "E")
     c = await harness.phone("C", "103", answer=486)
@@ -447,7 +428,7 @@ async def test_baresip_transfer_to_a_busy_target_learns_486_from_the_notify(
 
 
 async def test_baresip_transfer_to_an_unknown_extension_is_refused_with_404(
-        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+        harness: Harness, baresip: MakeBaresip) -> None:
     events = transfer_events(harness)
     bob = await baresip("107", "E")
     await refused_transfer(harness, bob, "999")
@@ -522,7 +503,7 @@ async def test_sipp_invite_with_replaces_picks_up_a_ringing_call(
 
 
 async def test_baresip_is_transferred_by_a_phone_and_hears_the_target(
-        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+        harness: Harness, baresip: MakeBaresip) -> None:
     bob = await baresip("107", "E")
     b = await harness.phone("B", TRANSFERER)
     c = await harness.phone("C", "103")
@@ -543,7 +524,7 @@ DIRECT = "[extensions.101]\ndirect_media = true\n[extensions.107]\ndirect_media 
 
 @pytest.mark.site(DIRECT)
 async def test_baresip_transfer_of_a_direct_media_call_takes_the_media_back(
-        harness: Harness, baresip: Callable[..., Awaitable[Baresip]]) -> None:
+        harness: Harness, baresip: MakeBaresip) -> None:
     events = transfer_events(harness)
     bob = await baresip("107", "E")
     a = await harness.phone("A", "101")

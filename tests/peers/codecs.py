@@ -20,10 +20,9 @@ import ctypes.util
 from functools import cache
 
 import numpy as np
-import pytest
 
 from tests.peers import audio
-from tests.peers.require import in_ci
+from tests.peers.require import missing
 
 NAMES = ("PCMU", "PCMA", "G722", "OPUS")
 STATIC_PT = {"PCMU": 0, "PCMA": 8, "G722": 9, "OPUS": 111}  # OPUS: a dynamic PT of ours
@@ -46,19 +45,12 @@ def name_of(rtpmap: str) -> str | None:
     return None
 
 
-def _missing(what: str) -> None:
-    message = f"{what} is not installed (see scripts/setup.sh)"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @cache
 def spandsp_library() -> ctypes.CDLL:
     """spandsp's G.722 (the reference of tests/media/test_g722.py), fails under CI when absent."""
     path = ctypes.util.find_library("spandsp")
     if path is None:
-        _missing("libspandsp (Debian libspandsp2)")
+        missing("libspandsp (Debian libspandsp2) is not installed (see scripts/setup.sh)")
     lib = ctypes.CDLL(path)
     for fn in ("g722_encode_init", "g722_decode_init"):
         getattr(lib, fn).restype = ctypes.c_void_p
@@ -74,7 +66,7 @@ def spandsp_library() -> ctypes.CDLL:
 def _libopus() -> ctypes.CDLL:
     path = ctypes.util.find_library("opus")
     if path is None:
-        _missing("libopus (Debian libopus0)")
+        missing("libopus (Debian libopus0) is not installed (see scripts/setup.sh)")
     lib = ctypes.CDLL(path)
     err = ctypes.POINTER(ctypes.c_int)
     for fn in ("opus_encoder_create", "opus_decoder_create"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -17,12 +18,16 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+def missing(message: str) -> NoReturn:
+    """Something a test needs is not on this machine: skip the test, or fail it under CI=true."""
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def require_binary(name: str) -> str:
     """Return the path of program ``name``; skip the test (fail it under CI=true) if missing."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name!r} is not installed (run scripts/setup.sh: Debian sip-tester/baresip)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"{name!r} is not installed (run scripts/setup.sh: Debian sip-tester/baresip)")
     return path
