@@ -26,7 +26,6 @@ import cProfile
 import gc
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +58,6 @@ class Outcome:
     failed: int
     retrans_uac: int
     retrans_uas: int
-    wall: float
     cpu: float
     loop_cpu: float
     media_cpu: float
@@ -71,6 +69,13 @@ class Outcome:
     collections: int = 0
 
     @property
+    def core_share(self) -> float:
+        """CPU over the time the calls were offered (calls / rate): the share of its core the
+        server needed to keep up. Not over SIPp's wall time, which grows by its time-outs
+        when calls fail and would make a saturated server look idle."""
+        return self.cpu / (self.calls / self.rate)
+
+    @property
     def ms_per_call(self) -> float:
         return self.cpu * 1000 / max(self.ok, 1)
 
@@ -78,7 +83,8 @@ class Outcome:
         return (f"{self.rate:4d}/s x {self.calls}: ok {self.ok}, failed {self.failed}, "
                 f"retransmissions UAC {self.retrans_uac} UAS {self.retrans_uas}, "
                 f"server CPU {self.cpu:.1f} s = {self.ms_per_call:.2f} ms/call "
-                f"({self.cpu / self.wall * 100:.0f} % of a core; loop thread "
+                f"({self.core_share * 100:.0f} % of a core over the offered "
+                f"{self.calls / self.rate:.0f} s; loop thread "
                 f"{self.loop_cpu * 1000 / max(self.ok, 1):.2f}, media thread "
                 f"{self.media_cpu * 1000 / max(self.ok, 1):.2f}), loop stalls {self.stalls} "
                 f"(longest {self.longest_stall * 1000:.0f} ms), longest GC "
@@ -124,9 +130,9 @@ def run_rate(rate: int, seconds: float, hold_ms: int, profile: str | None) -> Ou
                 srv.run(_on_loop(profiler.enable))
             srv.run(asyncio.sleep(0.1))  # the watchdog reports a start-up stall (sounds) now
             srv.server.watchdog.stats = StallStats()  # count what happens during the run only
-            before, t0 = thread_cpu(), time.perf_counter()
+            before = thread_cpu()
             run, uas_result = sipp_pair(uas, uac)
-            wall, after = time.perf_counter() - t0, thread_cpu()
+            after = thread_cpu()
             if run.result.failed:
                 print(f"caller's errors (last lines):\n{run.result.errors[-1500:]}")
             if profiler is not None:
@@ -143,7 +149,7 @@ def run_rate(rate: int, seconds: float, hold_ms: int, profile: str | None) -> Ou
         cpu = sum(used.values())
         return Outcome(rate, calls, run.result.successful, run.result.failed,
                        run.retransmissions,
-                       int(uas_result.stats.get("Retransmissions(C)", 0) or 0), wall, cpu,
+                       int(uas_result.stats.get("Retransmissions(C)", 0) or 0), cpu,
                        used.get(loop_tid, 0.0), used.get(media_tid, 0.0),
                        st.stalls, st.longest, st.gc_longest, st.gc_collections[2],
                        st.gc_seconds, sum(st.gc_collections))
