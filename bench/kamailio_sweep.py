@@ -50,6 +50,10 @@ RELAY_LIMIT = 3000  # relayed calls at most (the nodes' 12,000 ports hold 3,000)
 CALLERS = [str(e) for e in range(100, 110) if e != 102]
 # the shipped cfg's 2 s: on a shared 2-core box a node stalled past the tests' 1.5 s gets
 # marked down by failure_route and the next calls fail with 503 while it is out
+PROJECT_CORES = 16
+# Share of a core a node can be kept busy and still fail no call: `bench.ser` on one core first
+# failed calls at 82-83 % busy (300 calls/s x 2.75 ms, 2026-12-05), so plan on 0.75.
+USABLE_SHARE = 0.75
 FR_TIMER_MS = int(os.environ.get("KAM_FR_TIMER_MS", "2000"))
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -169,6 +173,23 @@ def report(rate_rows: dict[int, list[dict]],
               f"  [{r.get('kamailio_cpu_per_1000', 0):.2f}, {r.get('node_cpu_per_1000', [])}]"
               f"  (all rounds: calls/s {[round(x['calls_per_s']) for x in rate_rows[n]]}, "
               f"relayed {relayed[n]})")
+    print(project_signalling(rate[NODES[-1]], NODES[-1]))
+
+
+def project_signalling(row: dict, nodes: int, cores: int = PROJECT_CORES,
+                       usable: float = USABLE_SHARE) -> str:
+    """Authenticated calls/s `cores` cores would set up through Kamailio and its nodes, from the
+    CPU each call cost them in this run (Kamailio with its children, plus every node): the
+    calls are spread over as many nodes as the cores allow, each core kept at `usable`."""
+    kam = row.get("kamailio_cpu_per_1000", 0.0) / 1000
+    node = sum(row.get("node_cpu_per_1000", [])) / 1000
+    if not kam + node:
+        return "projection: no call completed, nothing to project from"
+    rate = cores * usable / (kam + node)
+    return (f"projection to {cores} cores (signalling, from the run with {nodes} nodes): "
+            f"{cores} x {usable} of each core / ({kam * 1000:.2f} ms Kamailio + {node * 1000:.2f}"
+            f" ms node CPU per call) = {rate:,.0f} calls/s, on {rate * node / usable:.1f} cores "
+            f"of nodes and {rate * kam / usable:.1f} of Kamailio")
 
 
 def _ratio(value: float, base: float) -> str:
