@@ -369,8 +369,10 @@ class Response(_MessageBase):
 Message = Request | Response
 
 
+@memoise_by_text
 def parse_cseq(value: str) -> tuple[int, str]:
-    """Parse a CSeq value `number method` (§20.16; number below 2**31, §8.1.1.5)."""
+    """Parse a CSeq value `number method` (§20.16; number below 2**31, §8.1.1.5). Memoised:
+    the same few values (`1 INVITE`, `2 ACK`) come in every call."""
     parts = value.split()
     if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
         raise SipParseError(f"bad CSeq {value[:40]!r}")

@@ -349,14 +349,19 @@ class Via:
 
     @classmethod
     def _parse(cls, text: str) -> Via:
-        m = _VIA_PROTO_RE.fullmatch(text)
-        if m is None:
-            raise SipParseError(f"bad Via {text[:60]!r}")
-        sent_by, semi, params = m.group(2).partition(";")
-        host, port = parse_host_port(re.sub(r"\s+", "", sent_by))
-        if not host.startswith("[") and not _STRICT_HOSTNAME_RE.fullmatch(host):
-            raise SipParseError(f"bad Via host {host[:60]!r}")
-        return cls(m.group(1).upper(), host, port, parse_params(semi + params))
+        # The usual `SIP/2.0/UDP host...` is split without the regex (same result: the
+        # protocol is the token up to the first space, the rest starts after the spaces).
+        proto, space, rest = text[8:].partition(" ")
+        if text.startswith("SIP/2.0/") and space and is_token(proto):
+            rest = rest.lstrip()
+        else:
+            m = _VIA_PROTO_RE.fullmatch(text)
+            if m is None:
+                raise SipParseError(f"bad Via {text[:60]!r}")
+            proto, rest = m.group(1), m.group(2)
+        sent_by, semi, params = rest.partition(";")
+        host, port = _parse_sent_by(sent_by)
+        return cls(proto.upper(), host, port, parse_params(semi + params))
 
     def __str__(self) -> str:
         hp = format_host_port(self.host, self.port)
@@ -377,6 +382,16 @@ class Via:
         """The `rport` value filled in by a server (RFC 3581 §4), or None when absent/empty."""
         value = self.params.get("rport")
         return int(value) if value and value.isdigit() else None
+
+
+@memoise_by_text
+def _parse_sent_by(text: str) -> tuple[str, int | None]:
+    """A Via's sent-by `host[:port]` (whitespace around the colon allowed, §20.42), with the
+    strict hostname check; memoised: a peer sends from the same address every time."""
+    host, port = parse_host_port("".join(text.split()))
+    if not host.startswith("[") and not _STRICT_HOSTNAME_RE.fullmatch(host):
+        raise SipParseError(f"bad Via host {host[:60]!r}")
+    return host, port
 
 
 _parse_uri = memoise_by_text(SipUri._parse)
