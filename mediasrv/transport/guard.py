@@ -46,6 +46,9 @@ _LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SENT_BY_RE = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]{2,45}\]|(?:" + _LABEL + rb"\.)*" + _LABEL + rb"\.?)(?::([0-9]{1,5}))?")
 _REQUIRED = {b"via": b"v", b"from": b"f", b"to": b"t", b"call-id": b"i", b"cseq": b""}
+# The usual spelling of each: found by `in` on the lower-cased head (a line starting `via:` is
+# one the name regex would find too); only a head missing one of them takes the regex.
+_REQUIRED_LINES = tuple(b"\n" + name + b":" for name in _REQUIRED)
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -57,10 +60,14 @@ def preparse(data: bytes, max_size: int) -> str | None:
     head = data if head_end < 0 else data[:head_end + 2]
     if _START_RE.match(head) is None:
         return "bad start line"
-    names = {n.lower() for n in _HEADER_NAMES_RE.findall(head)}
-    for name, compact in _REQUIRED.items():
-        if name not in names and compact not in names:
-            return f"no {name.decode()} header"
+    low = head.lower()
+    for line in _REQUIRED_LINES:
+        if line not in low:  # not in its usual spelling: the name regex decides
+            names = {n.lower() for n in _HEADER_NAMES_RE.findall(head)}
+            for name, compact in _REQUIRED.items():
+                if name not in names and compact not in names:
+                    return f"no {name.decode()} header"
+            break
     via = _VIA_RE.search(head)
     if via is None:
         return "bad via"
