@@ -4,9 +4,12 @@ How this works: a `SipLeg` is one side of the B2BUA. An inbound leg is the phone
 an INVITE (we are its UAS); an outbound leg is a phone we INVITE (we are its UAC) — possibly
 forked to several contacts of the extension, each a `Fork` with its own client transaction,
 until the first 2xx wins. Each leg owns one media stream in the engine, opened when the leg
-is created and closed when it ends; its SDP is built from that stream's port. A `Call` groups
-the legs that were set up together (the caller's inbound leg and what it dialled) and carries
-the id used in logs (the caller's Call-ID).
+is created and closed when it ends; its SDP is built from that stream's port. A `Call` is
+what the legs that were set up together (the caller's inbound leg and what it dialled) share:
+the id used in logs (the caller's Call-ID). It holds no list of its legs (`Legs.of_call`
+finds them): a leg -> call -> legs -> leg cycle would leave every call to the cycle collector.
+The links between legs (`caller`/`dialing`, `held_peer`) are cycles too; `Legs.end` cuts them
+once both ends ended, so an ended call dies by reference counting.
 """
 
 from __future__ import annotations
@@ -45,10 +48,9 @@ class Fork:
     done: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call:
     id: str
-    legs: list[SipLeg] = field(default_factory=list)
 
 
 @dataclass(eq=False)

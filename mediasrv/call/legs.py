@@ -127,7 +127,6 @@ class Legs:
 
     def add(self, leg: SipLeg) -> None:
         """A new leg (its stream is open): indexed, in its call, DTMF detection on."""
-        leg.call.legs.append(leg)
         self._legs.add(leg)
         self._live_by_call[leg.call_id] += 1
         self._by_stream[leg.stream] = leg
@@ -240,6 +239,7 @@ class Legs:
                 self._by_client_txn.pop(fork.txn, None)
         if leg.dialog is not None:
             self._by_dialog.pop(leg.dialog.id, None)
+        _unlink_ended(leg)
         rtp: dict[str, int] = {}
         try:
             rtp = self.engine.stats(leg.stream)     # the final counters, read before closing
@@ -364,6 +364,21 @@ def dialog_ids(leg: SipLeg) -> list[DialogId]:
     early = inbound_early_id(leg)
     ids += [early] if early is not None else []
     return ids + [f.dialog.id for f in leg.forks if f.dialog is not None]
+
+
+def _unlink_ended(leg: SipLeg) -> None:
+    """Cut the links between `leg` and every linked leg that ended too (caller <-> the leg it
+    dialled, a held peer): they are reference cycles, which would keep an ended call for the
+    cycle collector. Readers treat an ended linked leg as no leg, so this changes nothing."""
+    for other in (leg.caller, leg.dialing, leg.held_peer):
+        if other is not None and other.ended:
+            for a, b in ((leg, other), (other, leg)):
+                if a.caller is b:
+                    a.caller = None
+                if a.dialing is b:
+                    a.dialing = None
+                if a.held_peer is b:
+                    a.held_peer = None
 
 
 def party_of(legs: Legs, leg: SipLeg) -> SipLeg | None:
