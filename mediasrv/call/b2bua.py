@@ -298,7 +298,7 @@ class B2BUA:
     def _stray_answer(self, event: sip.ResponseReceived) -> None:
         """A 2xx to an INVITE whose leg is gone (its 200 crossed our CANCEL): ACK, then BYE."""
         txn, dialog = event.txn, event.dialog
-        if (dialog is None or txn.peer is None or txn.request.method != "INVITE"
+        if (dialog is None or txn.peer is None or txn.method != "INVITE"
                 or not 200 <= event.response.status < 300):
             return
         destination = (txn.peer[0], txn.peer[1], txn.transport)

@@ -461,7 +461,7 @@ class SipEndpoint:
         if not isinstance(invite, InviteServerTransaction):
             self.send_response(cancel_txn, make_response(cancel, 481), now)
             return
-        to_tag = _to_tag_of(invite) or generate_tag()
+        to_tag = invite.to_tag or generate_tag()
         self.send_response(cancel_txn, make_response(cancel, 200, to_tag=to_tag), now)
         if invite.state is PROCEEDING:
             self.send_response(invite, make_response(invite.request, 487, to_tag=to_tag), now)
@@ -525,14 +525,15 @@ class SipEndpoint:
         self.send_response(txn, make_response(request, status), now)
 
     def _flush(self, txn: Transaction) -> None:
-        """Move a transaction's outbox to the network queue and its notices to events."""
-        for message in txn.outbox:
-            self._queue(message.to_bytes(), txn.peer or ("", 0), txn.transport, txn.conn_id)
-        txn.outbox.clear()
-        notices, txn.notices = txn.notices, []
+        """Move what a transaction sends to the network queue and its notices to events; then
+        it may drop what it no longer needs (`Transaction.compact`)."""
+        out, notices = txn.drain()
+        for data in out:
+            self._queue(data, txn.peer or ("", 0), txn.transport, txn.conn_id)
         for notice in notices:
             self._on_notice(txn, notice)
         self._schedule(txn)
+        txn.compact()
 
     def _schedule(self, txn: Transaction) -> None:
         deadline = None if txn.terminated else txn.next_deadline()
@@ -569,18 +570,18 @@ class SipEndpoint:
     def _forget(self, txn: Transaction) -> None:
         if isinstance(txn, ServerTransaction):
             self._servers.pop(txn.key, None)
-            if not txn.request.to_tag:
-                self._merge_keys.pop(self._merge_key(txn.request), None)
+            if not txn.in_dialog:
+                self._merge_keys.pop((*txn.dialog_ids, txn.method), None)
             if isinstance(txn, InviteServerTransaction):
                 self._end_unanswered_uas_dialog(txn)
         else:
             self._clients.pop(txn.key, None)
         if isinstance(txn, InviteClientTransaction):
-            self._acks.pop(_ack_key(txn.request), None)
+            self._acks.pop(txn.dialog_ids, None)
             self._pending_cancel.discard(txn)
-            if not txn.request.to_tag:  # forks that never answered end with the INVITE
-                for dialog in self.dialogs.early_of(txn.request.call_id,
-                                                    txn.request.from_tag or ""):
+            if not txn.in_dialog:  # forks that never answered end with the INVITE
+                call_id, from_tag, _ = txn.dialog_ids
+                for dialog in self.dialogs.early_of(call_id, from_tag):
                     dialog.handle("300-699")
                     self._reap(dialog)
         self._events.append(TransactionTerminated(txn))
@@ -588,10 +589,11 @@ class SipEndpoint:
     def _end_unanswered_uas_dialog(self, txn: InviteServerTransaction) -> None:
         """An INVITE that died without a final response (transport error) ends its early
         dialog, which would otherwise never be confirmed nor terminated."""
-        request, last = txn.request, txn.last_response
-        if request.to_tag or last is None or last.status >= 200:
+        last = txn.last_response  # None after a final response (compacted)
+        if txn.in_dialog or last is None or last.status >= 200:
             return
-        dialog = self.dialogs.get((request.call_id, last.to_tag or "", request.from_tag or ""))
+        call_id, from_tag, _ = txn.dialog_ids
+        dialog = self.dialogs.get((call_id, last.to_tag or "", from_tag))
         if dialog is not None and not dialog.terminated:
             dialog.handle("300-699")
             self._reap(dialog)
@@ -601,7 +603,7 @@ class SipEndpoint:
 
     # == client side: responses, dialogs, CANCEL ==================================================
     def _on_client_response(self, txn: ClientTransaction, response: Response) -> None:
-        acks = self._acks.get(_ack_key(txn.request))
+        acks = self._acks.get(txn.dialog_ids)
         if acks is not None and 200 <= response.status < 300:
             tag = response.to_tag or ""
             if tag in acks:  # a retransmitted 2xx: our ACK was lost, or is not sent yet
@@ -660,7 +662,7 @@ class SipEndpoint:
             response.headers.add("Server", self.config.user_agent)
         if response.status == 100 or txn.request.to_tag or response.to_tag:
             return
-        tag = _to_tag_of(txn) or generate_tag()
+        tag = txn.to_tag or generate_tag()
         response.headers.set("To", f"{response.headers.get('To')};tag={tag}")
 
     def _uas_dialog(self, txn: ServerTransaction, response: Response) -> Dialog | None:
@@ -682,10 +684,11 @@ class SipEndpoint:
 
     def _start_2xx_retransmit(self, txn: InviteServerTransaction, response: Response,
                               dialog: Dialog | None, now: float) -> None:
-        key = _ack_key(txn.request)
+        key = txn.dialog_ids
         if key in self._pending_2xx:
             return  # the TU re-sent its 2xx itself; keep the running schedule
-        out = Outgoing(response.to_bytes(), txn.peer or ("", 0), txn.transport, txn.conn_id)
+        out = Outgoing(txn.last_wire or response.to_bytes(), txn.peer or ("", 0),
+                       txn.transport, txn.conn_id)
         self._pending_2xx[key] = _Pending2xx(
             txn, response, out, self.timers.t1, now + self.timers.t1,
             now + self.timers.timeout, dialog)
@@ -776,7 +779,3 @@ def _host_part(host: str) -> str:
 def _ack_key(request: Request) -> AckKey:
     return (request.call_id, request.from_tag or "", request.cseq[0])
 
-
-def _to_tag_of(txn: Transaction) -> str | None:
-    """The To tag this server transaction already answered with, if any."""
-    return txn.last_response.to_tag if txn.last_response is not None else None

@@ -8,10 +8,11 @@ A transition names the next state and a tuple of actions; each action is a small
 method. A (state, event) pair missing from the table is absorbed, which is how the RFC
 figures treat everything they do not draw (e.g. a 1xx in Completed).
 
-The objects are sans-I/O: time is the ``now`` argument, they never send. Messages to
-transmit go to ``outbox`` and upward notifications (response for the TU, timeout, transport
-error, terminated) go to ``notices``; the endpoint drains both. Each timer (A..M, plus the
-200 ms "100 Trying" timer of §17.2.1) is a named deadline; ``STATE_TIMERS`` says which
+The objects are sans-I/O: time is the ``now`` argument, they never send. The bytes of
+messages to transmit (a transaction serialises what it sends, once: a retransmission re-sends
+the same bytes) and upward notifications (response for the TU, timeout, transport error,
+terminated) queue up until the endpoint takes both with ``drain()``. Each timer (A..M, plus
+the 200 ms "100 Trying" timer of §17.2.1) is a named deadline; ``STATE_TIMERS`` says which
 timers survive in each state, so entering a state cancels the others. ``next_deadline()``
 is the earliest live timer, ``handle_timer(now)`` fires every due timer in order.
 Zero-length timers (D, I, J, K on reliable transports) fire on the same call that starts
@@ -24,15 +25,27 @@ Request-URI-independent identifiers (Call-ID, From tag, CSeq number, top Via).
 
 The ACK for a non-2xx final response is built here (§17.1.1.3); the ACK for a 2xx belongs
 to the dialog (§13.2.2.4) and is never sent by a transaction.
+
+Compaction: after its final response a transaction waits out a timer (D, I, J, K, L, M: up
+to 64*T1 = 32 s on UDP) in which it only absorbs or re-sends. At hundreds of calls per second
+those waiting transactions are most of the live heap, and every full garbage collection walks
+it; so once the endpoint has handled the transition into a ``WAITING`` state it calls
+``compact()``, which drops the parsed messages (a Request or Response is a handful of
+tracked objects) and keeps the key, the identifiers the endpoint still asks for (``method``,
+``dialog_ids``, ``in_dialog``, ``to_tag``) and the bytes it may send again. A client
+transaction keeps the bytes of its request and parses them again if asked for ``request``
+(a 2xx from another fork in Accepted); a server one has nothing more to do with its request,
+except the INVITE in Accepted, which the TU may still answer with its 2xx again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
-from .message import Headers, Request, Response, make_response
+from .message import Headers, Request, Response, make_response, parse_message
 from .timers import TRYING_DELAY, TimerConfig
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -169,32 +182,70 @@ class Transaction:
     TABLE: ClassVar[dict[tuple[State, str], Transition]]
     STATE_TIMERS: ClassVar[dict[State, frozenset[str]]]
     KIND: ClassVar[str]
+    #: states in which the transaction only waits out a timer (see "Compaction")
+    WAITING: ClassVar[frozenset[State]]
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  key: tuple[str, ...], state: State) -> None:
-        self.request = request
+        self._request: Request | None = request
+        self._request_wire: bytes | None = None  # client: the bytes of the request sent
+        self.method = request.method
+        #: (Call-ID, From tag, CSeq number) of the request
+        self.dialog_ids: tuple[str, str, int] = (request.call_id, request.from_tag or "",
+                                                 request.cseq[0])
+        self.in_dialog = bool(request.to_tag)  # the request carries a To tag
         self.reliable = reliable
         self.timers = timers
         self.key = key
         self.state = state
-        self.last_response: Response | None = None
         # Where the messages go: the request's destination (§18.1.1) or the response address
         # (§18.2.2); set by the endpoint, which also owns the transport and connection id.
         self.peer: tuple[str, int] | None = None
         self.transport = "udp"
         self.conn_id: int | None = None
-        self.outbox: list[Request | Response] = []
-        self.notices: list[Notice] = []
+        # what drain() hands over; None while empty (no list kept by a waiting transaction)
+        self._outbox: list[bytes] | None = None
+        self._notices: list[Notice] | None = None
         self._deadlines: dict[str, float] = {}
         self._intervals: dict[str, float] = {}
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.request.method} {self.state.value} {self.key[0]}>"
+        return f"<{type(self).__name__} {self.method} {self.state.value} {self.key[0]}>"
 
     @property
-    def method(self) -> str:
-        """The method of the request that created the transaction."""
-        return self.request.method
+    def request(self) -> Request:
+        """The request that created the transaction (parsed again from its bytes when a
+        compacted client transaction is asked for it)."""
+        request = self._request
+        if request is None:
+            if self._request_wire is None:
+                raise RuntimeError(f"{self!r} was compacted: its request is gone")
+            request = self._request = parse_message(self._request_wire)
+            assert isinstance(request, Request)
+        return request
+
+    def drain(self) -> tuple[Sequence[bytes], Sequence[Notice]]:
+        """The bytes to send and the notices for the TU since the last call, in order."""
+        out, notices = self._outbox, self._notices
+        self._outbox = self._notices = None
+        return out or (), notices or ()
+
+    def _send(self, data: bytes) -> None:
+        if self._outbox is None:
+            self._outbox = [data]
+        else:
+            self._outbox.append(data)
+
+    def _notify(self, notice: Notice) -> None:
+        if self._notices is None:
+            self._notices = [notice]
+        else:
+            self._notices.append(notice)
+
+    def compact(self) -> None:
+        """In a WAITING state, drop the parsed messages (see "Compaction")."""
+        if self.state in self.WAITING:
+            self._request = None
 
     @property
     def terminated(self) -> bool:
@@ -233,7 +284,7 @@ class Transaction:
             getattr(self, f"_do_{action}")(message, now)
         if self.state is TERMINATED:
             self._deadlines.clear()
-            self.notices.append(Notice("terminated"))
+            self._notify(Notice("terminated"))
         else:
             self.handle_timer(now)  # zero-length timers fire at once (reliable transports)
         return True
@@ -244,14 +295,13 @@ class Transaction:
 
     # -- actions shared by several tables -------------------------------------------------
     def _do_pass_up(self, message: Any, now: float) -> None:
-        self.notices.append(Notice("ack" if isinstance(message, Request) else "response",
-                                   message))
+        self._notify(Notice("ack" if isinstance(message, Request) else "response", message))
 
     def _do_timeout(self, message: Any, now: float) -> None:
-        self.notices.append(Notice("timeout"))
+        self._notify(Notice("timeout"))
 
     def _do_transport_error(self, message: Any, now: float) -> None:
-        self.notices.append(Notice("transport_error"))
+        self._notify(Notice("transport_error"))
 
 
 class ClientTransaction(Transaction):
@@ -264,18 +314,19 @@ class ClientTransaction(Transaction):
                  now: float) -> None:
         super().__init__(request, reliable=reliable, timers=timers,
                          key=client_key_of_request(request), state=self.INITIAL)
-        self.outbox.append(request)
+        self._request_wire = request.to_bytes()
+        self._send(self._request_wire)
         if not reliable:
             self._start(self.RETRANSMIT_TIMER, timers.t1, now)
         self._start("B" if self.KIND == "ICT" else "F", timers.timeout, now)
 
     def receive_response(self, response: Response, now: float) -> bool:
         """Feed a matching response; False when it was absorbed as a retransmission."""
-        self.last_response = response
         return self._handle(response_class(response.status), response, now)
 
     def _do_retransmit(self, message: Any, now: float) -> None:
-        self.outbox.append(self.request)
+        assert self._request_wire is not None
+        self._send(self._request_wire)
 
 
 class InviteClientTransaction(ClientTransaction):
@@ -290,6 +341,8 @@ class InviteClientTransaction(ClientTransaction):
         COMPLETED: frozenset({"D"}),
         ACCEPTED: frozenset({"M"}),
     }
+    WAITING = frozenset({COMPLETED, ACCEPTED})
+    _ack_wire: bytes | None = None  # the ACK of the final non-2xx, re-sent for its repeats
 
     def _do_restart_A(self, message: Any, now: float) -> None:
         self._start("A", 2 * self._intervals["A"], now)
@@ -301,7 +354,9 @@ class InviteClientTransaction(ClientTransaction):
         self._start("M", self.timers.timeout, now)
 
     def _do_send_ack(self, message: Any, now: float) -> None:
-        self.outbox.append(build_non2xx_ack(self.request, message))
+        if self._ack_wire is None:
+            self._ack_wire = build_non2xx_ack(self.request, message).to_bytes()
+        self._send(self._ack_wire)
 
 
 class NonInviteClientTransaction(ClientTransaction):
@@ -316,6 +371,7 @@ class NonInviteClientTransaction(ClientTransaction):
         PROCEEDING: frozenset({"E", "F"}),
         COMPLETED: frozenset({"K"}),
     }
+    WAITING = frozenset({COMPLETED})
 
     def _do_restart_E(self, message: Any, now: float) -> None:
         # Trying doubles up to T2; Proceeding retransmits every T2 (§17.1.2.2).
@@ -341,6 +397,15 @@ class ServerTransaction(Transaction):
         super().__init__(request, reliable=reliable, timers=timers, key=key, state=state)
         self.source: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
+        self.last_response: Response | None = None  # None again once compacted
+        self.last_wire: bytes | None = None  # the bytes of the last response sent
+        self.to_tag: str | None = None  # the To tag the transaction answered with
+
+    def compact(self) -> None:
+        if self.state in self.WAITING:
+            self.last_response = None
+            if self.state is not ACCEPTED:  # there the TU may still send its 2xx again
+                self._request = None
 
     def receive_request(self, request: Request, now: float) -> bool:
         """Feed a retransmitted request (or the ACK); False when absorbed with no effect."""
@@ -359,11 +424,13 @@ class ServerTransaction(Transaction):
 
     def _do_send(self, message: Any, now: float) -> None:
         self.last_response = message
-        self.outbox.append(message)
+        self.to_tag = message.to_tag
+        self.last_wire = message.to_bytes()
+        self._send(self.last_wire)
 
     def _do_resend_last(self, message: Any, now: float) -> None:
-        if self.last_response is not None:
-            self.outbox.append(self.last_response)
+        if self.last_wire is not None:
+            self._send(self.last_wire)
 
 
 class InviteServerTransaction(ServerTransaction):
@@ -378,6 +445,7 @@ class InviteServerTransaction(ServerTransaction):
         CONFIRMED: frozenset({"I"}),
         ACCEPTED: frozenset({"L"}),
     }
+    WAITING = frozenset({COMPLETED, CONFIRMED, ACCEPTED})
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  now: float) -> None:
@@ -416,6 +484,7 @@ class NonInviteServerTransaction(ServerTransaction):
     TABLE = NIST_TABLE
     RETRANSMIT_EVENT = "request"
     STATE_TIMERS = {COMPLETED: frozenset({"J"})}
+    WAITING = frozenset({COMPLETED})
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  now: float) -> None:

@@ -1,4 +1,4 @@
-"""A call leaves nothing for the cycle collector.
+"""A call leaves nothing for the cycle collector, and completed transactions stay small.
 
 At hundreds of calls per second every object a call leaves in a reference cycle waits for a
 full (generation 2) collection, which walks the whole live heap and stops the loop for it
@@ -6,7 +6,8 @@ full (generation 2) collection, which walks the whole live heap and stops the lo
 sockets cut out: `bench.sig_cpu.Bench` captures what it sends and plays SIPp's messages)
 takes a registration and authenticated calls (INVITE -> 401 -> ACK -> INVITE with
 credentials -> 180/200 -> ACK, BYE) with automatic collection off; after every transaction
-timer fired, `gc.collect()` must find no garbage at all.
+timer fired, `gc.collect()` must find no garbage at all. The same run checks what a waiting
+transaction (Completed/Confirmed/Accepted, up to 32 s) keeps alive.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.sig_cpu import UAS, Bench
+from mediasrv.sip.transaction import Transaction
 
 CALLS = 5
 
@@ -72,3 +74,35 @@ def test_calls_leave_no_cyclic_garbage(bench: Bench) -> None:
     assert bench.driver.endpoint.transaction_count() == 0
     assert not bench.server.b2bua.legs
     assert sum(garbage.values()) == 0, f"cyclic garbage of {CALLS} calls: {dict(garbage)}"
+
+
+def tracked_from(root: Transaction) -> Counter[str]:
+    """The gc-tracked objects only `root` keeps alive (not shared ones: classes, enums,
+    the timer configuration), by type."""
+    shared = (type, type(root.state), type(root.timers))
+    seen, found, todo = {id(root)}, Counter[str](), [root]
+    while todo:
+        obj = todo.pop()
+        found[type(obj).__qualname__] += 1
+        for ref in gc.get_referents(obj):
+            if id(ref) not in seen and gc.is_tracked(ref) and not isinstance(ref, shared):
+                seen.add(id(ref))
+                todo.append(ref)
+    return found
+
+
+def test_waiting_transactions_keep_no_parsed_messages(bench: Bench) -> None:
+    endpoint = bench.driver.endpoint
+    bench.hang_up(bench.set_up(100))
+    gc.collect()  # tuples of strings and numbers are untracked by a collection
+    waiting = [t for t in [*endpoint._servers.values(), *endpoint._clients.values()]
+               if t.state in t.WAITING]
+    # the 401'd INVITE (Confirmed), the INVITE answered 200 and the one we sent (Accepted),
+    # the BYE received and the one we sent (Completed), and the REGISTER
+    assert len(waiting) >= 5
+    for txn in waiting:
+        kept = tracked_from(txn)
+        # the INVITE we answered 2xx keeps its request: the TU may send its 2xx again (§13.3.1.4)
+        allowed = 4 if txn.method == "INVITE" and txn.state.value == "Accepted" and \
+            txn in endpoint._servers.values() else 1
+        assert sum(kept.values()) <= allowed, (txn, dict(kept))

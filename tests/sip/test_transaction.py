@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sipfactory import request, response
 
+from mediasrv.sip.message import parse_message
 from mediasrv.sip.timers import TimerConfig
 from mediasrv.sip.transaction import (
     ACCEPTED,
@@ -32,10 +33,9 @@ TIMERS = TimerConfig()
 
 
 def drain(txn):
-    out, notices = txn.outbox[:], txn.notices[:]
-    txn.outbox.clear()
-    txn.notices.clear()
-    return out, [n.kind for n in notices]
+    """What the transaction sent (bytes: parsed back) and the kinds of its notices."""
+    out, notices = txn.drain()
+    return [parse_message(data) for data in out], [n.kind for n in notices]
 
 
 def run_until(txn, end: float) -> list[float]:
@@ -72,7 +72,7 @@ def test_ict_no_retransmission_over_tcp_but_timer_b_still_runs():
     drain(txn)
     assert txn.next_deadline() == 32.0
     txn.handle_timer(32.0)
-    assert txn.outbox == [] and drain(txn)[1] == ["timeout", "terminated"]
+    assert drain(txn) == ([], ["timeout", "terminated"])
 
 
 def test_ict_provisional_stops_retransmissions_and_timer_b():
@@ -184,7 +184,7 @@ def test_ist_sends_100_trying_after_200ms_if_the_tu_is_silent():
     inv = request()
     txn = InviteServerTransaction(inv, reliable=False, timers=TIMERS, now=0.0)
     txn.handle_timer(0.1)
-    assert txn.outbox == []
+    assert drain(txn) == ([], [])
     assert txn.next_deadline() == pytest.approx(0.2)
     txn.handle_timer(0.2)
     (trying,) = drain(txn)[0]
@@ -335,3 +335,43 @@ def test_accepts_says_which_responses_the_tu_may_still_send():
     nist = NonInviteServerTransaction(request("BYE"), reliable=False, timers=TIMERS, now=0.0)
     nist.send_response(response(nist.request, 200), 0.0)
     assert not nist.accepts(200)
+
+
+# -- compaction: a transaction waiting out its last timer keeps bytes, not messages -----------
+def test_compacted_server_transaction_resends_the_same_bytes_and_drops_its_messages():
+    bye = request("BYE", to_tag="tt1")
+    txn = NonInviteServerTransaction(bye, reliable=False, timers=TIMERS, now=0.0)
+    txn.send_response(response(bye, 200), 0.0)
+    (first,), _ = txn.drain()
+    txn.compact()
+    assert txn.last_response is None and txn.to_tag == "tt1"
+    with pytest.raises(RuntimeError, match="compacted"):
+        txn.request  # noqa: B018
+    txn.receive_request(bye, 1.0)
+    (again,), _ = txn.drain()
+    assert again == first and parse_message(again).status == 200
+    assert (txn.method, txn.dialog_ids, txn.in_dialog) == ("BYE", ("call-1@10.0.0.1", "ft1", 1),
+                                                           True)
+
+
+def test_compacted_client_transaction_parses_its_request_again_when_asked():
+    inv = request()
+    txn = InviteClientTransaction(inv, reliable=False, timers=TIMERS, now=0.0)
+    (sent,), _ = txn.drain()
+    txn.receive_response(response(inv, 200), 0.1)
+    assert txn.state is ACCEPTED
+    txn.compact()
+    again = txn.request  # a 2xx of another fork makes a dialog of it
+    assert again is not inv and again.to_bytes() == sent
+    assert again.call_id == inv.call_id and again.headers.get("Via") == inv.headers.get("Via")
+
+
+def test_compact_keeps_everything_before_the_final_response():
+    inv = request()
+    txn = InviteServerTransaction(inv, reliable=False, timers=TIMERS, now=0.0)
+    txn.send_response(response(inv, 180), 0.0)
+    txn.compact()  # Proceeding: the TU still answers through it
+    assert txn.request is inv and txn.last_response is not None
+    txn.send_response(response(inv, 200), 0.1)
+    txn.compact()  # Accepted: the TU may send its 2xx again, so the INVITE stays
+    assert txn.request is inv and txn.last_response is None and txn.to_tag == "tt1"
