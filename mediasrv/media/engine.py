@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import os
 import threading
 import wave
 from collections.abc import Callable
@@ -173,7 +173,8 @@ class MediaEngine:
     def open_stream(self, group: str | None = None) -> int:
         """Bind a free even RTP port (+1 for RTCP); returns the stream id. `group` (the
         call) matters only to a `MediaPool` of several engines."""
-        ssrc, seq, ts = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
+        bits = int.from_bytes(os.urandom(10))  # one read for the three random starts
+        ssrc, seq, ts = bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFF, bits >> 48
         sid, _port = _call(self._core.open_stream, ssrc, seq, ts)
         return int(sid)
 

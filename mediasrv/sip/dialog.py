@@ -22,7 +22,7 @@ from enum import Enum
 
 from .message import Headers, Request, Response
 from .transaction import response_class
-from .uri import NameAddr
+from .uri import NameAddr, without_tag
 
 #: Requests that may change the remote target (§12.2, RFC 3311 §5.1, RFC 3515, RFC 6665).
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
@@ -50,12 +50,6 @@ DIALOG_TABLE: dict[tuple[DialogState, str], DialogState] = {
 }
 
 DialogId = tuple[str, str, str]
-
-
-def _without_tag(value: str) -> str:
-    addr = NameAddr.parse(value)
-    addr.params.pop("tag", None)
-    return str(addr)
 
 
 def _contact_uri(message: Request | Response) -> str | None:
@@ -94,9 +88,9 @@ class Dialog:
             raise ValueError("a dialog needs a response with a To tag")
         dialog = cls(
             call_id=request.call_id, local_tag=request.from_tag or "",
-            remote_tag=response.to_tag, local_uri=_without_tag(request.headers.get("From")
+            remote_tag=response.to_tag, local_uri=without_tag(request.headers.get("From")
                                                                  or ""),
-            remote_uri=_without_tag(response.headers.get("To") or ""),
+            remote_uri=without_tag(response.headers.get("To") or ""),
             remote_target=_contact_uri(response) or request.uri,
             route_set=list(reversed(response.headers.get_all("Record-Route"))),
             local_seq=request.cseq[0], is_uac=True, invite_seq=request.cseq[0],
@@ -113,8 +107,8 @@ class Dialog:
         dialog = cls(
             call_id=request.call_id, local_tag=response.to_tag,
             remote_tag=request.from_tag or "",
-            local_uri=_without_tag(request.headers.get("To") or ""),
-            remote_uri=_without_tag(request.headers.get("From") or ""),
+            local_uri=without_tag(request.headers.get("To") or ""),
+            remote_uri=without_tag(request.headers.get("From") or ""),
             remote_target=_contact_uri(request) or "",
             route_set=request.headers.get_all("Record-Route"),
             remote_seq=request.cseq[0], is_uac=False, invite_seq=request.cseq[0],

@@ -258,6 +258,12 @@ class SipUri:
         return cls("tel", "", number, None, None, parse_params(semi + params))
 
     def __str__(self) -> str:
+        return self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        # Written once per instance: a URI is immutable and shared by its text's memo, and the
+        # same Contact or From URI is written into many messages of a call.
         if self.scheme == "tel":
             return f"tel:{self.user}{format_params(self.params)}"
         out = [self.scheme, ":"]
@@ -402,6 +408,16 @@ _parse_via = memoise_by_text(Via._parse)
 def tag_of(text: str) -> str | None:
     """The `tag` parameter of a From/To value (§19.3), read without copying its parse."""
     return _parse_name_addr(text).params.get("tag")
+
+
+def without_tag(text: str) -> str:
+    """A From/To value written without its `tag` (a dialog's local or remote URI, §12.1.1),
+    read without copying its parse."""
+    addr = _parse_name_addr(text)
+    if "tag" not in addr.params:
+        return str(addr)
+    params = {k: v for k, v in addr.params.items() if k != "tag"}
+    return str(NameAddr(addr.uri, addr.display_name, params))
 
 
 def branch_of(text: str) -> str | None:
