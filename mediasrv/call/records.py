@@ -46,6 +46,10 @@ ACTIVE, INTERRUPTED = "active", "interrupted"
 _COLUMNS = ("call_id, caller, callee, answered_by, started_at, answered_at, ended_at, result, "
             "status, transfers, node")
 _PLACES = ",".join("?" * len(_COLUMNS.split(",")))
+# What can change after the insert: the end of a call updates these only, so the update does
+# not rewrite the index on started_at (one page less written per call).
+_OUTCOME = "answered_by, answered_at, ended_at, result, status, transfers"
+_OUTCOME_PLACES = ",".join("?" * len(_OUTCOME.split(",")))
 
 
 class _HasLegs(Protocol):
@@ -77,7 +81,15 @@ class CallRecord:
         """The column values, in `_COLUMNS` order."""
         return (self.call_id, self.caller, self.callee, self.answered_by, self.started_at,
                 self.answered_at, self.ended_at, self.result, self.status,
-                json.dumps(self.transfers), self.node)
+                self._transfers_json(), self.node)
+
+    def outcome(self) -> tuple[object, ...]:
+        """The values of the columns a call's end sets, in `_OUTCOME` order."""
+        return (self.answered_by, self.answered_at, self.ended_at, self.result, self.status,
+                self._transfers_json())
+
+    def _transfers_json(self) -> str:
+        return json.dumps(self.transfers) if self.transfers else "[]"
 
     def to_json(self) -> dict[str, object]:
         """The record as the CLI's and API's JSON show it."""
@@ -143,8 +155,8 @@ class CallRecords:
             record.result = "answered"
         else:
             record.result = record.failure or "cancelled"
-        self.db.execute(f"UPDATE call_records SET ({_COLUMNS}) = ({_PLACES}) WHERE id = ?",
-                        (*record.row(), record.row_id))
+        self.db.execute(f"UPDATE call_records SET ({_OUTCOME}) = ({_OUTCOME_PLACES}) "
+                        "WHERE id = ?", (*record.outcome(), record.row_id))
         del self.active[record.call_id]
         for hook in self.on_finished:
             hook(record)
