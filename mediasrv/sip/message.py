@@ -435,14 +435,26 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, SipParseError | None
     headers = Headers()
     items = headers._items
     for line in lines:
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not is_token(name):
-            return headers, SipParseError(f"bad header line {line[:40]!r}")
+        raw, colon, value = line.partition(":")
+        names = _HEADER_NAMES.get(raw) if colon else None
+        if names is None:
+            name = raw.rstrip(" \t")
+            if not colon or not is_token(name):
+                return headers, SipParseError(f"bad header line {line[:40]!r}")
+            names = _names(name)
+            if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+                _HEADER_NAMES[raw] = names
         if "\r" in value or "\x00" in value:  # a bare CR would split the line on the way out
+            name = raw.rstrip(" \t")
             return headers, SipParseError(f"control character in {name}")
-        items.append(_line(name, value.strip(" \t")))
+        items.append((*names, value.strip(" \t")))
     return headers, None
+
+
+# Header names as they come before the colon (`Via`, `v `...) -> (key, canonical name): the
+# same few on every message; bounded, so a flood of made-up names cannot grow it.
+_HEADER_NAMES: dict[str, tuple[str, str]] = {}
+_HEADER_NAMES_MAX = 1024
 
 
 def _check_request_uri(uri: str) -> None:
@@ -465,15 +477,17 @@ def _check_mandatory(msg: Request | Response) -> None:
             raise SipParseError(f"{'missing' if not n else 'repeated'} {name}")
     if not h.get("Call-ID") or " " in (h.get("Call-ID") or ""):
         raise SipParseError("bad Call-ID")
-    tag_of(h.get("From") or "")  # parsed (and memoised) for its syntax errors
-    tag_of(h.get("To") or "")
+    # parsed for their syntax errors, into the memo the message's readers use
+    h.derived("#from_tag", _from_tag_of)
+    h.derived("#to_tag", _to_tag_of)
     _number, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
         raise SipParseError("CSeq method does not match the request line")
     vias = h.get_all("Via")
     if not vias:
         raise SipParseError("missing Via")
-    for via in vias:
+    h.derived("#via_branch", _branch_of)  # the first element of the first Via line
+    for via in vias[1:]:
         branch_of(via)
 
 
