@@ -51,6 +51,7 @@ import itertools
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .dialog import Dialog, DialogSet
 from .errors import SipParseError
@@ -99,8 +100,7 @@ Destination = tuple[str, int, str]
 DEFAULT_PORT = 5060
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """Bytes to send. Over TCP, `conn_id` names the connection (None: the adapter picks or
     opens one to `destination`)."""
 
@@ -154,7 +154,7 @@ class _Arrival:
 class _Pending2xx:
     """A 2xx to INVITE the UAS core retransmits until the ACK comes (§13.3.1.4)."""
 
-    txn: InviteServerTransaction
+    request: Request  # the INVITE (for AckTimedOut: its transaction drops it)
     response: Response
     out: Outgoing
     interval: float
@@ -192,14 +192,17 @@ class SipEndpoint:
         self._framers: dict[int, StreamFramer] = {}
         self._partial: dict[int, float] = {}  # conn id -> when its unfinished message began
         # per INVITE we sent: the 2xx To tags already passed up, with the ACK sent for each
-        self._acks: dict[AckKey, dict[str, Outgoing | None]] = {}
+        # (the ACK as a plain tuple: kept for 64*T1, it is one object less for the collector)
+        self._acks: dict[AckKey, dict[str, tuple[bytes, Address, str, int | None] | None]] = {}
         self._pending_cancel: set[InviteClientTransaction] = set()
         self._pending_2xx: dict[AckKey, _Pending2xx] = {}
-        # A lazy heap of transaction deadlines: an entry is live while `_scheduled` still
-        # holds its deadline for that transaction, so get_timer() stays cheap with many
-        # transactions waiting in Completed.
-        self._heap: list[tuple[float, int, Transaction]] = []
-        self._scheduled: dict[Transaction, float] = {}
+        # A lazy heap of transaction deadlines, so get_timer() stays cheap with many
+        # transactions waiting in Completed: (deadline, sequence) entries, live while `_due`
+        # still maps their sequence number to a transaction (a rescheduled one gets a new
+        # number). The entries hold no object, so the garbage collector stops tracking them.
+        self._heap: list[tuple[float, int]] = []
+        self._due: dict[int, Transaction] = {}
+        self._scheduled: dict[Transaction, tuple[float, int]] = {}  # its live heap entry
         self._sequence = itertools.count()
         self._out: list[Outgoing] = []
         self._events: list[SipEvent] = []
@@ -254,7 +257,7 @@ class SipEndpoint:
         """Fire everything due at `now` (transaction timers, 2xx retransmissions)."""
         self._now = now
         while (deadline := self._first_deadline()) is not None and deadline <= now:
-            _, _, txn = heapq.heappop(self._heap)
+            txn = self._due.pop(heapq.heappop(self._heap)[1])
             del self._scheduled[txn]
             txn.handle_timer(now)
             self._flush(txn)
@@ -361,7 +364,7 @@ class SipEndpoint:
         out = self._queue(ack.to_bytes(), destination[:2], transport, conn_id)
         acks = self._acks.get((ack.call_id, ack.from_tag or "", ack.cseq[0]))
         if acks is not None:
-            acks[ack.to_tag or ""] = out
+            acks[ack.to_tag or ""] = tuple(out)
 
     def send_stateless(self, message: Request | Response, destination: Destination, *,
                        conn_id: int | None = None) -> None:
@@ -537,19 +540,26 @@ class SipEndpoint:
 
     def _schedule(self, txn: Transaction) -> None:
         deadline = None if txn.terminated else txn.next_deadline()
+        entry = self._scheduled.get(txn)
+        if entry is not None and entry[0] == deadline:
+            return
+        if entry is not None:
+            del self._due[entry[1]]
         if deadline is None:
             self._scheduled.pop(txn, None)
-        elif self._scheduled.get(txn) != deadline:
-            self._scheduled[txn] = deadline
-            heapq.heappush(self._heap, (deadline, next(self._sequence), txn))
+            return
+        entry = self._scheduled[txn] = (deadline, next(self._sequence))
+        self._due[entry[1]] = txn
+        heapq.heappush(self._heap, entry)
 
     def _first_deadline(self) -> float | None:
         """The earliest live transaction deadline; stale heap entries are dropped."""
-        while self._heap:
-            deadline, _, txn = self._heap[0]
-            if self._scheduled.get(txn) == deadline:
+        heap = self._heap
+        while heap:
+            deadline, sequence = heap[0]
+            if sequence in self._due:
                 return deadline
-            heapq.heappop(self._heap)
+            heapq.heappop(heap)
         return None
 
     def _on_notice(self, txn: Transaction, notice: Notice) -> None:
@@ -608,7 +618,7 @@ class SipEndpoint:
             tag = response.to_tag or ""
             if tag in acks:  # a retransmitted 2xx: our ACK was lost, or is not sent yet
                 if (sent := acks[tag]) is not None:
-                    self._out.append(sent)  # §13.2.2.4
+                    self._out.append(Outgoing._make(sent))  # §13.2.2.4
                 return
             acks[tag] = None
         dialog = self._uac_dialog(txn, response)
@@ -660,26 +670,26 @@ class SipEndpoint:
     def _complete_response(self, txn: ServerTransaction, response: Response) -> None:
         if self.config.user_agent and "Server" not in response.headers:
             response.headers.add("Server", self.config.user_agent)
-        if response.status == 100 or txn.request.to_tag or response.to_tag:
+        if response.status == 100 or txn.in_dialog or response.to_tag:
             return
         tag = txn.to_tag or generate_tag()
         response.headers.set("To", f"{response.headers.get('To')};tag={tag}")
 
     def _uas_dialog(self, txn: ServerTransaction, response: Response) -> Dialog | None:
-        request, status = txn.request, response.status
-        if request.to_tag:
-            dialog = self.dialogs.for_request(request)
-            if dialog is not None and request.method == "BYE" and status >= 200:
-                dialog.handle("BYE")
-            return dialog
-        if request.method != "INVITE" or status < 101:
+        """The dialog of a response we send: To tag ours (the request's own To tag in a
+        dialog: the response copies it), From tag theirs. A 2xx to an initial INVITE creates
+        it; a compacted transaction (a 2xx sent again) only finds it."""
+        status, (call_id, from_tag, _) = response.status, txn.dialog_ids
+        if not txn.in_dialog and (txn.method != "INVITE" or status < 101):
             return None
-        dialog = self.dialogs.get((request.call_id, response.to_tag or "",
-                                   request.from_tag or ""))
-        if dialog is not None:
+        dialog = self.dialogs.get((call_id, response.to_tag or "", from_tag))
+        if txn.in_dialog:
+            if dialog is not None and txn.method == "BYE" and status >= 200:
+                dialog.handle("BYE")
+        elif dialog is not None:
             dialog.handle(response_class(status))
-        elif status < 300:
-            dialog = self.dialogs.add(Dialog.from_uas(request, response))
+        elif status < 300 and not txn.compacted:
+            dialog = self.dialogs.add(Dialog.from_uas(txn.request, response))
         return dialog
 
     def _start_2xx_retransmit(self, txn: InviteServerTransaction, response: Response,
@@ -690,13 +700,13 @@ class SipEndpoint:
         out = Outgoing(txn.last_wire or response.to_bytes(), txn.peer or ("", 0),
                        txn.transport, txn.conn_id)
         self._pending_2xx[key] = _Pending2xx(
-            txn, response, out, self.timers.t1, now + self.timers.t1,
+            txn.request, response, out, self.timers.t1, now + self.timers.t1,
             now + self.timers.timeout, dialog)
 
     def _tick_2xx(self, key: AckKey, pending: _Pending2xx, now: float) -> None:
         if pending.give_up_at <= now:
             del self._pending_2xx[key]
-            self._events.append(AckTimedOut(pending.txn.request, pending.response,
+            self._events.append(AckTimedOut(pending.request, pending.response,
                                             pending.dialog))
         elif pending.next_at <= now:
             self._out.append(pending.out)

@@ -34,8 +34,8 @@ it; so once the endpoint has handled the transition into a ``WAITING`` state it 
 tracked objects) and keeps the key, the identifiers the endpoint still asks for (``method``,
 ``dialog_ids``, ``in_dialog``, ``to_tag``) and the bytes it may send again. A client
 transaction keeps the bytes of its request and parses them again if asked for ``request``
-(a 2xx from another fork in Accepted); a server one has nothing more to do with its request,
-except the INVITE in Accepted, which the TU may still answer with its 2xx again.
+(a 2xx from another fork in Accepted); a server one has nothing more to do with its request
+(the INVITE in Accepted may send its 2xx again: the endpoint finds the dialog by the ids).
 """
 
 from __future__ import annotations
@@ -224,6 +224,11 @@ class Transaction:
             assert isinstance(request, Request)
         return request
 
+    @property
+    def compacted(self) -> bool:
+        """True once `compact()` dropped the parsed request."""
+        return self._request is None
+
     def drain(self) -> tuple[Sequence[bytes], Sequence[Notice]]:
         """The bytes to send and the notices for the TU since the last call, in order."""
         out, notices = self._outbox, self._notices
@@ -404,8 +409,7 @@ class ServerTransaction(Transaction):
     def compact(self) -> None:
         if self.state in self.WAITING:
             self.last_response = None
-            if self.state is not ACCEPTED:  # there the TU may still send its 2xx again
-                self._request = None
+            self._request = None
 
     def receive_request(self, request: Request, now: float) -> bool:
         """Feed a retransmitted request (or the ACK); False when absorbed with no effect."""

@@ -102,7 +102,4 @@ def test_waiting_transactions_keep_no_parsed_messages(bench: Bench) -> None:
     assert len(waiting) >= 5
     for txn in waiting:
         kept = tracked_from(txn)
-        # the INVITE we answered 2xx keeps its request: the TU may send its 2xx again (§13.3.1.4)
-        allowed = 4 if txn.method == "INVITE" and txn.state.value == "Accepted" and \
-            txn in endpoint._servers.values() else 1
-        assert sum(kept.values()) <= allowed, (txn, dict(kept))
+        assert sum(kept.values()) == 1, (txn, dict(kept))  # the transaction only

@@ -165,6 +165,19 @@ def test_no_ack_at_all_reports_ack_timed_out_after_64_t1():
     (timed_out,) = pair.take("b", AckTimedOut)
     # sent at 0, 0.5, 1.5, 3.5, 7.5 then every T2 up to 31.5 (§13.3.1.4)
     assert timed_out.dialog is dialog and pair.log.count("b>a 200") == 11
+    assert timed_out.request.method == "INVITE"  # its transaction no longer holds it
+
+
+def test_a_2xx_sent_again_through_the_compacted_transaction_finds_its_dialog():
+    pair = Pair()
+    pair.a.send_request(new_request("INVITE"), UDP_B, 0.0)
+    pair.pump()
+    event, dialog = answer(pair, 200)
+    assert event.txn.compacted  # Accepted: it waits out Timer L with its ids only
+    again = make_response(event.request, 200, to_tag="bob1",
+                          headers=[("Contact", "<sip:bob@10.0.0.2:5060>")])
+    assert pair.b.send_response(event.txn, again, pair.now) is dialog
+    assert len(pair.b.dialogs) == 1
 
 
 def test_lost_200_to_bye_means_the_bye_is_retransmitted():
