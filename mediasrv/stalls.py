@@ -9,9 +9,14 @@ with its length and that stack, and counted. `gc.callbacks` time every garbage c
 a collection longer than `threshold` is logged with its generation, wall and CPU time and
 counted too, so a stall can be told apart from a GC pause (and a pause from a preemption).
 A full collection walks every tracked object, so its pause grows with the live heap:
-`freeze_startup_heap()` takes the start-up objects out of it. The counters feed the
-Prometheus metrics (`mediasrv_loop_stalls_total`, `mediasrv_gc_pauses_total`, and the
-longest of each).
+`freeze_startup_heap()` takes the start-up objects out of it, a transaction waiting out its
+last timer keeps one tracked object (`Transaction.compact`), and an ended call dies by
+reference counting (tests/integration/test_gc_garbage.py, bench/test_bench_gc.py). The
+thresholds stay the interpreter's: raising them bought no CPU (bench.sig_cpu). Nothing is
+frozen after start-up: a frozen object that later ends up in a cycle is never collected, so a
+periodic `gc.freeze()` would turn any cycle a rarer path still makes into a leak. The
+counters feed the Prometheus metrics (`mediasrv_loop_stalls_total`,
+`mediasrv_gc_pauses_total`, and the longest of each).
 """
 
 from __future__ import annotations
