@@ -6,7 +6,7 @@ SHIPPED := mediasrv/data/conf.d
 # more worker processes than the machine has cores; `make test TEST_WORKERS=0` runs it serially.
 TEST_WORKERS ?= 6
 # The unit tiers: no server, no SIPp or baresip, no engine over UDP (`make test-fast`).
-FAST_TESTS := tests/sip tests/config tests/services tests/call tests/transport tests/media \
+FAST_TESTS := tests/test_compiled.py tests/sip tests/config tests/services tests/call tests/transport tests/media \
 	tests/peers_selftest/test_audio.py tests/peers_selftest/test_sipmsg.py \
 	--ignore-glob='tests/media/test_engine*'
 
@@ -34,4 +34,4 @@ check-config: setup
 	$(PY) -m mediasrv check-config -c $(SHIPPED)
 
 clean:
-	rm -rf build .venv mediasrv/*.so ext/*.c ext/*.html
+	rm -rf build .venv mediasrv/*.so mediasrv/*/*.so mediasrv/*/*.c mediasrv/*/*.html ext/*.c ext/*.html

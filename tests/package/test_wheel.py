@@ -6,10 +6,12 @@ How this works: the session fixture `wheel` copies the checkout's files (`git ls
 temporary directory and builds there with `pip wheel --no-build-isolation` (the same PEP 517
 build as `python -m build --wheel`, without downloading build requirements), so nothing
 outside the source list can slip into the wheel. To keep the test fast the copy's build
-directory is seeded with the media core `scripts/setup.sh` compiled from the same sources
-(setuptools then skips the C compile); when that is missing or older than `ext/`, the wheel
-compiles it (about 30 s more). The venv is created without the checkout on its path and pip
-installs the wheel and its dependencies with the machine's pip cache and wheel mirror.
+directory is seeded with what `scripts/setup.sh` compiled from the same sources, the media
+core and the signalling modules of mediasrv/compiled.py (setuptools then skips the C
+compile); one missing or older than its sources is compiled by the wheel build (about 30 s
+for the core, 12 s for the two signalling modules). The venv is created without the checkout
+on its path and pip installs the wheel and its dependencies with the machine's pip cache and
+wheel mirror.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mediasrv.compiled import MODULES as COMPILED
 from tests.parallel import server_rtp_ports
 from tests.peers import audio
 from tests.peers.baresip import Baresip
@@ -49,19 +52,32 @@ def _sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def _seed_compiled_core(src: Path) -> None:
-    """Put the checkout's compiled core where setuptools' build_ext looks, if it is current."""
+    """Put the checkout's compiled modules where setuptools' build_ext looks, if current: the
+    media core (from ext/) and the signalling modules of mediasrv/compiled.py (from their .py)."""
+    lib = src / "build" / f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    now = time.time()
+
+    def seed(built: Path, c_files: list[Path]) -> None:
+        for c_file in c_files:  # Cython's output of the sources: no re-cythonize
+            copy = src / c_file.relative_to(ROOT)
+            shutil.copyfile(c_file, copy)
+            os.utime(copy, (now - 1, now - 1))
+        target = lib / built.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, target)  # newer than its sources
+        os.utime(target, (now, now))
+
     built = sorted(ROOT.glob("mediasrv/_media*.so"))
     newest_source = max(p.stat().st_mtime for p in (ROOT / "ext").glob("*.p*"))
-    if not built or built[0].stat().st_mtime < newest_source:
-        return
-    lib = src / "build" / f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
-    (lib / "mediasrv").mkdir(parents=True)
-    now = time.time()
-    for c_file in ROOT.glob("ext/*.c"):  # Cython's output of those sources: no re-cythonize
-        shutil.copyfile(c_file, src / "ext" / c_file.name)
-        os.utime(src / "ext" / c_file.name, (now - 1, now - 1))
-    shutil.copyfile(built[0], lib / "mediasrv" / built[0].name)  # newer than its sources
-    os.utime(lib / "mediasrv" / built[0].name, (now, now))
+    if built and built[0].stat().st_mtime >= newest_source:
+        seed(built[0], sorted(ROOT.glob("ext/*.c")))
+    for name in COMPILED:
+        path = ROOT / name.replace(".", "/")
+        built = sorted(path.parent.glob(f"{path.name}.cpython-*.so"))
+        c_file = path.with_suffix(".c")
+        if built and c_file.is_file() and \
+                built[0].stat().st_mtime >= path.with_suffix(".py").stat().st_mtime:
+            seed(built[0], [c_file])
 
 
 _NOT_SOURCE = {".git", ".venv", "build", "dist", "var", "__pycache__", ".pytest_cache",
@@ -123,7 +139,23 @@ def test_wheel_carries_everything_needed_at_run_time(wheel: Path) -> None:
     assert {"mediasrv/data/plugins/attended_transfer.toml",
             "mediasrv/data/plugins/blind_transfer.toml"} <= names
     assert any(n.startswith("mediasrv/_media.") and n.endswith(".so") for n in names)
+    for name in COMPILED:  # the signalling modules compiled, beside their readable source
+        path = name.replace(".", "/")
+        assert any(n.startswith(f"{path}.cpython-") and n.endswith(".so") for n in names), name
+        assert f"{path}.py" in names
     assert not any(n.startswith(("tests/", "ext/", "bench/")) for n in names)
+
+
+def test_installed_wheel_runs_the_compiled_modules(venv: Path) -> None:
+    out = _sh([str(venv / "bin" / "python"), "-c",
+               "import importlib, sys\n"
+               "for name in sys.argv[1:]:\n"
+               "    print(importlib.import_module(name).__file__)", *COMPILED],
+              cwd=venv, env=installed_env())
+    files = out.stdout.split()
+    assert len(files) == len(COMPILED)
+    for name, file in zip(COMPILED, files, strict=True):
+        assert file.startswith(str(venv)) and file.endswith(".so"), (name, file)
 
 
 def edit_site(conf: Path, sip_port: int, rtp_base: int) -> None:
