@@ -101,8 +101,10 @@ class Outcome:
 def _site(hold_ms: int) -> Path:
     site = site_config(Path(tempfile.mkdtemp(prefix="ser-")))
     (site / "99-zz-bench.toml").write_text(
-        '[sip]\ntimer_t1 = 0.5\n[rtp]\nports = [20000, 31999]\ntimeout = 0\n'
+        '[sip]\ntimer_t1 = 0.5\n[rtp]\nports = [61000, 65534]\ntimeout = 0\n'
         '[security]\nrate_limit = 0\n')  # every SIPp call comes from one address
+    # RTP above Linux's ephemeral range (32768-60999) and the test servers' windows
+    # (tests/parallel.py, 20000-32599): a bench and a test suite can run side by side.
     return site
 
 

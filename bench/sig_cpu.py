@@ -55,7 +55,7 @@ class Bench:
     def __init__(self, profile: cProfile.Profile | None) -> None:
         site = site_config(Path(tempfile.mkdtemp(prefix="sig-cpu-")))
         (site / "99-zz-bench.toml").write_text(
-            '[sip]\ntimer_t1 = 0.5\n[rtp]\nports = [20000, 31999]\ntimeout = 0\n'
+            '[sip]\ntimer_t1 = 0.5\n[rtp]\nports = [61000, 65534]\ntimeout = 0\n'
             '[security]\nrate_limit = 0\n')
         self.server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
         self.loop = asyncio.new_event_loop()
