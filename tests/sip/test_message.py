@@ -284,6 +284,32 @@ def test_control_characters_in_header_values_are_refused() -> None:
             parse_message(base.replace(b"Max-Forwards: 70", b"Max-Forwards: 7" + bad + b"0"))
 
 
+_OPTIONS = (b"OPTIONS sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n"
+            b"From: <sip:a@h>;tag=f1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n"
+            b"Max-Forwards: 70\r\nContent-Length: 3\r\n\r\nabc")
+
+
+@pytest.mark.parametrize(("old", "new", "error", "answerable"), [
+    (b"sip:b@h SIP", b"sip:b\x00@h SIP", "bad user part", True),  # the start line
+    (b"sip:b@h SIP", b"sip:b@h\rx SIP", "bad host", True),
+    (b"70\r\n", b"70\r\r\n", "control character in Max-Forwards", True),  # CR before CRLF
+    (b"Call-ID: c1", b"Call-ID: c\x001", "control character in Call-ID", False),
+])
+def test_control_characters_are_found_wherever_they_are_in_the_head(
+    old: bytes, new: bytes, error: str, answerable: bool
+) -> None:
+    """The head is searched once for a bare CR or NUL, the lines only when it holds one: a
+    control character in the start line or a header reports the same error as before."""
+    with pytest.raises(SipParseError, match=error) as caught:
+        parse_message(_OPTIONS.replace(old, new, 1))
+    assert caught.value.status == 400 and (caught.value.partial is not None) == answerable
+
+
+def test_control_characters_in_the_body_are_the_body() -> None:
+    msg = parse_message(_OPTIONS.replace(b"\r\n\r\nabc", b"\r\n\r\n\r\x00x"))
+    assert msg.body == b"\r\x00x"
+
+
 def test_more_compact_forms() -> None:
     h = Headers([("j", "*;audio"), ("d", "proxy"), ("a", "*;video"), ("y", "abc"), ("o", "dialog")])
     assert [n for n, _ in h.items()] == [

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mediasrv.sip.errors import SipParseError
 from mediasrv.sip.uri import (
+    _PARAM_VALUE_RE,
     NameAddr,
     SipUri,
     Via,
     generate_branch,
     generate_call_id,
     generate_tag,
+    parse_params,
     split_outside,
 )
 
@@ -160,3 +166,16 @@ def test_split_outside() -> None:
     assert split_outside('a, "b,\\"c", <d,e>, f', ",") == ["a", ' "b,\\"c"', " <d,e>", " f"]
     with pytest.raises(SipParseError):
         split_outside('"open, x', ",")
+
+
+# §25.1's grammar of a parameter value, written as the RFC has it (a character or an escape);
+# the parser's one-class regex must accept exactly the same texts.
+_PARAM_VALUE_GRAMMAR = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$`%]|%[0-9A-Fa-f]{2})*")
+
+
+@given(st.text(alphabet="az09-_.!~*'()[]/:&+$`%Ff;=,\" <>@\\\t\x00é", max_size=12))
+def test_parameter_values_are_checked_against_the_grammar(value: str) -> None:
+    expected = _PARAM_VALUE_GRAMMAR.fullmatch(value) is not None
+    assert (_PARAM_VALUE_RE.fullmatch(value) is not None) == expected
+    if expected and value:
+        assert parse_params(f";p={value}") == {"p": value}
