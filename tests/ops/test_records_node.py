@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from mediasrv.call.records import CallRecords, query
+from tests.call.world import FakeClock
 
 OLD_SCHEMA = """CREATE TABLE call_records (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL,
     caller TEXT NOT NULL, callee TEXT NOT NULL, answered_by TEXT, started_at REAL NOT NULL,
@@ -19,7 +20,7 @@ def test_old_store_is_read_and_then_given_the_column() -> None:
     db = sqlite3.connect(":memory:")
     db.executescript(OLD_SCHEMA)
     assert [r.node for r in query(db)] == [""]           # read before the migration
-    records = CallRecords(db, NO_LEGS, node="node2")
+    records = CallRecords(db, NO_LEGS, FakeClock(), node="node2")
     records.observe({"kind": "call.started", "call_id": "new", "caller": "103",
                      "callee": "104", "time": 2.0, "leg": "leg1"})
     records.observe({"kind": "leg.ended", "call_id": "new", "time": 3.0, "leg": "leg1"})
