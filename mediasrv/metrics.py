@@ -7,17 +7,19 @@ the tests, never share counters). Two kinds of metric:
   `on_finished` hook and by `count_digits` (a wrapper around the B2BUA's event listener);
 - live values (active calls and legs, registrations, open streams, RTP counters) are read at
   scrape time by a custom collector. The engine's per-stream RTP counters vanish with the
-  stream, so `sample()` (each scrape, and every `SAMPLE_INTERVAL` seconds) keeps each live
-  leg's last reading and folds it into the totals when the leg ends; a leg's packets in its
-  last sampling interval before it ends are not counted (at most one second's worth).
+  stream: a leg's final counters come with its `leg.ended` event (read just before its stream
+  closes) and are folded into the totals; `sample()` reads the live legs' counters at each
+  scrape and keeps them, which stand in for the final ones only if those could not be read.
+  Nothing reads them between scrapes: once a second for every live leg cost ~5 us per leg,
+  ~10 us per call at 500 calls/s with 1,100 legs up, for no value a scrape would show.
 Naming follows the Prometheus conventions: `mediasrv_` prefix, base units, `_total` on
 counters, direction as a label (`in` = received from phones, `out` = sent to them; loss and
 lateness are measured on what is received).
 
 The media engine does not measure its loop time per tick, so that is not exported; in its
 place: the media thread's CPU seconds (from /proc, by the thread id the engine reports: its
-rate is the share of a core the packet loop uses) and the asyncio loop's lag (how late the
-sampler's one-second sleep wakes: signalling stalls show there). Process CPU and memory come
+rate is the share of a core the packet loop uses) and the asyncio loop's lag (how late a
+one-second sleep wakes, every second: signalling stalls show there). Process CPU and memory come
 from prometheus-client's process collector.
 """
 
@@ -76,8 +78,8 @@ class Metrics:
                                  ["service", "result"], registry=reg)
         self.digits = Counter("mediasrv_dtmf_digits", "DTMF digits received, by source",
                               ["source"], registry=reg)
-        for result in CALL_RESULTS:
-            self.calls_ended.labels(result)
+        # the children by result, looked up once (labels() takes a lock and builds a key)
+        self._calls_ended = {result: self.calls_ended.labels(result) for result in CALL_RESULTS}
         for source in DIGIT_SOURCES:
             self.digits.labels(source)
         self._open_transfers: dict[str, str] = {}  # call id -> service
@@ -85,7 +87,7 @@ class Metrics:
         self._ended = Tally[str]()  # the last readings of legs that ended
         self.loop_lag = Gauge("mediasrv_event_loop_lag_seconds", "How late the asyncio loop "
                               "ran a timer at the last sample", registry=reg)
-        self._sampler: asyncio.Task | None = None
+        self._lag_task: asyncio.Task | None = None
         reg.register(_LiveCollector(self))
         ProcessCollector(registry=reg)
 
@@ -104,15 +106,19 @@ class Metrics:
             self._transfer(str(event["call_id"]), str(event.get("service", "")),
                            str(event.get("state", "")), event.get("event") == "start")
         elif kind == "leg.ended":
-            last = self._last.pop(str(event["leg"]), Tally())
+            last: dict[str, int] | None = self._last.pop(str(event["leg"]), None)
             final = event.get("rtp")
             if isinstance(final, dict) and final:
-                last = Tally({k: final.get(k, 0) for k in _RTP_KEYS})
-            self._ended.update(last)
+                last = final
+            if last:
+                ended = self._ended
+                for k in _RTP_KEYS:  # no Counter built per leg: 2 per call add up
+                    ended[k] += last.get(k, 0)
 
     def call_finished(self, record: CallRecord) -> None:
         """Call-records hook: one call ended with `record.result`."""
-        self.calls_ended.labels(record.result).inc()
+        counter = self._calls_ended.get(record.result) or self.calls_ended.labels(record.result)
+        counter.inc()
         service = self._open_transfers.pop(record.call_id, None)
         if service is not None:
             self.transfers.labels(service, "abandoned").inc()
@@ -136,7 +142,7 @@ class Metrics:
     # ------------------------------------------------------------------ RTP sampling
 
     def sample(self) -> None:
-        """Reads every live leg's stream counters."""
+        """Reads every live leg's stream counters (at scrape time)."""
         for leg in list(self.b2bua.legs):
             try:
                 stats = self.b2bua.engine.stats(leg.stream)
@@ -153,22 +159,21 @@ class Metrics:
         return total
 
     def start(self) -> None:
-        """Starts sampling RTP counters every `SAMPLE_INTERVAL` seconds on the running loop."""
-        self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
+        """Starts measuring the loop's lag every `SAMPLE_INTERVAL` seconds on the running loop."""
+        self._lag_task = asyncio.get_running_loop().create_task(self._measure_lag_forever())
 
     def stop(self) -> None:
-        """Stops the periodic sampler."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            self._sampler = None
+        """Stops the loop-lag measurement."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            self._lag_task = None
 
-    async def _sample_forever(self) -> None:
+    async def _measure_lag_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due = loop.time() + SAMPLE_INTERVAL
             await asyncio.sleep(SAMPLE_INTERVAL)
             self.loop_lag.set(max(0.0, loop.time() - due))
-            self.sample()
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format body and its content type."""

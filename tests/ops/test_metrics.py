@@ -6,6 +6,7 @@ import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from mediasrv.metrics import SAMPLE_INTERVAL
 from tests.integration.conftest import wait_until
 from tests.ops.conftest import OpsHarness
 from tests.ops.test_api import talking
@@ -97,4 +98,23 @@ async def test_dtmf_digits_by_source(ops: OpsHarness) -> None:
         await asyncio.sleep(0.05)
     assert sample(text, "mediasrv_dtmf_digits_total", source="rfc4733") == 2
     assert sample(text, "mediasrv_dtmf_digits_total", source="inband") == 1
+    await a_call.hangup()
+
+
+async def test_live_counters_are_read_at_scrape_time_only(ops: OpsHarness,
+                                                          monkeypatch) -> None:
+    a, b, a_call, b_call = await talking(ops)
+    engine = ops.server.b2bua.engine
+    reads: list[int] = []
+    def stats(sid: int, real=engine.stats) -> dict[str, int]:
+        reads.append(sid)
+        return real(sid)
+    monkeypatch.setattr(engine, "stats", stats)
+    lag = ops.server.metrics.loop_lag
+    lag.set(-1.0)
+    await asyncio.sleep(SAMPLE_INTERVAL * 1.5)     # the loop-lag measurement ran, no reads
+    assert reads == [] and lag._value.get() >= 0
+    text = await metrics(ops)
+    assert sorted(reads) == sorted(leg.stream for leg in ops.server.b2bua.legs)
+    assert sample(text, "mediasrv_rtp_packets_total", direction="in") > 0
     await a_call.hangup()
