@@ -24,7 +24,7 @@ from mediasrv.call import codecs, srtp_policy
 from mediasrv.call.clock import Clock
 from mediasrv.call.leg import Call, Fork, LegState, SipLeg
 from mediasrv.call.topology import WatchedTopology
-from mediasrv.config import Config, Extension
+from mediasrv.config import Config, Extension, Listener
 from mediasrv.logs import call_logger
 from mediasrv.media.engine import MediaEngine, MediaError
 from mediasrv.media.events import RecordingFinished
@@ -84,6 +84,8 @@ class Legs:
         self._plays: dict[int, Callable[[], None]] = {}
         self._ended: OrderedDict[DialogId, float] = OrderedDict()
         self._sdp_ids = int(clock.wall())
+        self._ours_of: object = None  # the listeners `_ours_memo` was written for
+        self._ours_memo: dict[tuple[str, bool], tuple[str, str]] = {}
 
     def __iter__(self) -> Iterator[SipLeg]:
         return iter(list(self._legs))
@@ -301,18 +303,25 @@ class Legs:
         return self._sdp_ids
 
     def sip_host(self, transport: str = "udp", v6: bool = False) -> str:
-        listeners = self.config.sip.listen
-        lst = next((x for x in listeners if x.transport == transport and (":" in x.host) == v6),
-                   next((x for x in listeners if x.transport == transport), listeners[0]))
-        host = f"[{lst.host}]" if ":" in lst.host else lst.host
-        return f"{host}:{lst.port}"
+        """host:port of our listener for `transport` and the address family."""
+        return self._ours(transport, v6)[0]
 
     def contact(self, destination: Destination) -> str:
         """Our Contact towards a phone: the listener of its transport and address family
         (RFC 3261 §8.1.1.8)."""
         transport = destination[2]
-        suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
-        return f"<sip:mediasrv@{self.sip_host(transport, ':' in destination[0])}{suffix}>"
+        return self._ours(transport, ":" in destination[0])[1]
+
+    def _ours(self, transport: str, v6: bool) -> tuple[str, str]:
+        """(host:port, Contact) for a transport and family, written once per listener set
+        (4 look-ups per call; a reload may bring other listeners)."""
+        listeners = self.config.sip.listen
+        if listeners is not self._ours_of:
+            self._ours_of, self._ours_memo = listeners, {}
+        ours = self._ours_memo.get((transport, v6))
+        if ours is None:
+            ours = self._ours_memo[(transport, v6)] = _ours(listeners, transport, v6)
+        return ours
 
     # ------------------------------------------------------------------ logs and events
 
@@ -387,3 +396,11 @@ def party_of(legs: Legs, leg: SipLeg) -> SipLeg | None:
         if other is not None and not other.ended:
             return other
     return None
+
+
+def _ours(listeners: tuple[Listener, ...], transport: str, v6: bool) -> tuple[str, str]:
+    lst = next((x for x in listeners if x.transport == transport and (":" in x.host) == v6),
+               next((x for x in listeners if x.transport == transport), listeners[0]))
+    host = f"[{lst.host}]:{lst.port}" if ":" in lst.host else f"{lst.host}:{lst.port}"
+    suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
+    return host, f"<sip:mediasrv@{host}{suffix}>"
