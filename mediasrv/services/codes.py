@@ -25,15 +25,26 @@ T = TypeVar("T")
 DEFAULT_FEATURE_DIGIT_TIMEOUT = 1.0
 
 
+class Codes(Generic[T]):
+    """A set of codes (code -> value) and every prefix of them; one may serve many matchers
+    (the service host keeps one per extension rather than building it for each leg)."""
+
+    def __init__(self, codes: Mapping[str, T]) -> None:
+        self.values = dict(codes)
+        self.prefixes = frozenset(code[:n] for code in self.values
+                                  for n in range(1, len(code) + 1))
+
+
 class CodeMatcher(Generic[T]):
     """Holds back the digits of `leg` that may start one of `codes` (code -> value)."""
 
-    def __init__(self, control: CallControl, leg: Leg, codes: Mapping[str, T], *,
+    def __init__(self, control: CallControl, leg: Leg, codes: Mapping[str, T] | Codes[T], *,
                  on_code: Callable[[T], None], forward: Callable[[str], None],
                  timeout: float = DEFAULT_FEATURE_DIGIT_TIMEOUT) -> None:
-        self.control, self.leg, self.codes = control, leg, dict(codes)
+        known = codes if isinstance(codes, Codes) else Codes(codes)
+        self.control, self.leg, self.codes = control, leg, known.values
         self.on_code, self.forward, self.timeout = on_code, forward, timeout
-        self._prefixes = {code[:n] for code in self.codes for n in range(1, len(code) + 1)}
+        self._prefixes = known.prefixes
         self.held = ""
         self._timer: Timer | None = None
         self._muted = False

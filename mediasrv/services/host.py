@@ -33,9 +33,9 @@ from mediasrv.call.api import (
     LegHungUp,
     TransferRequested,
 )
-from mediasrv.config import ServiceConfig
+from mediasrv.config import Extension, ServiceConfig
 from mediasrv.services.base import Service, Session
-from mediasrv.services.codes import DEFAULT_FEATURE_DIGIT_TIMEOUT, CodeMatcher
+from mediasrv.services.codes import DEFAULT_FEATURE_DIGIT_TIMEOUT, CodeMatcher, Codes
 from mediasrv.services.refer_transfer import ReferTransfer
 from mediasrv.services.registry import service_class
 
@@ -65,6 +65,7 @@ class ServiceHost:
                 service.session_ended = self._session_ended
                 services[cfg.name] = service
         self.services = services
+        self._codes: dict[str, tuple[Extension, Codes[Service], float]] = {}  # by number
 
     def handle(self, event: CallEvent) -> bool:
         """Feeds one call event; True when a service or the code matcher used it."""
@@ -97,19 +98,30 @@ class ServiceHost:
         if ext is None or ext.direct_media or leg.ended:  # direct media: no DTMF reaches us
             self._release_dtmf(leg)
             return
-        codes = {svc.codes["start"]: svc for svc in self.services.values()
-                 if "start" in svc.codes and ext.may_use(svc.name)}
-        if not codes:
+        codes, timeout = self._start_codes(ext)
+        if not codes.values:
             self._release_dtmf(leg)
             return
-        timeout = min(float(s.setting("timers", "feature_digit_timeout",
-                                      DEFAULT_FEATURE_DIGIT_TIMEOUT)) for s in codes.values())
         self._matchers[leg.id] = CodeMatcher(
             self.control, leg, codes, timeout=timeout,
             on_code=lambda svc: self._start(leg, svc),
             forward=lambda digits: self._pass_on(leg, digits))
         self._held_back.add(leg.id)
         self.control.hold_back_dtmf(leg, True)
+
+    def _start_codes(self, ext: Extension) -> tuple[Codes[Service], float]:
+        """The start codes `ext` may dial and their digit timeout, worked out once per
+        extension and services (two legs per call ask)."""
+        known = self._codes.get(ext.number)
+        if known is not None and known[0] is ext:
+            return known[1], known[2]
+        codes = Codes({svc.codes["start"]: svc for svc in self.services.values()
+                       if "start" in svc.codes and ext.may_use(svc.name)})
+        timeout = min((float(s.setting("timers", "feature_digit_timeout",
+                                       DEFAULT_FEATURE_DIGIT_TIMEOUT))
+                       for s in codes.values.values()), default=DEFAULT_FEATURE_DIGIT_TIMEOUT)
+        self._codes[ext.number] = (ext, codes, timeout)
+        return codes, timeout
 
     def detach(self, leg: Leg) -> None:
         """Stops watching `leg` (it ended, or a session took it)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import World, make_world, service_config
+from .conftest import World, extension, make_world, service_config
 
 
 def test_only_legs_that_may_start_a_service_are_held_back(world: World) -> None:
@@ -168,3 +168,19 @@ def test_after_the_session_the_legs_get_codes_again(world: World) -> None:
     world.fake.press(world.x, "#1")
     assert world.hears(world.x) == "prompt:transfer"
     assert world.hears(world.t) == "moh:default"
+
+
+def test_start_codes_are_worked_out_once_per_extension_object(world: World) -> None:
+    world.connect()
+    t2, x2 = world.fake.new_leg("T2", "100"), world.fake.new_leg("X2", "101")
+    world.connect(t2, x2)
+    matchers = world.host._matchers
+    assert matchers["T"].codes is matchers["T2"].codes  # one Codes for extension 100
+    # the extension reloaded with other rights: worked out anew, not the 100 of before
+    world.fake.exts = {**world.fake.exts, "100": extension("100", services=("blind_transfer",))}
+    t3 = world.fake.new_leg("T3", "100")
+    world.connect(t3, world.fake.new_leg("X3", "102"))
+    world.fake.press(t3, "#4")
+    assert world.fake.sent_to("X3") == "#4"
+    world.fake.press(t3, "#1")
+    assert world.hears(t3) == "prompt:transfer"
