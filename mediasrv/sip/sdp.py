@@ -103,10 +103,13 @@ class MediaDescription:
         """The section's lines in RFC 4566 §5 order (m, i, c, b, k, a)."""
         port = f"{self.port}/{self.port_count}" if self.port_count else str(self.port)
         out = [f"m={self.media} {port} {self.proto} {' '.join(self.formats)}"]
-        out += [f"{t}={v}" for t, v in self.lines if t == "i"]
+        lines = self.lines  # usually none: skip the comprehensions (each is a call)
+        if lines:
+            out += [f"{t}={v}" for t, v in lines if t == "i"]
         if self.connection is not None:
             out.append(f"c=IN {_addrtype(self.connection)} {self.connection}")
-        out += [f"{t}={v}" for t, v in self.lines if t != "i"]
+        if lines:
+            out += [f"{t}={v}" for t, v in lines if t != "i"]
         out += [f"a=rtpmap:{pt} {v}" for pt, v in self.rtpmap.items()]
         out += [f"a=fmtp:{pt} {v}" for pt, v in self.fmtp.items()]
         if self.ptime is not None:
@@ -149,7 +152,8 @@ class SessionDescription:
                                                       f"{self.connection}")]
         head = [("o", str(self.origin)), ("s", self.session_name or "-")] + c + self.lines
         head += [("t", t) for t in self.times]
-        head.sort(key=lambda tv: _SESSION_ORDER.index(tv[0]))  # stable: keeps repeats in order
+        if self.lines:  # o, s, c, t alone are in order already
+            head.sort(key=lambda tv: _SESSION_ORDER.index(tv[0]))  # stable: repeats keep order
         out = ["v=0"] + [f"{t}={v}" for t, v in head]
         out += [f"a={n}" if v is None else f"a={n}:{v}" for n, v in self.attributes]
         if self.direction is not None:
@@ -191,11 +195,11 @@ class _Parser:
         return self.session
 
     def _line(self, kind: str, value: str) -> None:
-        if kind == "m":
+        if kind == "a":  # the commonest line first
+            self._attribute(value)
+        elif kind == "m":
             self.current = _parse_media_line(value)
             self.session.media.append(self.current)
-        elif kind == "a":
-            self._attribute(value)
         elif kind == "c":
             self._set_connection(_parse_connection(value))
         elif self.current is not None:

@@ -271,3 +271,22 @@ def test_wideband_offer_round_trips() -> None:
     for local, expect in ((["G722", "PCMU"], ("G722", 9)), (["OPUS"], ("OPUS", 111))):
         neg = negotiate(SessionDescription.parse(offer.to_bytes()), local)
         assert (neg.codec, neg.pt) == expect
+
+
+def test_to_bytes_writes_lines_in_rfc_order_with_and_without_extra_lines() -> None:
+    """to_bytes skips the sort and the per-line passes when there are no extra lines; with
+    them, each still lands at its RFC 4566 §5 place (session: o s i u e p c b t; media: m i c
+    b k a)."""
+    plain = sdp("v=0", "o=a 1 2 IN IP4 192.0.2.1", "s=x", "c=IN IP4 192.0.2.1", "t=0 0",
+                "m=audio 4000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000", "a=sendrecv")
+    assert SessionDescription.parse(plain).to_bytes() == plain
+    extra = sdp("v=0", "o=a 1 2 IN IP4 192.0.2.1", "s=x", "i=info", "u=http://x/",
+                "c=IN IP4 192.0.2.1", "b=AS:64", "t=0 0", "t=1 2", "z=0 0",
+                "m=audio 4000 RTP/AVP 0", "i=voice", "c=IN IP4 192.0.2.2", "b=AS:64",
+                "a=rtpmap:0 PCMU/8000", "a=sendrecv")
+    shuffled = sdp("v=0", "t=0 0", "b=AS:64", "z=0 0", "u=http://x/", "i=info", "t=1 2",
+                   "o=a 1 2 IN IP4 192.0.2.1", "c=IN IP4 192.0.2.1", "s=x",
+                   "m=audio 4000 RTP/AVP 0", "a=sendrecv", "b=AS:64", "c=IN IP4 192.0.2.2",
+                   "i=voice", "a=rtpmap:0 PCMU/8000")
+    assert SessionDescription.parse(extra).to_bytes() == extra
+    assert SessionDescription.parse(shuffled).to_bytes() == extra
