@@ -140,8 +140,9 @@ class Headers:
         if key in memo:
             return memo[key]  # type: ignore[return-value]
         value = None
-        for k, _n, v in self._items:
-            if k == key:
+        for item in self._items:  # indexing, not unpacking: compiled, one reference not three
+            if item[0] == key:
+                v = item[2]
                 value = (_split_list(v) or (v,))[0] if key in LIST_HEADERS else v
                 break
         memo[key] = value
@@ -159,7 +160,7 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """All values for `name` in order; list headers are split on their commas."""
         key = _key(name)
-        values = [v for k, _n, v in self._items if k == key]
+        values = [item[2] for item in self._items if item[0] == key]
         if key not in LIST_HEADERS:
             return values
         return [p for v in values for p in _split_list(v)]
@@ -482,7 +483,8 @@ def _check_mandatory(msg: Request | Response) -> None:
     """Check the headers every message needs (§8.1.1) and their syntax."""
     h = msg.headers
     counts = dict.fromkeys(_SINGLE_KEYS, 0)  # one pass over the lines, not one per name
-    for key, _name, _value in h._items:
+    for item in h._items:
+        key = item[0]
         if key in counts:
             counts[key] += 1
     for name, key in zip(_SINGLE_HEADERS, _SINGLE_KEYS, strict=True):
