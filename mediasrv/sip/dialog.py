@@ -35,6 +35,8 @@ class DialogState(Enum):
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
 
+    __hash__ = object.__hash__  # identity, in C (see transaction.State)
+
 
 EARLY, CONFIRMED, TERMINATED = DialogState.EARLY, DialogState.CONFIRMED, DialogState.TERMINATED
 

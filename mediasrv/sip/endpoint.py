@@ -81,6 +81,7 @@ from .timers import TimerConfig
 from .transaction import (
     CALLING,
     PROCEEDING,
+    TERMINATED,
     ClientTransaction,
     InviteClientTransaction,
     InviteServerTransaction,
@@ -212,13 +213,17 @@ class SipEndpoint:
 
     # == the adapter's side ========================================================================
     def receive(self, data: bytes, source: Address, transport: str, conn_id: int | None,
-                local: Address | None, now: float) -> None:
-        """Take bytes read from a socket: one datagram (UDP) or a piece of a stream (TCP)."""
+                local: Address | None, now: float) -> int:
+        """Take bytes read from a socket: one datagram (UDP) or a piece of a stream (TCP).
+        Returns how many of its messages were malformed (answered 400 or dropped, as
+        `stats` counts them), so the edge can strike their source."""
         self._now = now
         arrival = _Arrival(source, transport.lower(), conn_id, local)
+        malformed = 0
         for item in self._frame(data, arrival):
             if isinstance(item, SipParseError):
                 self._malformed(item, arrival)
+                malformed += 1
                 continue
             try:
                 if isinstance(item, Request):
@@ -228,6 +233,8 @@ class SipEndpoint:
             except SipParseError as exc:  # a header only read lazily was bad: peer's fault
                 exc.partial = item if isinstance(item, Request) else None
                 self._malformed(exc, arrival)
+                malformed += 1
+        return malformed
 
     def datagrams_to_send(self) -> list[Outgoing]:
         """Everything queued for the network since the last call, in order."""
@@ -539,7 +546,7 @@ class SipEndpoint:
         txn.compact()
 
     def _schedule(self, txn: Transaction) -> None:
-        deadline = None if txn.terminated else txn.next_deadline()
+        deadline = None if txn.state is TERMINATED else txn.next_deadline()
         entry = self._scheduled.get(txn)
         if entry is not None and entry[0] == deadline:
             return

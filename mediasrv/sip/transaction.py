@@ -41,7 +41,7 @@ transaction keeps the bytes of its request and parses them again if asked for ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -62,6 +62,10 @@ class State(Enum):
     ACCEPTED = "Accepted"
     TERMINATED = "Terminated"
 
+    # Members are singletons compared by identity, so identity hashing is consistent, and
+    # it is C: Enum's own __hash__ is a Python call on every table and timer lookup.
+    __hash__ = object.__hash__
+
 
 CALLING, TRYING, PROCEEDING = State.CALLING, State.TRYING, State.PROCEEDING
 COMPLETED, CONFIRMED, ACCEPTED = State.COMPLETED, State.CONFIRMED, State.ACCEPTED
@@ -74,6 +78,11 @@ class Transition:
 
     to: State
     actions: tuple[str, ...] = ()
+    #: the `_do_*` method names of `actions`, spelled once here rather than per message
+    methods: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(f"_do_{a}" for a in self.actions))
 
 
 T = Transition
@@ -176,6 +185,13 @@ class Notice:
     message: Any = None
 
 
+_TERMINATED = Notice("terminated")  # immutable, so one serves every transaction
+_NO_TIMERS: frozenset[str] = frozenset()
+#: the table event of each named timer
+TIMER_EVENTS = {name: f"timer_{name}" for name in ("A", "B", "D", "E", "F", "G", "H", "I",
+                                                   "J", "K", "L", "M", "100")}
+
+
 class Transaction:
     """Common engine: table lookup, actions, named timers, outbox and notices."""
 
@@ -260,16 +276,18 @@ class Transaction:
     # -- time ------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """The earliest pending timer, or None when no timer runs."""
-        return min(self._deadlines.values(), default=None)
+        deadlines = self._deadlines
+        return min(deadlines.values()) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at `now`, earliest first."""
-        while self._deadlines:
-            name, when = min(self._deadlines.items(), key=lambda item: item[1])
-            if when > now:
+        deadlines = self._deadlines
+        while deadlines:
+            name = min(deadlines, key=deadlines.__getitem__)
+            if deadlines[name] > now:
                 return
-            del self._deadlines[name]
-            self._handle(f"timer_{name}", None, now)
+            del deadlines[name]
+            self._handle(TIMER_EVENTS[name], None, now)
 
     def transport_error(self, now: float) -> None:
         """The transport could not deliver (or the connection closed, §17.1.4/§17.2.4)."""
@@ -282,15 +300,17 @@ class Transaction:
         if transition is None:
             return False
         self.state = transition.to
-        live = self.STATE_TIMERS.get(self.state, frozenset())
-        for name in [n for n in self._deadlines if n not in live]:
-            del self._deadlines[name]
-        for action in transition.actions:
-            getattr(self, f"_do_{action}")(message, now)
+        deadlines = self._deadlines
+        if deadlines:
+            live = self.STATE_TIMERS.get(self.state, _NO_TIMERS)
+            for name in [n for n in deadlines if n not in live]:
+                del deadlines[name]
+        for method in transition.methods:
+            getattr(self, method)(message, now)
         if self.state is TERMINATED:
-            self._deadlines.clear()
-            self._notify(Notice("terminated"))
-        else:
+            deadlines.clear()
+            self._notify(_TERMINATED)
+        elif deadlines:
             self.handle_timer(now)  # zero-length timers fire at once (reliable transports)
         return True
 

@@ -4,8 +4,10 @@ How this works: bytes from every UDP and TCP listener go to `SipEndpoint.receive
 loop's clock as `now`; after every input (bytes, a timer, a call from the call layer) the
 driver `flush()`es: it writes the endpoint's queued datagrams to the right socket, closes
 the TCP connections the endpoint gave up on, hands the endpoint's events to `on_event`, and
-re-arms the ONE `loop.call_at` timer from `get_timer()`. A call-layer action taken while
-events are being handed up is flushed by the same loop, so nothing is sent out of order.
+re-arms the ONE `loop.call_at` timer from `get_timer()` when that deadline is earlier than
+the armed one (a timer left armed too early just finds nothing due and re-arms). A
+call-layer action taken while events are being handed up is flushed by the same loop, so
+nothing is sent out of order.
 Over TCP and TLS a message with no connection id goes on an open connection to its
 destination (one from that address, or one aliased to it: the endpoint's `aliases_offered()`,
 RFC 5923, checked by the listener), or on a new one of the same transport. It knows no call
@@ -64,11 +66,8 @@ class SipDriver:
         if guard is None:
             self.endpoint.receive(data, source, transport, conn_id, local, now)
         elif guard.admit(data, source[0], conn_id is None, now):
-            stats = self.endpoint.stats
-            before = stats["malformed_answered"] + stats["malformed_dropped"]
-            self.endpoint.receive(data, source, transport, conn_id, local, now)
-            for _ in range(stats["malformed_answered"] + stats["malformed_dropped"] - before):
-                guard.strike(source[0], now)
+            for _ in range(self.endpoint.receive(data, source, transport, conn_id, local, now)):
+                guard.strike(source[0], now)  # each message the parser refused
         elif conn_id is not None and guard.is_banned(source[0], now):
             for lst in self.tcp:
                 lst.close_connection(conn_id, abort=True)
@@ -145,11 +144,18 @@ class SipDriver:
             log.exception("error handling %s", type(event).__name__)
 
     def _arm_timer(self) -> None:
+        """Arm the loop timer for the endpoint's deadline, or keep the one armed when it
+        fires no later: an early call finds nothing due and re-arms, while moving the timer
+        on every message costs a TimerHandle and a cancelled entry in the loop's heap."""
         deadline = self.endpoint.get_timer()
-        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None and self._timer is None:
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+        elif timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _send(self, item: Outgoing) -> None:
