@@ -200,6 +200,10 @@ class Transaction:
     KIND: ClassVar[str]
     #: states in which the transaction only waits out a timer (see "Compaction")
     WAITING: ClassVar[frozenset[State]]
+    # Slots: thousands live at once (most waiting out a timer), one __dict__ less each.
+    __slots__ = ("_request", "_request_wire", "method", "dialog_ids", "in_dialog", "reliable",
+                 "timers", "key", "state", "peer", "transport", "conn_id", "_outbox",
+                 "_notices", "_deadlines", "_interval")
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  key: tuple[str, ...], state: State) -> None:
@@ -223,7 +227,7 @@ class Transaction:
         self._outbox: list[bytes] | None = None
         self._notices: list[Notice] | None = None
         self._deadlines: dict[str, float] = {}
-        self._intervals: dict[str, float] = {}
+        self._interval = 0.0  # of the kind's one retransmission timer (A, E or G)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.state.value} {self.key[0]}>"
@@ -315,8 +319,12 @@ class Transaction:
         return True
 
     def _start(self, name: str, duration: float, now: float) -> None:
-        self._intervals[name] = duration
         self._deadlines[name] = now + duration
+
+    def _retransmit_in(self, name: str, interval: float, now: float) -> None:
+        """(Re)start the retransmission timer `name`; the next interval doubles this one."""
+        self._interval = interval
+        self._deadlines[name] = now + interval
 
     # -- actions shared by several tables -------------------------------------------------
     def _do_pass_up(self, message: Any, now: float) -> None:
@@ -334,15 +342,17 @@ class ClientTransaction(Transaction):
 
     INITIAL: ClassVar[State]
     RETRANSMIT_TIMER: ClassVar[str]
+    __slots__ = ("_ack_wire",)  # ICT: the ACK of its final non-2xx, re-sent for its repeats
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  now: float) -> None:
         super().__init__(request, reliable=reliable, timers=timers,
                          key=client_key_of_request(request), state=self.INITIAL)
         self._request_wire = request.to_bytes()
+        self._ack_wire: bytes | None = None
         self._send(self._request_wire)
         if not reliable:
-            self._start(self.RETRANSMIT_TIMER, timers.t1, now)
+            self._retransmit_in(self.RETRANSMIT_TIMER, timers.t1, now)
         self._start("B" if self.KIND == "ICT" else "F", timers.timeout, now)
 
     def receive_response(self, response: Response, now: float) -> bool:
@@ -367,10 +377,10 @@ class InviteClientTransaction(ClientTransaction):
         ACCEPTED: frozenset({"M"}),
     }
     WAITING = frozenset({COMPLETED, ACCEPTED})
-    _ack_wire: bytes | None = None  # the ACK of the final non-2xx, re-sent for its repeats
+    __slots__ = ()
 
     def _do_restart_A(self, message: Any, now: float) -> None:
-        self._start("A", 2 * self._intervals["A"], now)
+        self._retransmit_in("A", 2 * self._interval, now)
 
     def _do_start_D(self, message: Any, now: float) -> None:
         self._start("D", self.timers.timer_d(self.reliable), now)
@@ -397,13 +407,13 @@ class NonInviteClientTransaction(ClientTransaction):
         COMPLETED: frozenset({"K"}),
     }
     WAITING = frozenset({COMPLETED})
+    __slots__ = ()
 
     def _do_restart_E(self, message: Any, now: float) -> None:
         # Trying doubles up to T2; Proceeding retransmits every T2 (§17.1.2.2).
-        previous = self._intervals["E"]
-        interval = self.timers.t2 if self.state is PROCEEDING else min(2 * previous,
+        interval = self.timers.t2 if self.state is PROCEEDING else min(2 * self._interval,
                                                                          self.timers.t2)
-        self._start("E", interval, now)
+        self._retransmit_in("E", interval, now)
 
     def _do_start_K(self, message: Any, now: float) -> None:
         self._start("K", self.timers.timer_k(self.reliable), now)
@@ -416,6 +426,7 @@ class ServerTransaction(Transaction):
     """
 
     RETRANSMIT_EVENT: ClassVar[str]
+    __slots__ = ("source", "local", "last_response", "last_wire", "to_tag")
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  key: tuple[str, ...], state: State) -> None:
@@ -470,6 +481,7 @@ class InviteServerTransaction(ServerTransaction):
         ACCEPTED: frozenset({"L"}),
     }
     WAITING = frozenset({COMPLETED, CONFIRMED, ACCEPTED})
+    __slots__ = ()
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  now: float) -> None:
@@ -486,10 +498,10 @@ class InviteServerTransaction(ServerTransaction):
 
     def _do_start_G(self, message: Any, now: float) -> None:
         if not self.reliable:
-            self._start("G", self.timers.t1, now)
+            self._retransmit_in("G", self.timers.t1, now)
 
     def _do_restart_G(self, message: Any, now: float) -> None:
-        self._start("G", min(2 * self._intervals["G"], self.timers.t2), now)
+        self._retransmit_in("G", min(2 * self._interval, self.timers.t2), now)
 
     def _do_start_H(self, message: Any, now: float) -> None:
         self._start("H", self.timers.timeout, now)
@@ -509,6 +521,7 @@ class NonInviteServerTransaction(ServerTransaction):
     RETRANSMIT_EVENT = "request"
     STATE_TIMERS = {COMPLETED: frozenset({"J"})}
     WAITING = frozenset({COMPLETED})
+    __slots__ = ()
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
                  now: float) -> None:

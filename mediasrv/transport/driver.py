@@ -118,10 +118,8 @@ class SipDriver:
         self._flushing = True
         try:
             while True:
-                for offer in self.endpoint.aliases_offered():
-                    for tcp in self.tcp:
-                        if tcp.transport == offer.transport and offer.conn_id in tcp.connections:
-                            tcp.alias(offer.conn_id, offer.host, offer.port)
+                if self.tcp:  # offers come only from stream connections
+                    self._take_aliases()
                 out = self.endpoint.datagrams_to_send()
                 events = self.endpoint.next_events()
                 if not out and not events:
@@ -136,6 +134,12 @@ class SipDriver:
         finally:
             self._flushing = False
         self._arm_timer()
+
+    def _take_aliases(self) -> None:
+        for offer in self.endpoint.aliases_offered():
+            for tcp in self.tcp:
+                if tcp.transport == offer.transport and offer.conn_id in tcp.connections:
+                    tcp.alias(offer.conn_id, offer.host, offer.port)
 
     def _deliver(self, event: SipEvent) -> None:
         try:
