@@ -182,6 +182,7 @@ cdef class Engine:
             raise MemoryError()
         for i in range(nst):
             eng_stream_clear(&c.st[i])
+        dtmf_init(&c.dtmf8, 8000)
         memset(c.silence[ENG_PCMU], 0xFF, ENG_MAX_FRAME)     # G.711 codes of 0
         memset(c.silence[ENG_PCMA], 0xD5, ENG_MAX_FRAME)
         c.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -369,7 +370,7 @@ cdef class Engine:
         s.anchor = 1
         s.forward_dtmf = 1
         s.dtmf_mode = ENG_DTMF_AUTO
-        dtmf_init(&s.inband, 8000)
+        s.inband = self.c.dtmf8         # a copy: dtmf_init's ~300 sin/cos once per engine
         rfc4733_rx_init(&s.rfc_rx, ENG_RFC4733_LONG)
         eng_rx_reset(&s.rx)
         eng_watch(self.c, fd, eng_tag(s, slot, 0))

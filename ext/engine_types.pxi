@@ -163,6 +163,7 @@ cdef struct EngCore:
     int stopping
     EngStream* st
     int nst
+    DtmfState dtmf8            # a detector fresh from dtmf_init at 8 kHz: new streams copy it
     int frame
     int64_t tick
     int64_t timeout_ns
