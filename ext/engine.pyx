@@ -5,8 +5,9 @@
 # one pthread mutex rather than a command queue: every command is a few field writes, so a
 # caller waits at most for one batch of packets (well under a millisecond), commands take
 # effect before the call returns (open_stream can return its port, stats are exact), and there
-# is no second copy of the stream state to keep in sync. Sockets are created and bound here
-# with plain C calls (no Python socket objects) and added to the thread's epoll set.
+# is no second copy of the stream state to keep in sync. Sockets are created and bound with
+# plain C calls (no Python socket objects) and added to the thread's epoll set; a closed
+# stream's pair is parked, still bound, for a later stream (engine_ports.pyx).
 # Events travel the other way through a queue in the core plus an eventfd that Python adds to
 # its asyncio loop; pop_events() drains the queue. Recordings are drained by drain_recordings()
 # from a writer thread in Python (mediasrv.media.engine), so file I/O stays off the media thread.
@@ -24,6 +25,7 @@ include "engine_codec.pxi"
 include "engine_types.pxi"
 include "rtcp.pyx"
 include "engine_core.pyx"
+include "engine_ports.pyx"
 include "engine_media.pyx"
 include "engine_codec.pyx"
 
@@ -41,22 +43,6 @@ cdef uint32_t ENG_RFC4733_LONG = 8000 * 2       # a press longer than 2 s is rep
 _ENG_DTMF_MODES = {"rfc4733": ENG_DTMF_RFC4733, "inband": ENG_DTMF_INBAND,
                    "auto": ENG_DTMF_AUTO}
 _ENG_FEEDS = ("none", "silence", "peer", "conference", "moh", "prompt", "tone")
-
-
-cdef int eng_bind_udp(uint32_t addr, int port) noexcept nogil:
-    """A non-blocking UDP socket bound to addr:port, or -1."""
-    cdef sockaddr_in sa
-    cdef int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
-    if fd < 0:
-        return -1
-    memset(&sa, 0, sizeof(sa))
-    sa.sin_family = AF_INET
-    sa.sin_port = htons(<uint16_t>port)
-    sa.sin_addr.s_addr = addr
-    if bind(fd, <sockaddr*>&sa, sizeof(sa)) != 0:
-        close(fd)
-        return -1
-    return fd
 
 
 cdef uint32_t eng_parse_ipv4(str host) except? 0:
@@ -99,18 +85,20 @@ cdef void eng_peer(EngCore* c, int x, int y) noexcept nogil:
     c.st[y].fwd_to = x
 
 
-cdef void eng_close_slot(EngCore* c, int slot) noexcept nogil:
+cdef void eng_release_slot(EngCore* c, int slot) noexcept nogil:
+    """End slot's stream but for its sockets: its feed, recording, SRTP and codec state."""
     cdef EngStream* s = &c.st[slot]
     eng_set_feed(c, slot, ENG_FEED_NONE)
     if s.rec >= 0 and c.rec[s.rec].state == ENG_REC_ACTIVE:
         c.rec[s.rec].state = ENG_REC_FINISHING
-    epoll_ctl(c.epfd, EPOLL_CTL_DEL, s.fd, NULL)
-    epoll_ctl(c.epfd, EPOLL_CTL_DEL, s.fd_rtcp, NULL)
-    close(s.fd)
-    close(s.fd_rtcp)
     eng_srtp_free(&s.crypto)
     eng_codec_free(s)
-    eng_stream_clear(s)
+
+
+cdef void eng_close_slot(EngCore* c, int slot) noexcept nogil:
+    eng_release_slot(c, slot)
+    eng_close_sockets(c, &c.st[slot])
+    eng_stream_clear(&c.st[slot])
 
 
 cdef class Engine:
@@ -183,6 +171,8 @@ cdef class Engine:
         for i in range(nst):
             eng_stream_clear(&c.st[i])
         dtmf_init(&c.dtmf8, 8000)
+        if eng_park_alloc(&c.park, min(nst, ENG_PARK_MAX)) < 0:
+            raise MemoryError()
         memset(c.silence[ENG_PCMU], 0xFF, ENG_MAX_FRAME)     # G.711 codes of 0
         memset(c.silence[ENG_PCMA], 0xD5, ENG_MAX_FRAME)
         c.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -198,6 +188,7 @@ cdef class Engine:
         cdef EngCore* c = self.c
         if c == NULL:
             return
+        eng_close_parked(c)
         for i in range(c.nst):
             if c.st[i].used:
                 eng_close_slot(c, i)
@@ -215,6 +206,7 @@ cdef class Engine:
         free(c.rec)
         free(c.evq)
         free(c.dtls)
+        eng_park_free(&c.park)
         free(c)
         self.c = NULL
 
@@ -263,6 +255,7 @@ cdef class Engine:
             self._thread.join()
         for sid in list(self._slots):
             self.close_stream(sid)
+        eng_close_parked(self.c)
 
     def thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -335,12 +328,23 @@ cdef class Engine:
     # ------------------------------------------------------------ streams
 
     def open_stream(self, uint32_t ssrc, uint16_t seq, uint32_t ts) -> tuple:
-        """Bind a free even port (and port+1 for RTCP); returns (sid, port)."""
+        """A free even port (and port+1 for RTCP), parked or newly bound (engine_ports.pyx);
+        returns (sid, port)."""
+        cdef int slot = eng_unpark(self.c, eng_now_ns() - ENG_PARK_REST_NS)
+        if slot < 0:
+            slot = self._bind_free()
+        if slot < 0:
+            slot = eng_unpark(self.c, INT64_MAX)    # the range is full: a younger pair
+        if slot < 0:
+            raise OSError("no free RTP port")
+        return self._install(slot, ssrc, seq, ts)
+
+    cdef int _bind_free(self) noexcept:
+        """Bind the pair of the next slot neither in use nor parked; its slot, or -1."""
         cdef int slot, fd, fd2, k
-        cdef EngStream* s
         for k in range(self.c.nst):
             slot = (self.cursor + k) % self.c.nst
-            if self.c.st[slot].used:
+            if self.c.st[slot].used or self.c.st[slot].parked:
                 continue
             fd = eng_bind_udp(self.bind_addr, self.port_base + 2 * slot)
             if fd < 0:
@@ -350,16 +354,21 @@ cdef class Engine:
                 close(fd)
                 continue
             self.cursor = (slot + 1) % self.c.nst
-            return self._install(slot, fd, fd2, ssrc, seq, ts)
-        raise OSError("no free RTP port")
+            self.c.st[slot].fd, self.c.st[slot].fd_rtcp = fd, fd2  # unused: the thread skips it
+            return slot
+        return -1
 
-    cdef tuple _install(self, int slot, int fd, int fd2, uint32_t ssrc, uint16_t seq,
-                        uint32_t ts):
-        cdef EngStream* s
+    cdef tuple _install(self, int slot, uint32_t ssrc, uint16_t seq, uint32_t ts):
+        cdef EngStream* s = &self.c.st[slot]
+        cdef int fd = s.fd, fd2 = s.fd_rtcp, parked = s.parked
         sid = self.next_sid
         self.next_sid += 1
         self._lock()
-        s = &self.c.st[slot]
+        if parked:
+            eng_take_parked(s)
+        else:
+            eng_watch(self.c, fd, eng_tag(slot, 0))
+            eng_watch(self.c, fd2, eng_tag(slot, 1))
         eng_stream_clear(s)
         s.used = 1
         s.sid = sid
@@ -373,17 +382,18 @@ cdef class Engine:
         s.inband = self.c.dtmf8         # a copy: dtmf_init's ~300 sin/cos once per engine
         rfc4733_rx_init(&s.rfc_rx, ENG_RFC4733_LONG)
         eng_rx_reset(&s.rx)
-        eng_watch(self.c, fd, eng_tag(s, slot, 0))
-        eng_watch(self.c, fd2, eng_tag(s, slot, 1))
         self._unlock()
         self._slots[sid] = slot
         return sid, s.port
 
     def close_stream(self, int64_t sid) -> None:
-        """Close a stream's sockets and free its port; an active recording is finished."""
-        slot = self._slot(sid)
+        """End a stream and free its port (its sockets closed, or parked for a next stream:
+        engine_ports.pyx); an active recording is finished."""
+        cdef int slot = self._slot(sid)
+        cdef int own = self.c.st[slot].port == self.port_base + 2 * slot   # not moved in
         self._lock()
-        eng_close_slot(self.c, slot)
+        if self.c.stopping or not own or not eng_park(self.c, slot, eng_now_ns()):
+            eng_close_slot(self.c, slot)
         self._unlock()
         del self._slots[sid]
 
@@ -423,19 +433,23 @@ cdef class Engine:
         if len(blob) != sizeof(EngStream):
             raise ValueError("not a detached stream of this engine build")
         for k in range(self.c.nst):
-            if not self.c.st[(self.cursor + k) % self.c.nst].used:
-                slot = (self.cursor + k) % self.c.nst
+            slot = (self.cursor + k) % self.c.nst
+            if not (self.c.st[slot].used or self.c.st[slot].parked):
                 break
+        else:
+            slot = eng_unpark(self.c, INT64_MAX)         # the table is full: unpark one
         if slot < 0:
             raise OSError("no free stream slot")
         sid = self.next_sid
         self.next_sid += 1
         self._lock()
         s = &self.c.st[slot]
+        if s.parked:
+            eng_close_sockets(self.c, s)
         memcpy(s, <const char*>blob, sizeof(EngStream))
         s.sid = sid
-        eng_watch(self.c, s.fd, eng_tag(s, slot, 0))
-        eng_watch(self.c, s.fd_rtcp, eng_tag(s, slot, 1))
+        eng_watch(self.c, s.fd, eng_tag(slot, 0))
+        eng_watch(self.c, s.fd_rtcp, eng_tag(slot, 1))
         self._unlock()
         self._slots[sid] = slot
         return sid
@@ -744,10 +758,11 @@ cdef class Engine:
 
     def load(self) -> dict:
         """The media thread's own account: rounds handled, rounds that came back full (it
-        was behind: a sign of saturation), and seconds spent handling them."""
+        was behind: a sign of saturation), and seconds spent handling them; and the socket
+        pairs parked for next streams (bound, but no stream's: engine_ports.pyx)."""
         self._lock()
         out = {"rounds": self.c.rounds, "rounds_behind": self.c.rounds_behind,
-               "busy_seconds": self.c.busy_ns / 1e9}
+               "busy_seconds": self.c.busy_ns / 1e9, "parked_pairs": self.c.park.n}
         self._unlock()
         return out
 

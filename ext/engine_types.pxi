@@ -44,7 +44,9 @@ cdef enum:
     ENG_LATCH_STABLE = 3
     ENG_TAG_TIMER = 1
     ENG_TAG_WAKE = 2
+    ENG_TAG_SLOT0 = 2          # stream tags: (slot + this) << 1 | rtcp, above the two above
     ENG_SLOT_BITS = 16
+    ENG_PARK_MAX = 1024        # closed streams' socket pairs kept bound (engine_ports.pyx)
     ENG_MAX_CATCHUP = 3        # ticks run back to back after a stall; the rest are skipped
     ENG_CNAME_MAX = 48         # bytes of the RTCP CNAME (rtcp.pyx)
 
@@ -62,6 +64,7 @@ cdef struct EngEvent:
 
 cdef struct EngStream:
     int used
+    int parked                 # unused, its sockets kept bound and watched for a next stream
     int64_t sid
     int fd
     int fd_rtcp
@@ -153,6 +156,14 @@ cdef struct EngStream:
     uint64_t send_errors
 
 
+cdef struct EngPark:           # parked socket pairs (engine_ports.pyx)
+    int* slot                  # their slots, a ring, the one parked longest at head
+    int64_t* since_ns          # when each was parked
+    int head
+    int n
+    int cap
+
+
 cdef struct EngCore:
     pthread_mutex_t mu
     EngDtlsBox* dtls           # DTLS datagrams for Python (DTLS-SRTP, srtp.pyx)
@@ -164,6 +175,7 @@ cdef struct EngCore:
     EngStream* st
     int nst
     DtmfState dtmf8            # a detector fresh from dtmf_init at 8 kHz: new streams copy it
+    EngPark park
     int frame
     int64_t tick
     int64_t timeout_ns

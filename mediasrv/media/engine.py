@@ -235,7 +235,8 @@ class MediaEngine:
 
     def load(self) -> dict[str, float]:
         """The media thread's rounds, rounds_behind (epoll rounds that came back full: it
-        is saturated) and busy_seconds (time spent handling rounds)."""
+        is saturated) and busy_seconds (time spent handling rounds); parked_pairs: closed
+        streams' RTP/RTCP socket pairs kept bound for the next streams (not streams)."""
         return {k: float(v) for k, v in _call(self._core.load).items()}
 
     def stats(self, sid: int) -> dict[str, int]:
