@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.b2bua_profile import _on_loop, thread_cpu
 from bench.test_bench_b2bua import ServerThread, sipp_pair
-from mediasrv.stalls import StallStats, freeze_startup_heap
+from mediasrv.stalls import StallStats, settle_collector
 from tests.integration.conftest import site_config
 from tests.peers.sipp import Sipp
 
@@ -112,11 +112,11 @@ def run_rate(rate: int, seconds: float, hold_ms: int, profile: str | None) -> Ou
     calls = int(rate * seconds)
     limit = max(100, int(rate * (hold_ms / 1000 + 3)))
     timeout = seconds + hold_ms / 1000 + 40
-    collecting = gc.isenabled()
+    collecting, thresholds = gc.isenabled(), gc.get_threshold()
     gc.enable()  # as deployed, even under --benchmark-disable-gc: GC pauses are what it gates
     with ServerThread([_site(hold_ms)]) as srv:
         srv.server.b2bua.gatekeeper.digest.algorithms = ("MD5",)  # SIPp: MD5 only
-        freeze_startup_heap()  # as `mediasrv run` does
+        settle_collector()  # as `mediasrv run` does
         loop_tid = str(srv._thread.native_id)
         media_tid = str(srv.server.engine.media_thread_ids()[1])
         reg = PinnedSipp("register_auth", srv.sip_addr, users=[(CALLEE, CALLEE_PASSWORD)])
@@ -142,6 +142,7 @@ def run_rate(rate: int, seconds: float, hold_ms: int, profile: str | None) -> Ou
                 profiler.dump_stats(profile)
         finally:
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
             if not collecting:
                 gc.disable()
             for s in (reg, uas, uac):

@@ -36,7 +36,7 @@ from mediasrv.config import DEFAULT_CONFIG_DIR, DEFAULT_PLUGIN_DIR, load_config
 from mediasrv.server import Server
 from mediasrv.sip.auth import build_authorization
 from mediasrv.sip.message import Request, Response, parse_message
-from mediasrv.stalls import freeze_startup_heap
+from mediasrv.stalls import settle_collector
 from tests.integration.conftest import site_config
 
 Address = tuple[str, int]
@@ -192,12 +192,12 @@ def run(calls: int, live: int, profile: cProfile.Profile | None = None) -> tuple
     """Server CPU seconds for `calls` calls (after `live` warm-up calls), and the number of
     garbage collections in them. The collector runs as deployed, even under a benchmark
     runner that turns it off (pytest-benchmark's --benchmark-disable-gc)."""
-    collecting = gc.isenabled()
+    collecting, thresholds = gc.isenabled(), gc.get_threshold()
     gc.enable()
     bench = Bench(profile=None)
     try:
         bench.register("102", "demo102", UAS)
-        freeze_startup_heap()
+        settle_collector()
         up = [bench.set_up(n) for n in range(live)]
         bench.cpu, bench.profile = 0.0, profile
         collections = sum(s["collections"] for s in gc.get_stats())
@@ -208,6 +208,7 @@ def run(calls: int, live: int, profile: cProfile.Profile | None = None) -> tuple
         return bench.cpu, collections
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
         bench.close()
         if not collecting:
             gc.disable()

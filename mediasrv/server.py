@@ -41,7 +41,7 @@ from mediasrv.metrics import Metrics
 from mediasrv.paths import SOUNDS_DIR
 from mediasrv.services.host import ServiceHost
 from mediasrv.sip.endpoint import EndpointConfig, SipEndpoint
-from mediasrv.stalls import StallWatchdog, freeze_startup_heap
+from mediasrv.stalls import StallWatchdog, settle_collector
 from mediasrv.transport.driver import SipDriver
 from mediasrv.transport.guard import Guard
 from mediasrv.transport.tcp import TcpListener
@@ -84,7 +84,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.start()
-        freeze_startup_heap()
+        settle_collector()
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGTERM, self.drain)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
