@@ -61,8 +61,8 @@ class Bench:
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.server.start())
         self.server.b2bua.gatekeeper.digest.algorithms = ("MD5",)
-        # Housekeeping paced by the clock, not by calls (the metrics sampler reads every live
-        # leg's counters once a second): here calls come faster or slower than in real time,
+        # Housekeeping paced by the clock, not by calls (the metrics task measures the loop's
+        # lag once a second): here calls come faster or slower than in real time,
         # so it would be charged to them wrongly. Its real cost is in bench/ser.py's figure.
         assert self.server.metrics is not None
         self.server.metrics.stop()
