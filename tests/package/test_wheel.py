@@ -20,6 +20,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -159,10 +160,11 @@ def test_installed_wheel_runs_the_compiled_modules(venv: Path) -> None:
 
 
 def edit_site(conf: Path, sip_port: int, rtp_base: int) -> None:
-    """What an operator does after `mediasrv init`: own ports, one more failover rule."""
+    """What an operator does after `mediasrv init`: own ports (also for TLS: two suites on one
+    machine must not both want 127.0.0.1:5061), one more failover rule."""
     server = conf / "00-server.toml"
     text = server.read_text()
-    for old, new in ((":5060", f":{sip_port}"),
+    for old, new in ((":5060", f":{sip_port}"), (":5061", f":{free_port(socket.SOCK_STREAM)}"),
                      ("[20000, 29999]", f"[{rtp_base}, {rtp_base + 99}]"),
                      ('listen = "127.0.0.1:8088"', 'listen = ""')):
         assert old in text
