@@ -21,10 +21,11 @@ from enum import Enum
 from mediasrv.call.api import Owner, Timer
 from mediasrv.call.srtp_policy import LegSrtp
 from mediasrv.config import Extension
+from mediasrv.logs import CallLogger
 from mediasrv.sip.dialog import Dialog
 from mediasrv.sip.endpoint import Destination
 from mediasrv.sip.message import Request
-from mediasrv.sip.sdp import Negotiated
+from mediasrv.sip.sdp import Negotiated, SessionDescription
 from mediasrv.sip.transaction import ClientTransaction, ServerTransaction
 
 _leg_ids = itertools.count(1)
@@ -51,6 +52,7 @@ class Fork:
 @dataclass(eq=False, slots=True)
 class Call:
     id: str
+    log: CallLogger | None = None  # its log lines' adapter, made at the first (Legs.log)
 
 
 @dataclass(eq=False)
@@ -68,6 +70,7 @@ class SipLeg:
     dialog: Dialog | None = None
     invite_txn: ServerTransaction | None = None  # inbound: the INVITE to answer
     invite: Request | None = None  # inbound: the INVITE; outbound: the first fork's
+    offer: SessionDescription | None = None  # inbound: the INVITE's SDP, parsed once
     forks: list[Fork] = field(default_factory=list)
     media: Negotiated | None = None
     session_id: int = 0

@@ -156,8 +156,8 @@ class Legs:
         flow = (via.received or via.host, via.rport or via.port or 5060, via.transport.lower())
         number = ext.number if ext else (request.from_addr.uri.user or "anonymous")
         leg = SipLeg(call or Call(request.call_id), True, stream, number, ext, flow,
-                     invite_txn=txn, invite=request, media=media, session_id=self.next_sdp_id(),
-                     srtp=srtp)
+                     invite_txn=txn, invite=request, offer=offer, media=media,
+                     session_id=self.next_sdp_id(), srtp=srtp)
         leg.tag = generate_tag()
         self.add(leg)
         self.apply_remote(leg)
@@ -194,7 +194,8 @@ class Legs:
 
     def attach_answer(self, leg: SipLeg, response: Response) -> None:
         """Our SDP answer to the leg's INVITE offer as the body of `response`."""
-        offer = SessionDescription.parse(leg.invite.body)
+        offer = leg.offer
+        assert offer is not None  # an inbound leg keeps the offer it was opened with
         sdp = build_answer(offer, leg.media, self.config.rtp.address,
                            self.engine.local_port(leg.stream), leg.session_id, leg.sdp_version)
         srtp_policy.secure_answer(leg.srtp, sdp, offer, leg.media)
@@ -326,7 +327,11 @@ class Legs:
     # ------------------------------------------------------------------ logs and events
 
     def log(self, leg: SipLeg) -> logging.LoggerAdapter:
-        return call_logger(log, leg.call_id)
+        """The logger of the leg's call: one adapter per call, not one per line."""
+        call = leg.call
+        if call.log is None:
+            call.log = call_logger(log, call.id)
+        return call.log
 
     def publish(self, leg: SipLeg, kind: str, **fields: object) -> None:
         """Hands one event (call lifecycle, transfer states) to every observer."""
