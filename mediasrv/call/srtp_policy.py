@@ -34,6 +34,7 @@ offers as "required" does.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 
 DEFAULT_POLICY = "optional"
 _REQUIRE = ("required", "dtls")           # policies that refuse plain RTP
+_OFFER_KEY_BYTES = sum(SUITES.values())   # the keys of a fresh offer's lines, end to end
 
 
 @dataclass(eq=False)
@@ -159,11 +161,22 @@ def secure_offer(state: LegSrtp, sd: SessionDescription) -> None:
         lines = [state.local]
     else:
         if not state.offered:
-            state.offered = [Crypto(i + 1, s, new_key(s)) for i, s in enumerate(SUITES)]
+            state.offered = _fresh_lines()
         lines = state.offered
     if state.policy == "required" or state.local is not None:
         m.proto = secure_proto(m.proto)
     m.attributes += [("crypto", crypto_value(*_fields(c))) for c in lines]
+
+
+def _fresh_lines() -> list[Crypto]:
+    """One line per suite of `SUITES`, each with its own key: all keys from one read of the
+    strong random source (one system call per offer instead of one per suite)."""
+    pool = secrets.token_bytes(_OFFER_KEY_BYTES)
+    lines, at = [], 0
+    for tag, (suite, size) in enumerate(SUITES.items(), 1):
+        lines.append(Crypto(tag, suite, pool[at:at + size]))
+        at += size
+    return lines
 
 
 def on_answer(state: LegSrtp, answer: SessionDescription, media: Negotiated) -> None:

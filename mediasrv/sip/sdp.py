@@ -103,20 +103,25 @@ class MediaDescription:
         """The section's lines in RFC 4566 §5 order (m, i, c, b, k, a)."""
         port = f"{self.port}/{self.port_count}" if self.port_count else str(self.port)
         out = [f"m={self.media} {port} {self.proto} {' '.join(self.formats)}"]
-        lines = self.lines  # usually none: skip the comprehensions (each is a call)
+        add = out.append
+        # loops, not comprehensions: each comprehension is a call, and most lists are short
+        lines = self.lines  # usually none
         if lines:
             out += [f"{t}={v}" for t, v in lines if t == "i"]
         if self.connection is not None:
-            out.append(f"c=IN {_addrtype(self.connection)} {self.connection}")
+            add(f"c=IN {_addrtype(self.connection)} {self.connection}")
         if lines:
             out += [f"{t}={v}" for t, v in lines if t != "i"]
-        out += [f"a=rtpmap:{pt} {v}" for pt, v in self.rtpmap.items()]
-        out += [f"a=fmtp:{pt} {v}" for pt, v in self.fmtp.items()]
+        for pt, v in self.rtpmap.items():
+            add(f"a=rtpmap:{pt} {v}")
+        for pt, v in self.fmtp.items():
+            add(f"a=fmtp:{pt} {v}")
         if self.ptime is not None:
-            out.append(f"a=ptime:{self.ptime}")
-        out += [f"a={n}" if v is None else f"a={n}:{v}" for n, v in self.attributes]
+            add(f"a=ptime:{self.ptime}")
+        for n, v in self.attributes:
+            add(f"a={n}" if v is None else f"a={n}:{v}")
         if self.direction is not None:
-            out.append(f"a={self.direction}")
+            add(f"a={self.direction}")
         return out
 
 
@@ -148,19 +153,27 @@ class SessionDescription:
 
     def to_bytes(self) -> bytes:
         """Serialise with CRLF line ends, in the line order of RFC 4566 §5."""
-        c = [] if self.connection is None else [("c", f"IN {_addrtype(self.connection)} "
-                                                      f"{self.connection}")]
-        head = [("o", str(self.origin)), ("s", self.session_name or "-")] + c + self.lines
-        head += [("t", t) for t in self.times]
-        if self.lines:  # o, s, c, t alone are in order already
+        origin, name = str(self.origin), self.session_name or "-"
+        if self.lines:  # lines of other types: sorted in among o, s, c, t
+            c = [] if self.connection is None else [("c", f"IN {_addrtype(self.connection)} "
+                                                          f"{self.connection}")]
+            head = [("o", origin), ("s", name)] + c + self.lines + [("t", t) for t in self.times]
             head.sort(key=lambda tv: _SESSION_ORDER.index(tv[0]))  # stable: repeats keep order
-        out = ["v=0"] + [f"{t}={v}" for t, v in head]
-        out += [f"a={n}" if v is None else f"a={n}:{v}" for n, v in self.attributes]
+            out = ["v=0"] + [f"{t}={v}" for t, v in head]
+        else:  # o, s, c, t alone are in order already
+            out = ["v=0", f"o={origin}", f"s={name}"]
+            if self.connection is not None:
+                out.append(f"c=IN {_addrtype(self.connection)} {self.connection}")
+            for t in self.times:
+                out.append(f"t={t}")
+        for n, v in self.attributes:
+            out.append(f"a={n}" if v is None else f"a={n}:{v}")
         if self.direction is not None:
             out.append(f"a={self.direction}")
         for m in self.media:
             out += m.to_lines()
-        return ("\r\n".join(out) + "\r\n").encode()
+        out.append("")
+        return "\r\n".join(out).encode()
 
     def media_address(self, media: MediaDescription) -> str | None:
         """The connection address that applies to `media` (its own, else the session's)."""
@@ -341,15 +354,18 @@ def _audio_media(
     port: int, codecs: list[tuple[str, int]], event_pt: int | None, event_fmtp: str | None,
     ptime: int, direction: str,
 ) -> MediaDescription:
-    m = MediaDescription("audio", port, "RTP/AVP", [str(pt) for _, pt in codecs])
-    m.rtpmap = {pt: CODEC_RTPMAP[name] for name, pt in codecs}
-    m.fmtp = {pt: CODEC_FMTP[name] for name, pt in codecs if name in CODEC_FMTP}
+    formats, rtpmap, fmtp = [], {}, {}
+    for name, pt in codecs:  # one loop, not three comprehensions: this runs on every call
+        formats.append(str(pt))
+        rtpmap[pt] = CODEC_RTPMAP[name]
+        if name in CODEC_FMTP:
+            fmtp[pt] = CODEC_FMTP[name]
     if event_pt is not None:
-        m.formats.append(str(event_pt))
-        m.rtpmap[event_pt] = f"{TELEPHONE_EVENT}/8000"
-        m.fmtp[event_pt] = event_fmtp or "0-16"
-    m.ptime, m.direction = ptime, direction
-    return m
+        formats.append(str(event_pt))
+        rtpmap[event_pt] = f"{TELEPHONE_EVENT}/8000"
+        fmtp[event_pt] = event_fmtp or "0-16"
+    return MediaDescription("audio", port, "RTP/AVP", formats, rtpmap=rtpmap, fmtp=fmtp,
+                            direction=direction, ptime=ptime)
 
 
 def build_answer(
