@@ -33,7 +33,11 @@ class CallLogger(logging.LoggerAdapter):
     """Adds `call_id` to every record it logs."""
 
     def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
-        extra = dict(kwargs.get("extra") or {})
+        extra = kwargs.get("extra")
+        if not extra and self.extra:  # the usual line: our dict as it is (records copy it)
+            kwargs["extra"] = self.extra
+            return msg, kwargs
+        extra = dict(extra or {})
         extra["call_id"] = self.extra["call_id"] if self.extra else None
         kwargs["extra"] = extra
         return msg, kwargs

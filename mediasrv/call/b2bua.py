@@ -104,6 +104,15 @@ class B2BUA:
         self.replaces = ReplacesHandler(self.legs)
         engine.dtls_sink = self._on_dtls  # DTLS-SRTP handshakes (srtp_policy.on_dtls)
         self.drain = Drain()  # SIGTERM: new calls and OPTIONS get 503, existing calls go on
+        self._sip_handlers: dict[type, Callable] = {
+            sip.RequestReceived: self._on_request,
+            sip.ResponseReceived: self._on_response,
+            sip.CancelReceived: lambda event: self._caller_gone(event.invite_txn),
+            sip.TransportFailed: self._on_transport_failed,
+            sip.TransactionTimedOut: lambda event: self._on_client_failure(event.txn),
+            sip.AckReceived: self._on_ack,
+            sip.AckTimedOut: self._on_ack_timeout,
+        }
 
     @property
     def config(self) -> Config:
@@ -116,22 +125,26 @@ class B2BUA:
     # ================================================================== SIP events
 
     def on_sip_event(self, event: sip.SipEvent) -> None:
-        if isinstance(event, sip.RequestReceived):
-            self._on_request(event)
-        elif isinstance(event, sip.ResponseReceived):
-            self._on_response(event)
-        elif isinstance(event, sip.CancelReceived):
-            self._caller_gone(event.invite_txn)
-        elif isinstance(event, sip.TransportFailed) and self.legs.by_server_txn(event.txn):
+        # by the event's exact type (the endpoint's events are final dataclasses): one dict
+        # look-up instead of a chain of isinstance checks, for ~10 events per call
+        handler = self._sip_handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _on_transport_failed(self, event: sip.TransportFailed) -> None:
+        if self.legs.by_server_txn(event.txn):
             self._caller_gone(event.txn)  # its TCP connection closed while ringing (§17.2.4)
-        elif isinstance(event, sip.TransactionTimedOut | sip.TransportFailed):
+        else:
             self._on_client_failure(event.txn)
-        elif isinstance(event, sip.AckReceived) and event.dialog is not None:
+
+    def _on_ack(self, event: sip.AckReceived) -> None:
+        if event.dialog is not None:
             self.direct.on_ack(self.legs.by_dialog(event.dialog.id))
-        elif isinstance(event, sip.AckTimedOut) and event.dialog is not None:
-            leg = self.legs.by_dialog(event.dialog.id)
-            if leg is not None:
-                self._leg_gone(leg, notify=False, bye=True)
+
+    def _on_ack_timeout(self, event: sip.AckTimedOut) -> None:
+        leg = self.legs.by_dialog(event.dialog.id) if event.dialog is not None else None
+        if leg is not None:
+            self._leg_gone(leg, notify=False, bye=True)
 
     def _caller_gone(self, invite_txn: object) -> None:
         leg = self.legs.by_server_txn(invite_txn)

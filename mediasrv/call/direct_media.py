@@ -110,11 +110,14 @@ class DirectMedia:
 
     def changed(self, legs: set[SipLeg], bridged: bool) -> None:
         """Topology hook: a change touched `legs`; a new bridge may go direct."""
-        self._acked -= {leg for leg in legs if leg.ended}
-        self._awaiting_ack -= {leg for leg in legs if leg.ended}
-        for pair in {self.pairs[leg] for leg in legs if leg in self.pairs}:
-            if not self._still_direct(pair):
-                self._fire(pair, E.NEEDED)
+        ended = [leg for leg in legs if leg.ended]
+        if ended:
+            self._acked.difference_update(ended)
+            self._awaiting_ack.difference_update(ended)
+        if self.pairs:  # most calls never go direct: no set built for them
+            for pair in {self.pairs[leg] for leg in legs if leg in self.pairs}:
+                if not self._still_direct(pair):
+                    self._fire(pair, E.NEEDED)
         if bridged and any(self._allows(leg) for leg in legs):
             self.legs.clock.call_soon(self.review, *legs)
 
