@@ -39,16 +39,21 @@ log = logging.getLogger("mediasrv.security")
 _START_RE = re.compile(
     rb"(?:[A-Za-z][A-Za-z0-9.!%*_+`'~-]* (?:sips?|tel):[^ \r\n]+ SIP/2\.0"
     rb"|SIP/2\.0 [1-6][0-9][0-9] [^\r\n]*)\r\n")
-_HEADER_NAMES_RE = re.compile(rb"^([A-Za-z][A-Za-z0-9.!%*_+`'~-]*)[ \t]*:", re.M)
-_VIA_RE = re.compile(rb"^(?:via|v)[ \t]*:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*[A-Za-z]+[ \t]+"
-                     rb"([^;,\r\n \t]+)", re.I | re.M)
+# The patterns below run on the lower-cased head and start with the line feed before a header
+# name (the start line, which `_START_RE` checked, can name no header): a literal first byte
+# lets the regex engine jump from line to line instead of trying every byte of the head.
+# The names of the required headers present (full or compact): the alternation is anchored
+# by `[ \t]*:`, so "to" is found for "To:" and never for "Tox:".
+_REQUIRED_NAMES_RE = re.compile(rb"\n(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:")
+_VIA_RE = re.compile(rb"\n(?:via|v)[ \t]*:[ \t]*sip[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*[a-z]+[ \t]+"
+                     rb"([^;,\r\n \t]+)")
 _LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SENT_BY_RE = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]{2,45}\]|(?:" + _LABEL + rb"\.)*" + _LABEL + rb"\.?)(?::([0-9]{1,5}))?")
+# The usual sent-by, an IPv4 address: a subset of `_SENT_BY_RE` (each part is a label) that
+# the engine matches without the label pattern's backtracking.
+_SENT_BY_V4_RE = re.compile(rb"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::([0-9]{1,5}))?")
 _REQUIRED = {b"via": b"v", b"from": b"f", b"to": b"t", b"call-id": b"i", b"cseq": b""}
-# The usual spelling of each: found by `in` on the lower-cased head (a line starting `via:` is
-# one the name regex would find too); only a head missing one of them takes the regex.
-_REQUIRED_LINES = tuple(b"\n" + name + b":" for name in _REQUIRED)
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -61,17 +66,14 @@ def preparse(data: bytes, max_size: int) -> str | None:
     if _START_RE.match(head) is None:
         return "bad start line"
     low = head.lower()
-    for line in _REQUIRED_LINES:
-        if line not in low:  # not in its usual spelling: the name regex decides
-            names = {n.lower() for n in _HEADER_NAMES_RE.findall(head)}
-            for name, compact in _REQUIRED.items():
-                if name not in names and compact not in names:
-                    return f"no {name.decode()} header"
-            break
-    via = _VIA_RE.search(head)
+    names = set(_REQUIRED_NAMES_RE.findall(low))
+    for name, compact in _REQUIRED.items():
+        if name not in names and compact not in names:
+            return f"no {name.decode()} header"
+    via = _VIA_RE.search(low)
     if via is None:
         return "bad via"
-    sent_by = _SENT_BY_RE.fullmatch(via.group(1))
+    sent_by = _SENT_BY_V4_RE.fullmatch(via.group(1)) or _SENT_BY_RE.fullmatch(via.group(1))
     if sent_by is None or (sent_by.group(1) and not 0 < int(sent_by.group(1)) < 65536):
         return "bad via host"
     return None

@@ -122,3 +122,22 @@ def test_shipped_fail2ban_filter_matches_the_ban_line(caplog: pytest.LogCaptureF
     for line, pattern in zip(lines, patterns, strict=True):
         m = pattern.search(f"2026-12-04 12:00:00,000 WARNING mediasrv.security: {line}")
         assert m and m["host"] == "198.51.100.4", (line, pattern)
+
+
+@pytest.mark.parametrize("data,why", [
+    (GOOD.replace(b"Via:", b"VIA :"), None),  # any case, space before the colon
+    (GOOD.replace(b"To:", b"Tox:"), "no to header"),  # a longer name is not the header
+    (GOOD.replace(b"To:", b"t:"), None),
+    (GOOD.replace(b"Call-ID:", b"I\t:"), None),
+    (GOOD.replace(b"192.0.2.1:5060", b"192.0.2.1:70000"), "bad via host"),
+    (GOOD.replace(b"192.0.2.1:5060", b"192.0.2.1"), None),
+    (GOOD.replace(b"192.0.2.1:5060", b"1.2.3.4.5"), None),  # a host name of digit labels
+    (GOOD.replace(b"192.0.2.1:5060", b"Host-A.Example.COM:5061"), None),
+    (GOOD.replace(b"192.0.2.1:5060", b"192.0.2.1-:5060"), "bad via host"),
+    # the head ends at the blank line: a Via line in the body does not count
+    (GOOD.replace(b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n", b"")
+     + b"\r\nVia: SIP/2.0/UDP 192.0.2.1:5060\r\n", "no via header"),
+    (GOOD.replace(b"Via: SIP/2.0/UDP", b"Via: SIP/2.0/UDP\r\n"), "bad via"),
+])
+def test_preparse_header_names_and_sent_by(data: bytes, why: str | None) -> None:
+    assert preparse(data, 16384) == why
