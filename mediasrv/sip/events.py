@@ -19,8 +19,12 @@ if TYPE_CHECKING:
 class SipEvent:
     """Base class of every endpoint event."""
 
+    # Empty, so the subclasses' slots take effect: an endpoint makes several events per
+    # message, and a slotted one is built and read without an instance __dict__.
+    __slots__ = ()
 
-@dataclass
+
+@dataclass(slots=True)
 class RequestReceived(SipEvent):
     """A new request created a server transaction; the TU must answer it (§8.2)."""
 
@@ -29,7 +33,7 @@ class RequestReceived(SipEvent):
     dialog: Dialog | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ResponseReceived(SipEvent):
     """A client transaction passed a response up (§17.1); retransmissions are not reported."""
 
@@ -38,7 +42,7 @@ class ResponseReceived(SipEvent):
     dialog: Dialog | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AckReceived(SipEvent):
     """An ACK for a 2xx arrived: it is end-to-end, not part of any transaction (§13.3.1.4)."""
 
@@ -46,7 +50,7 @@ class AckReceived(SipEvent):
     dialog: Dialog | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CancelReceived(SipEvent):
     """A CANCEL matched a pending INVITE; the endpoint already answered 200 to the CANCEL
     and 487 to the INVITE (§9.2)."""
@@ -55,14 +59,14 @@ class CancelReceived(SipEvent):
     cancel: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class TransactionTimedOut(SipEvent):
     """Timer B, F or H fired: the peer never answered (or never ACKed) (§17)."""
 
     txn: Transaction
 
 
-@dataclass
+@dataclass(slots=True)
 class TransportFailed(SipEvent):
     """The transport reported an error (e.g. the TCP connection closed) for a live
     transaction (§17.1.4, §17.2.4)."""
@@ -70,14 +74,14 @@ class TransportFailed(SipEvent):
     txn: Transaction
 
 
-@dataclass
+@dataclass(slots=True)
 class TransactionTerminated(SipEvent):
     """A transaction reached Terminated and was removed from the endpoint."""
 
     txn: Transaction
 
 
-@dataclass
+@dataclass(slots=True)
 class AckTimedOut(SipEvent):
     """No ACK arrived for a 2xx to INVITE within 64*T1: the UAS should send BYE (§13.3.1.4)."""
 
@@ -86,14 +90,14 @@ class AckTimedOut(SipEvent):
     dialog: Dialog | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class DialogTerminated(SipEvent):
     """A dialog ended (BYE, non-2xx final to its INVITE, or 481/408 in-dialog, §12.3)."""
 
     dialog: Dialog
 
 
-@dataclass
+@dataclass(slots=True)
 class MalformedDropped(SipEvent):
     """A message could not be parsed and could not be answered, so it was dropped (§18)."""
 
