@@ -125,6 +125,7 @@ class AliasOffer:
 _DEFAULT_PORTS = {"tcp": DEFAULT_PORT, "tls": 5061}
 
 
+
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Timer base values (RFC 3261 Table 4) and the User-Agent/Server string."""
@@ -162,6 +163,15 @@ class _Pending2xx:
     next_at: float
     give_up_at: float
     dialog: Dialog | None
+
+
+class _Received(NamedTuple):
+    """A new request's arrival, with its top Via (stamped) and its server key: parsed once
+    on the way in, for the transaction and the response address."""
+
+    arrival: _Arrival
+    via: Via
+    key: tuple[str, ...]
 
 
 AckKey = tuple[str, str, int]  # (Call-ID, From tag, CSeq number) of an INVITE
@@ -321,8 +331,8 @@ class SipEndpoint:
         if request.method in ("ACK", "CANCEL"):
             raise ValueError(f"send {request.method} with send_ack_2xx() or cancel()")
         self._now = now
-        self._prepare_request(request, destination)
-        return self._start_client(request, destination, conn_id, now)
+        branch = self._prepare_request(request, destination)
+        return self._start_client(request, destination, conn_id, now, (branch, request.cseq[1]))
 
     def cancel(self, invite_txn: ClientTransaction, now: float) -> ClientTransaction | None:
         """CANCEL our pending INVITE (§9.1). Before any provisional response the CANCEL is
@@ -422,8 +432,9 @@ class SipEndpoint:
     def _on_request(self, request: Request, arrival: _Arrival, now: float) -> None:
         if arrival.conn_id is not None and "alias" in (request.headers.get("Via") or ""):
             self._note_alias(request, arrival.conn_id, arrival.transport)
-        self._stamp_via(request, arrival.source)
-        txn = self._servers.get(server_key(request))
+        top = self._stamp_via(request, arrival.source)
+        key = server_key(request, top)
+        txn = self._servers.get(key)
         if txn is not None:
             self.stats["retransmissions_absorbed"] += 1
             txn.receive_request(request, now)
@@ -431,23 +442,23 @@ class SipEndpoint:
         elif request.method == "ACK":
             self._ack_2xx(request)
         else:
-            self._on_new_request(request, arrival, now)
+            self._on_new_request(request, _Received(arrival, top, key), now)
 
-    def _on_new_request(self, request: Request, arrival: _Arrival, now: float) -> None:
+    def _on_new_request(self, request: Request, received: _Received, now: float) -> None:
         status = self._request_error(request)
         if status is not None:
-            self._reject(request, arrival, status, now)
+            self._reject(request, received, status, now)
             return
         if request.method == "CANCEL":
-            self._on_cancel(request, arrival, now)
+            self._on_cancel(request, received, now)
             return
         dialog = self.dialogs.for_request(request) if request.to_tag else None
         if request.to_tag:
             status = 481 if dialog is None else dialog.check_request(request)  # §12.2.2
             if status is not None:
-                self._reject(request, arrival, status, now)
+                self._reject(request, received, status, now)
                 return
-        txn = self._new_server(request, arrival, now)
+        txn = self._new_server(request, received, now)
         self._events.append(RequestReceived(txn, request, dialog))
         self._flush(txn)
 
@@ -464,10 +475,10 @@ class SipEndpoint:
             return 482
         return None
 
-    def _on_cancel(self, cancel: Request, arrival: _Arrival, now: float) -> None:
+    def _on_cancel(self, cancel: Request, received: _Received, now: float) -> None:
         """§9.2: 200 to the CANCEL (481 without a matching INVITE), 487 to the INVITE."""
-        invite = self._servers.get(server_key(cancel)[:-1] + ("INVITE",))
-        cancel_txn = self._new_server(cancel, arrival, now)
+        invite = self._servers.get(received.key[:-1] + ("INVITE",))
+        cancel_txn = self._new_server(cancel, received, now)
         if not isinstance(invite, InviteServerTransaction):
             self.send_response(cancel_txn, make_response(cancel, 481), now)
             return
@@ -492,7 +503,7 @@ class SipEndpoint:
         if f"{via.host}:{via.port or DEFAULT_PORT}".lower() not in self._sent_by:
             self.stats["foreign_via_dropped"] += 1
             return
-        txn = self._clients.get(client_key(response))
+        txn = self._clients.get(client_key(response, via))
         if txn is None:
             self.stats["stray_responses"] += 1
             return
@@ -503,11 +514,14 @@ class SipEndpoint:
         self._flush(txn)
 
     # == transactions ==============================================================================
-    def _new_server(self, request: Request, arrival: _Arrival, now: float) -> ServerTransaction:
+    def _new_server(self, request: Request, received: _Received, now: float,
+                    ) -> ServerTransaction:
         kind = InviteServerTransaction if request.method == "INVITE" else \
             NonInviteServerTransaction
-        txn = kind(request, reliable=arrival.transport != "udp", timers=self.timers, now=now)
-        txn.peer = self._response_address(request, arrival)
+        arrival = received.arrival
+        txn = kind(request, reliable=arrival.transport != "udp", timers=self.timers, now=now,
+                   key=received.key)
+        txn.peer = self._response_address(request, arrival, received.via)
         txn.transport, txn.conn_id = arrival.transport, arrival.conn_id
         txn.source, txn.local = arrival.source, arrival.local
         self._servers[txn.key] = txn
@@ -516,11 +530,12 @@ class SipEndpoint:
         return txn
 
     def _start_client(self, request: Request, destination: Destination,
-                      conn_id: int | None, now: float) -> ClientTransaction:
+                      conn_id: int | None, now: float, key: tuple[str, ...],
+                      ) -> ClientTransaction:
         transport = destination[2].lower()
         kind = InviteClientTransaction if request.method == "INVITE" else \
             NonInviteClientTransaction
-        txn = kind(request, reliable=transport != "udp", timers=self.timers, now=now)
+        txn = kind(request, reliable=transport != "udp", timers=self.timers, now=now, key=key)
         txn.peer, txn.transport, txn.conn_id = destination[:2], transport, conn_id
         self._clients[txn.key] = txn
         if isinstance(txn, InviteClientTransaction):
@@ -528,10 +543,10 @@ class SipEndpoint:
         self._flush(txn)
         return txn
 
-    def _reject(self, request: Request, arrival: _Arrival, status: int, now: float) -> None:
+    def _reject(self, request: Request, received: _Received, status: int, now: float) -> None:
         """Answer `status` through a server transaction, so retransmissions get it again."""
         self.stats[f"rejected_{status}"] += 1
-        txn = self._new_server(request, arrival, now)
+        txn = self._new_server(request, received, now)
         self.send_response(txn, make_response(request, status), now)
 
     def _flush(self, txn: Transaction) -> None:
@@ -671,7 +686,8 @@ class SipEndpoint:
             headers.add("Route", route)
         cancel = Request("CANCEL", invite.uri, headers)
         destination = (*(invite_txn.peer or ("", 0)), invite_txn.transport)
-        return self._start_client(cancel, destination, invite_txn.conn_id, now)
+        return self._start_client(cancel, destination, invite_txn.conn_id, now,
+                                  (invite_txn.key[0], "CANCEL"))  # the INVITE's branch
 
     # == server side: dialogs and 2xx retransmission ===============================================
     def _complete_response(self, txn: ServerTransaction, response: Response) -> None:
@@ -726,15 +742,15 @@ class SipEndpoint:
             self._events.append(DialogTerminated(dialog))
 
     # == addressing ================================================================================
-    def _prepare_request(self, request: Request, destination: Destination) -> None:
+    def _prepare_request(self, request: Request, destination: Destination) -> str:
         """Our Via on top (new branch, rport asked for, RFC 3581 §4), plus Max-Forwards and
-        User-Agent when the caller left them out (§8.1.1). The sent-by is the listener of the
-        destination's transport and address family."""
+        User-Agent when the caller left them out (§8.1.1); returns the branch. The sent-by is
+        the listener of the destination's transport and address family."""
         transport = destination[2].lower()
         local = self.local_v6 if self.local_v6 and ":" in destination[0] else self.local
         host, port = local.get(transport) or next(iter(local.values()))
-        via = (f"SIP/2.0/{transport.upper()} {_host_part(host)}:{port};"
-               f"branch={generate_branch()};rport")
+        branch = generate_branch()
+        via = f"SIP/2.0/{transport.upper()} {_host_part(host)}:{port};branch={branch};rport"
         if transport in ("tcp", "tls"):
             via += ";alias"  # RFC 5923 §5: the peer may send its requests back on this connection
         request.headers.prepend("Via", via)
@@ -742,6 +758,7 @@ class SipEndpoint:
             request.headers.add("Max-Forwards", "70")
         if self.config.user_agent and "User-Agent" not in request.headers:
             request.headers.add("User-Agent", self.config.user_agent)
+        return branch
 
     def _note_alias(self, request: Request, conn_id: int, transport: str) -> None:
         top = request.top_via
@@ -751,10 +768,11 @@ class SipEndpoint:
             self._aliases.append(AliasOffer(conn_id, transport, host, port))
 
     @staticmethod
-    def _stamp_via(request: Request, source: Address) -> None:
+    def _stamp_via(request: Request, source: Address) -> Via:
         """§18.2.1 received, RFC 3581 §4 rport: note where the request really came from.
         A bracketed IPv6 sent-by always gets `received` too, so `received or host` is a
-        plain socket address for every reader of the Via."""
+        plain socket address for every reader of the Via. Returns the (stamped) top Via, so
+        the caller need not parse it again."""
         vias = request.headers.get_all("Via")
         top = Via.parse(vias[0])
         host, port = source
@@ -764,15 +782,19 @@ class SipEndpoint:
         elif top.host != host:
             top.params["received"] = host
         else:
-            return
+            return top
         request.headers.set("Via", ", ".join([str(top), *vias[1:]]))
+        return top
 
     @staticmethod
-    def _response_address(request: Request, arrival: _Arrival) -> Address:
-        """§18.2.2: the same connection on TCP; received (+rport) or sent-by on UDP."""
+    def _response_address(request: Request, arrival: _Arrival, via: Via | None = None,
+                          ) -> Address:
+        """§18.2.2: the same connection on TCP; received (+rport) or sent-by on UDP (`via`:
+        the request's top Via, when the caller has it parsed)."""
         if arrival.transport != "udp":
             return arrival.source
-        via = request.top_via
+        if via is None:
+            via = request.top_via
         host = via.received or via.host.strip("[]")
         return host, via.rport or via.port or DEFAULT_PORT
 

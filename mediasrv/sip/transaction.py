@@ -43,10 +43,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .message import Headers, Request, Response, make_response, parse_message
 from .timers import TRYING_DELAY, TimerConfig
+
+if TYPE_CHECKING:
+    from .uri import Via
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -345,9 +348,11 @@ class ClientTransaction(Transaction):
     __slots__ = ("_ack_wire",)  # ICT: the ACK of its final non-2xx, re-sent for its repeats
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
-                 now: float) -> None:
+                 now: float, key: tuple[str, ...] | None = None) -> None:
+        # `key`: the endpoint knows the branch it just wrote, so it need not be read again
         super().__init__(request, reliable=reliable, timers=timers,
-                         key=client_key_of_request(request), state=self.INITIAL)
+                         key=client_key_of_request(request) if key is None else key,
+                         state=self.INITIAL)
         self._request_wire = request.to_bytes()
         self._ack_wire: bytes | None = None
         self._send(self._request_wire)
@@ -484,9 +489,9 @@ class InviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
-                 now: float) -> None:
+                 now: float, key: tuple[str, ...] | None = None) -> None:
         super().__init__(request, reliable=reliable, timers=timers,
-                         key=server_key(request), state=PROCEEDING)
+                         key=server_key(request) if key is None else key, state=PROCEEDING)
         self._start("100", TRYING_DELAY, now)
 
     def _do_send(self, message: Any, now: float) -> None:
@@ -524,18 +529,21 @@ class NonInviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     def __init__(self, request: Request, *, reliable: bool, timers: TimerConfig,
-                 now: float) -> None:
+                 now: float, key: tuple[str, ...] | None = None) -> None:
+        # `key`: the endpoint looked the request up by it already
         super().__init__(request, reliable=reliable, timers=timers,
-                         key=server_key(request), state=TRYING)
+                         key=server_key(request) if key is None else key, state=TRYING)
 
     def _do_start_J(self, message: Any, now: float) -> None:
         self._start("J", self.timers.timer_j(self.reliable), now)
 
 
 # -- matching (§17.1.3, §17.2.3) ---------------------------------------------------------------
-def client_key(response: Response) -> tuple[str, ...]:
-    """§17.1.3: a response matches the client transaction by top Via branch + CSeq method."""
-    return (response.via_branch or "", response.cseq[1])
+def client_key(response: Response, via: Via | None = None) -> tuple[str, ...]:
+    """§17.1.3: a response matches the client transaction by top Via branch + CSeq method.
+    `via`: the response's top Via when the caller parsed it already."""
+    branch = response.via_branch if via is None else via.params.get("branch")
+    return (branch or "", response.cseq[1])
 
 
 def client_key_of_request(request: Request) -> tuple[str, ...]:
@@ -543,11 +551,15 @@ def client_key_of_request(request: Request) -> tuple[str, ...]:
     return (request.via_branch or "", request.cseq[1])
 
 
-def server_key(request: Request) -> tuple[str, ...]:
-    """§17.2.3: branch + sent-by + method, ACK matching its INVITE; RFC 2543 fallback."""
+def server_key(request: Request, via: Via | None = None) -> tuple[str, ...]:
+    """§17.2.3: branch + sent-by + method, ACK matching its INVITE; RFC 2543 fallback.
+    `via`: the request's top Via when the caller parsed it already."""
     method = "INVITE" if request.method == "ACK" else request.method
-    branch = request.via_branch or ""
-    via = request.top_via
+    if via is None:
+        branch = request.via_branch or ""
+        via = request.top_via
+    else:
+        branch = via.params.get("branch") or ""
     sent_by = f"{via.host}:{via.port or ''}".lower()
     if branch.startswith(MAGIC_COOKIE):
         return (branch, sent_by, method)
