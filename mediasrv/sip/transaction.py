@@ -17,6 +17,10 @@ timers survive in each state, so entering a state cancels the others. ``next_dea
 is the earliest live timer, ``handle_timer(now)`` fires every due timer in order.
 Zero-length timers (D, I, J, K on reliable transports) fire on the same call that starts
 them. Retransmission timers (A, E, G) are only started on unreliable transports (§17.1.1.2).
+Each kind compiles its table once (``_ROWS``): per row the next state, the action functions,
+and the timers to cancel, those live in the row's state and not in the next (every action
+starts only timers live in the state it leads to, so no other timer can be running; a test
+checks the tables for it).
 
 Matching (§17.1.3, §17.2.3) is done with keys: ``client_key(response)`` is (branch, CSeq
 method); ``server_key(request)`` is (branch, sent-by, method) with ACK folded onto INVITE.
@@ -40,7 +44,7 @@ transaction keeps the bytes of its request and parses them again if asked for ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -195,11 +199,28 @@ TIMER_EVENTS = {name: f"timer_{name}" for name in ("A", "B", "D", "E", "F", "G",
                                                    "J", "K", "L", "M", "100")}
 
 
+_Row = tuple[State, tuple[Callable[..., None], ...], tuple[str, ...]]
+
+
+def _compile(table: dict[tuple[State, str], Transition], state_timers: dict[State, frozenset[str]],
+             kind: type[Transaction]) -> dict[tuple[State, str], _Row]:
+    """`table` as `Transaction._ROWS`: the actions as `kind`'s functions, and the timers the
+    move cancels (live in the row's state, not in the next one)."""
+    rows: dict[tuple[State, str], _Row] = {}
+    for (state, event), t in table.items():
+        live, after = state_timers.get(state, _NO_TIMERS), state_timers.get(t.to, _NO_TIMERS)
+        actions = tuple(getattr(kind, method) for method in t.methods)
+        rows[state, event] = (t.to, actions, tuple(sorted(live - after)))
+    return rows
+
+
 class Transaction:
     """Common engine: table lookup, actions, named timers, outbox and notices."""
 
     TABLE: ClassVar[dict[tuple[State, str], Transition]]
     STATE_TIMERS: ClassVar[dict[State, frozenset[str]]]
+    #: TABLE compiled: (state, event) -> (next state, action functions, timers to cancel)
+    _ROWS: ClassVar[dict[tuple[State, str], _Row]]
     KIND: ClassVar[str]
     #: states in which the transaction only waits out a timer (see "Compaction")
     WAITING: ClassVar[frozenset[State]]
@@ -231,6 +252,11 @@ class Transaction:
         self._notices: list[Notice] | None = None
         self._deadlines: dict[str, float] = {}
         self._interval = 0.0  # of the kind's one retransmission timer (A, E or G)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if hasattr(cls, "TABLE"):  # each kind (and subclass) with its own functions
+            cls._ROWS = _compile(cls.TABLE, cls.STATE_TIMERS, cls)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.state.value} {self.key[0]}>"
@@ -303,17 +329,15 @@ class Transaction:
     # -- the table engine ------------------------------------------------------------------
     def _handle(self, event: str, message: Any, now: float) -> bool:
         """Run the transition for `event`; False when the table absorbs it."""
-        transition = self.TABLE.get((self.state, event))
-        if transition is None:
+        row = self._ROWS.get((self.state, event))
+        if row is None:
             return False
-        self.state = transition.to
+        self.state, actions, cancel = row
         deadlines = self._deadlines
-        if deadlines:
-            live = self.STATE_TIMERS.get(self.state, _NO_TIMERS)
-            for name in [n for n in deadlines if n not in live]:
-                del deadlines[name]
-        for method in transition.methods:
-            getattr(self, method)(message, now)
+        for name in cancel:
+            deadlines.pop(name, None)
+        for action in actions:
+            action(self, message, now)
         if self.state is TERMINATED:
             deadlines.clear()
             self._notify(_TERMINATED)

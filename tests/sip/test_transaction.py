@@ -55,6 +55,36 @@ def test_tables_only_use_rfc_states_and_never_leave_terminated(table):
         assert isinstance(transition.to, State)
 
 
+_STATUS = {"1xx": 180, "2xx": 200, "300-699": 486}
+
+
+@pytest.mark.parametrize("kind", [InviteClientTransaction, NonInviteClientTransaction,
+                                  InviteServerTransaction, NonInviteServerTransaction])
+@pytest.mark.parametrize("reliable", [False, True])
+def test_every_row_leaves_only_timers_live_in_its_next_state(kind, reliable):
+    """The compiled rows cancel only the timers live in the row's state and dead in the next
+    one: exact as long as every action starts only timers live in the state it leads to."""
+    method = "INVITE" if kind.KIND in ("ICT", "IST") else "OPTIONS"
+    never = {"A", "E", "G"} if reliable else set()  # no retransmissions on a stream
+    for (state, event), transition in kind.TABLE.items():
+        if event.removeprefix("timer_") in never:
+            continue
+        req = request(method)
+        txn = kind(req, reliable=reliable, timers=TIMERS, now=0.0)
+        txn.state = state
+        txn._deadlines.clear()
+        txn._interval = TIMERS.t1  # as if its retransmission timer had run
+        txn._deadlines.update({name: 100.0 for name in kind.STATE_TIMERS.get(state, ())
+                               if name not in never})
+        message = response(req, _STATUS[event]) if event in _STATUS else \
+            request("ACK") if event == "ACK" else req if event in ("INVITE", "request") else None
+        assert txn._handle(event, message, 1.0), (state, event)
+        # on a stream, zero-length timers may have moved it on already
+        assert txn.state is transition.to or reliable
+        live = kind.STATE_TIMERS.get(txn.state, frozenset())
+        assert set(txn._deadlines) <= live, (kind.KIND, state, event, txn._deadlines)
+
+
 # -- ICT --------------------------------------------------------------------------------------
 def test_ict_timer_a_doubles_and_timer_b_times_out_over_udp():
     txn = InviteClientTransaction(request(), reliable=False, timers=TIMERS, now=0.0)
