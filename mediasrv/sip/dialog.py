@@ -59,7 +59,7 @@ def _contact_uri(message: Request | Response) -> str | None:
     return str(NameAddr.parse(contacts[0]).uri) if contacts else None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per live call leg, held for the call's length
 class Dialog:
     """One dialog (§12). Build with `from_uac`/`from_uas`; mutate through its methods."""
 
