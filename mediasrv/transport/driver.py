@@ -61,7 +61,7 @@ class SipDriver:
 
     def on_data(self, data: bytes, source: Address, transport: str, conn_id: int | None,
                 local: Address) -> None:
-        now = self.now
+        now = self.loop.time()
         guard = self.guard
         if guard is None:
             self.endpoint.receive(data, source, transport, conn_id, local, now)
@@ -177,7 +177,10 @@ class SipDriver:
 
     def _udp_for(self, dest: Address) -> UdpListener:
         v6 = ":" in dest[0]
-        return next((u for u in self.udp if (":" in u.local[0]) == v6), self.udp[0])
+        for udp in self.udp:  # one or two listeners: a loop, not a generator per datagram
+            if (":" in udp.local[0]) == v6:
+                return udp
+        return self.udp[0]
 
     async def _connect_and_send(self, tcp: TcpListener, item: Outgoing) -> None:
         try:
