@@ -213,6 +213,10 @@ cdef class Engine:
     # ------------------------------------------------------------ locking and lookup
 
     cdef inline void _lock(self) noexcept:
+        # Uncontended (the media thread is between rounds) the lock is taken without
+        # releasing and retaking the GIL; only a wait for the media thread lets it go.
+        if pthread_mutex_trylock(&self.c.mu) == 0:
+            return
         with nogil:
             pthread_mutex_lock(&self.c.mu)
 
