@@ -2,12 +2,13 @@
 
 How this works: a started one-thread `MediaPool` gets, per call, the commands the B2BUA sends
 it in `bench/sig_cpu.py`'s authenticated call flow, in that order (counted there by wrapping
-`mediasrv.media.engine._call`): admission, open the caller's stream, DTMF mode, its remote,
-open the callee's stream, DTMF mode, its port for the offer, DTMF held back on both, the
+`mediasrv.media.engine._call`): admission, open the caller's stream (with its DTMF mode), its
+remote, open the callee's stream, its port for the offer, DTMF held back on both, the
 callee's remote, the caller's port for the answer, the bridge; at hang-up, silence to one
-side, then the statistics and close of both. `--live` calls are kept up; calls start at
-`--rate` per second (the pace matters: a closed stream's ports rest before they are reused,
-engine_ports.pyx) and each command's thread CPU time is summed by name.
+side, then the close of both (which returns their final statistics). `--live` calls are
+kept up; calls start at `--rate` per second (the pace matters: a closed stream's ports rest
+before they are reused, engine_ports.pyx) and each command's thread CPU time is summed by
+name.
 
     .venv/bin/python -m bench.stream_churn [--calls 3000] [--live 300] [--rate 600]
         [--ports MIN MAX] [--split]
@@ -41,12 +42,10 @@ class Churn:
     def set_up(self, n: int) -> None:
         p, t, group = self.pool, self.timed, f"call-{n}"
         t("admits", p.admits, time.monotonic())
-        a = t("open_stream", p.open_stream, group=group)
-        t("set_dtmf", p.set_dtmf, a, mode="auto", forward=True)
+        a = t("open_stream", p.open_stream, group=group, dtmf="auto")
         t("set_remote", p.set_remote, a, "127.0.0.1", 6000 + 2 * (n % 1000), codec="PCMU",
           pt=0, event_pt=101)
-        b = t("open_stream", p.open_stream, group=group)
-        t("set_dtmf", p.set_dtmf, b, mode="auto", forward=True)
+        b = t("open_stream", p.open_stream, group=group, dtmf="auto")
         t("local_port", p.local_port, b)
         t("set_dtmf", p.set_dtmf, a, mode="auto", forward=False)
         t("set_dtmf", p.set_dtmf, b, mode="auto", forward=False)
@@ -61,7 +60,6 @@ class Churn:
         a, b = self.up.pop(0)
         t("play_silence", p.play_silence, b)
         for sid in (a, b):
-            t("stats", p.stats, sid)
             t("close_stream", p.close_stream, sid)
 
 

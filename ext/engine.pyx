@@ -45,6 +45,13 @@ _ENG_DTMF_MODES = {"rfc4733": ENG_DTMF_RFC4733, "inband": ENG_DTMF_INBAND,
 _ENG_FEEDS = ("none", "silence", "peer", "conference", "moh", "prompt", "tone")
 
 
+cdef int eng_dtmf_mode(str mode) except -1:
+    try:
+        return _ENG_DTMF_MODES[mode]
+    except KeyError:
+        raise ValueError(f"DTMF mode {mode!r} is not rfc4733, inband or auto") from None
+
+
 cdef uint32_t eng_parse_ipv4(str host) except? 0:
     """An IPv4 literal in network byte order (SDP gives addresses, not names)."""
     cdef uint32_t out = 0
@@ -331,9 +338,11 @@ cdef class Engine:
 
     # ------------------------------------------------------------ streams
 
-    def open_stream(self, uint32_t ssrc, uint16_t seq, uint32_t ts) -> tuple:
-        """A free even port (and port+1 for RTCP), parked or newly bound (engine_ports.pyx);
-        returns (sid, port)."""
+    def open_stream(self, uint32_t ssrc, uint16_t seq, uint32_t ts, str dtmf="auto") -> tuple:
+        """A free even port (and port+1 for RTCP), parked or newly bound (engine_ports.pyx),
+        detecting DTMF in mode `dtmf` (set_dtmf's) and forwarding RFC 4733; returns
+        (sid, port)."""
+        cdef int mode = eng_dtmf_mode(dtmf)
         cdef int slot = eng_unpark(self.c, eng_now_ns() - ENG_PARK_REST_NS)
         if slot < 0:
             slot = self._bind_free()
@@ -341,7 +350,7 @@ cdef class Engine:
             slot = eng_unpark(self.c, INT64_MAX)    # the range is full: a younger pair
         if slot < 0:
             raise OSError("no free RTP port")
-        return self._install(slot, ssrc, seq, ts)
+        return self._install(slot, ssrc, seq, ts, mode)
 
     cdef int _bind_free(self) noexcept:
         """Bind the pair of the next slot neither in use nor parked; its slot, or -1."""
@@ -362,7 +371,7 @@ cdef class Engine:
             return slot
         return -1
 
-    cdef tuple _install(self, int slot, uint32_t ssrc, uint16_t seq, uint32_t ts):
+    cdef tuple _install(self, int slot, uint32_t ssrc, uint16_t seq, uint32_t ts, int mode):
         cdef EngStream* s = &self.c.st[slot]
         cdef int fd = s.fd, fd2 = s.fd_rtcp, parked = s.parked
         sid = self.next_sid
@@ -382,7 +391,7 @@ cdef class Engine:
         s.send_on = s.recv_on = 1
         s.anchor = 1
         s.forward_dtmf = 1
-        s.dtmf_mode = ENG_DTMF_AUTO
+        s.dtmf_mode = mode
         s.inband = self.c.dtmf8         # a copy: dtmf_init's ~300 sin/cos once per engine
         rfc4733_rx_init(&s.rfc_rx, ENG_RFC4733_LONG)
         eng_rx_reset(&s.rx)
@@ -390,16 +399,19 @@ cdef class Engine:
         self._slots[sid] = slot
         return sid, s.port
 
-    def close_stream(self, int64_t sid) -> None:
+    def close_stream(self, int64_t sid) -> dict:
         """End a stream and free its port (its sockets closed, or parked for a next stream:
-        engine_ports.pyx); an active recording is finished."""
+        engine_ports.pyx); an active recording is finished. Returns its final stats(),
+        read under the same lock (no packet is counted between the two)."""
         cdef int slot = self._slot(sid)
         cdef int own = self.c.st[slot].port == self.port_base + 2 * slot   # not moved in
         self._lock()
+        out = eng_stats(&self.c.st[slot])
         if self.c.stopping or not own or not eng_park(self.c, slot, eng_now_ns()):
             eng_close_slot(self.c, slot)
         self._unlock()
         del self._slots[sid]
+        return out
 
     def detach_stream(self, int64_t sid) -> bytes:
         """Take a stream out of this engine with its sockets open, for `attach_stream` on
@@ -670,10 +682,9 @@ cdef class Engine:
 
     def set_dtmf(self, int64_t sid, str mode, bint forward) -> None:
         cdef EngStream* s = &self.c.st[self._slot(sid)]
-        if mode not in _ENG_DTMF_MODES:
-            raise ValueError(f"DTMF mode {mode!r} is not rfc4733, inband or auto")
+        cdef int m = eng_dtmf_mode(mode)
         self._lock()
-        s.dtmf_mode = _ENG_DTMF_MODES[mode]
+        s.dtmf_mode = m
         s.forward_dtmf = forward
         self._unlock()
 
@@ -773,14 +784,19 @@ cdef class Engine:
     def stats(self, int64_t sid) -> dict:
         cdef EngStream* s = &self.c.st[self._slot(sid)]
         self._lock()
-        out = {
-            "packets_in": s.pkts_in, "bytes_in": s.bytes_in,
-            "packets_out": s.pkts_out, "bytes_out": s.bytes_out,
-            "dropped": s.dropped, "malformed": s.malformed, "send_errors": s.send_errors,
-            "lost": eng_rx_lost(&s.rx), "late": s.rx.late,
-            "jitter": (s.rx.jitter_q4 + 8) >> 4,
-            "rtcp_out": s.rtcp_out, "rtcp_in": s.rtcp_in,
-            "srtp_auth_fail": s.crypto.auth_fail, "srtp_replay": s.crypto.replay,
-        }
+        out = eng_stats(s)
         self._unlock()
         return out
+
+
+cdef dict eng_stats(EngStream* s):
+    """The stream's counters (the caller holds the lock)."""
+    return {
+        "packets_in": s.pkts_in, "bytes_in": s.bytes_in,
+        "packets_out": s.pkts_out, "bytes_out": s.bytes_out,
+        "dropped": s.dropped, "malformed": s.malformed, "send_errors": s.send_errors,
+        "lost": eng_rx_lost(&s.rx), "late": s.rx.late,
+        "jitter": (s.rx.jitter_q4 + 8) >> 4,
+        "rtcp_out": s.rtcp_out, "rtcp_in": s.rtcp_in,
+        "srtp_auth_fail": s.crypto.auth_fail, "srtp_replay": s.crypto.replay,
+    }

@@ -56,7 +56,7 @@ from mediasrv.call.failover import (
 )
 from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.leg import Fork, LegState, SipLeg
-from mediasrv.call.legs import ALLOW, Legs, SipPort
+from mediasrv.call.legs import ALLOW, Legs, SipPort, dtmf_mode
 from mediasrv.call.proxy_mode import Drain, via_proxy
 from mediasrv.call.refer import ReferRequests
 from mediasrv.call.registrar import Registrar
@@ -237,7 +237,7 @@ class B2BUA:
              failover: bool = True, replaces: str = "") -> SipLeg:
         """A new outbound leg towards extension `number` (see CallControl.dial)."""
         ext = self.config.extensions.get(number)
-        stream = self.engine.open_stream(group=caller.call_id)
+        stream = self.engine.open_stream(group=caller.call_id, dtmf=dtmf_mode(ext))
         leg = SipLeg(caller.call, False, stream, number, ext, ("", 0, "udp"),
                      purpose=purpose, session_id=self.legs.next_sdp_id(),
                      hops=0 if failover else MAX_HOPS,  # no hop left: no forward

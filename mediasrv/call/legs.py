@@ -128,14 +128,12 @@ class Legs:
     # ------------------------------------------------------------------ adding legs
 
     def add(self, leg: SipLeg) -> None:
-        """A new leg (its stream is open): indexed, in its call, DTMF detection on."""
+        """A new leg (its stream is open, detecting DTMF: `dtmf_mode`): indexed, in its call."""
         self._legs.add(leg)
         self._live_by_call[leg.call_id] += 1
         self._by_stream[leg.stream] = leg
         if leg.inbound and leg.invite_txn is not None:
             self._by_server_txn[leg.invite_txn] = leg
-        mode = leg.extension.dtmf if leg.extension else "auto"
-        self.engine.set_dtmf(leg.stream, mode=mode, forward=True)
 
     def open_inbound(self, txn: ServerTransaction, request: Request, offer: SessionDescription,
                      ext: Extension | None, call: Call | None = None) -> SipLeg | None:
@@ -144,7 +142,8 @@ class Legs:
         try:
             media = negotiate(offer, codecs.allowed(self.config, ext), secure=True)
             srtp = srtp_policy.on_offer(offer, media, srtp_policy.policy_of(ext))
-            stream = self.engine.open_stream(group=call.id if call else request.call_id)
+            stream = self.engine.open_stream(group=call.id if call else request.call_id,
+                                             dtmf=dtmf_mode(ext))
         except SdpNegotiationError as exc:
             self.respond(txn, make_response(request, 488, reason_488(exc)))
             return None
@@ -245,8 +244,7 @@ class Legs:
         _unlink_ended(leg)
         rtp: dict[str, int] = {}
         try:
-            rtp = self.engine.stats(leg.stream)     # the final counters, read before closing
-            self.engine.close_stream(leg.stream)
+            rtp = self.engine.close_stream(leg.stream)     # returns the final counters
         except MediaError:
             pass
         self.log(leg).debug("leg %s (%s) ended", leg.id, leg.number)
@@ -357,6 +355,11 @@ class Legs:
             self._ended.move_to_end(dialog_id)
         while len(self._ended) > ENDED_MAX:
             self._ended.popitem(last=False)
+
+
+def dtmf_mode(ext: Extension | None) -> str:
+    """How the engine detects the DTMF of a leg to extension `ext` (its `dtmf` setting)."""
+    return ext.dtmf if ext else "auto"
 
 
 def reason_488(exc: SdpNegotiationError) -> str:

@@ -170,12 +170,13 @@ class MediaEngine:
 
     # ---------------------------------------------------------------- streams
 
-    def open_stream(self, group: str | None = None) -> int:
-        """Bind a free even RTP port (+1 for RTCP); returns the stream id. `group` (the
-        call) matters only to a `MediaPool` of several engines."""
+    def open_stream(self, group: str | None = None, *, dtmf: str = "auto") -> int:
+        """Bind a free even RTP port (+1 for RTCP); returns the stream id. It detects DTMF
+        in mode `dtmf` and forwards RFC 4733 (as `set_dtmf(sid, mode=dtmf)`, in the same
+        command). `group` (the call) matters only to a `MediaPool` of several engines."""
         bits = int.from_bytes(os.urandom(10))  # one read for the three random starts
         ssrc, seq, ts = bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFF, bits >> 48
-        sid, _port = _call(self._core.open_stream, ssrc, seq, ts)
+        sid, _port = _call(self._core.open_stream, ssrc, seq, ts, dtmf)
         return int(sid)
 
     def local_port(self, sid: int) -> int:
@@ -214,9 +215,11 @@ class MediaEngine:
         """Hold styles: send=False stops our RTP, recv=False ignores theirs (no timeout)."""
         _call(self._core.set_direction, sid, send, recv)
 
-    def close_stream(self, sid: int) -> None:
-        """Close the stream and free its ports; a running recording is finished."""
-        _call(self._core.close_stream, sid)
+    def close_stream(self, sid: int) -> dict[str, int]:
+        """Close the stream and free its ports; a running recording is finished. Returns
+        its final `stats()`."""
+        out: dict[str, int] = _call(self._core.close_stream, sid)
+        return out
 
     def admits(self, now: float) -> bool:
         """A single engine takes every call (admission control is `MediaPool`'s)."""

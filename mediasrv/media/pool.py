@@ -140,12 +140,13 @@ class MediaPool:
 
     # ---------------------------------------------------------------- streams
 
-    def open_stream(self, group: str | None = None) -> int:
-        """A stream on the engine of `group` (the first of a group: the least loaded one)."""
+    def open_stream(self, group: str | None = None, *, dtmf: str = "auto") -> int:
+        """A stream on the engine of `group` (the first of a group: the least loaded one),
+        detecting DTMF in mode `dtmf` (see `MediaEngine.open_stream`)."""
         k = self._group_engine.get(group) if group is not None else None
         if k is None:
             k = self._lightest([eng.open_stream_count() for eng in self.engines])
-        local = self.engines[k].open_stream()
+        local = self.engines[k].open_stream(dtmf=dtmf)
         sid, self._next_sid = self._next_sid, self._next_sid + 1
         self._bind(sid, k, local)
         if group is not None:
@@ -169,9 +170,10 @@ class MediaPool:
         """Which media thread (engine index) carries the stream."""
         return self._at(sid) and self._where[sid][0]
 
-    def close_stream(self, sid: int) -> None:
+    def close_stream(self, sid: int) -> dict[str, int]:
+        """Close the stream; returns its final stats (see `MediaEngine.close_stream`)."""
         eng, local = self._at(sid)
-        eng.close_stream(local)
+        out = eng.close_stream(local)
         k, _ = self._where.pop(sid)
         for old_k, old_local in [(k, local), *self._aliases.pop(sid, [])]:
             self._pool_sid[old_k].pop(old_local, None)
@@ -184,6 +186,7 @@ class MediaPool:
             if self._group_size[group] <= 0:
                 del self._group_size[group]
                 self._group_engine.pop(group, None)
+        return out
 
     def open_stream_count(self) -> int:
         return sum(eng.open_stream_count() for eng in self.engines)

@@ -121,7 +121,7 @@ class FakeEngine:
     def admits(self, now: float) -> bool:
         return self.admitting
 
-    def open_stream(self, group: str | None = None) -> int:
+    def open_stream(self, group: str | None = None, *, dtmf: str = "auto") -> int:
         if self.ports_left is not None:
             if self.ports_left <= 0:
                 raise MediaError("no free RTP port")
@@ -130,6 +130,7 @@ class FakeEngine:
         self.streams.add(sid)
         self.groups[sid] = group
         self.direction[sid] = (True, True)
+        self.log.append(("dtmf", sid, dtmf, True))
         return sid
 
     def local_port(self, sid: int) -> int:
@@ -146,8 +147,9 @@ class FakeEngine:
     def set_direction(self, sid: int, *, send: bool, recv: bool) -> None:
         self.direction[sid] = (send, recv)
 
-    def close_stream(self, sid: int) -> None:
+    def close_stream(self, sid: int) -> dict[str, int]:
         self.streams.discard(sid)
+        return self.stats(sid)
 
     def open_stream_count(self) -> int:
         return len(self.streams)

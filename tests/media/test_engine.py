@@ -187,6 +187,37 @@ async def test_malformed_packets_counted_and_dropped(engines, peers) -> None:
         eng.close_stream(sid)
 
 
+async def test_close_stream_returns_the_final_counters(engines, peers) -> None:
+    eng = engines().engine
+    pa, pb = peers(2)
+    a, b = wire(eng, pa), wire(eng, pb)
+    eng.connect(a, b)
+    for i in range(3):
+        pa.send(eng.local_port(a), bytes([i]) * 160)
+    assert all(pb.recv() is not None for _ in range(3))
+    pa.send_raw(eng.local_port(a), b"short")
+    await asyncio.sleep(0.05)
+    before = eng.stats(a)
+    assert before["packets_in"] == 3 and before["malformed"] == 1
+    assert eng.close_stream(a) == before
+    assert eng.close_stream(b)["packets_out"] == 3
+    with pytest.raises(MediaError):
+        eng.close_stream(a)
+
+
+async def test_random_starts_differ_per_stream(engines, peers) -> None:
+    eng = engines().engine
+    peer_list = peers(3)
+    sids = [wire(eng, p) for p in peer_list]
+    for sid in sids:
+        eng.play_silence(sid)
+    got = [p.recv() for p in peer_list]
+    assert all(g is not None for g in got)
+    assert len({g.ssrc for g in got}) == 3 and len({(g.seq, g.ts) for g in got}) == 3
+    for sid in sids:
+        eng.close_stream(sid)
+
+
 async def test_rtp_timeout_event(engines, peers) -> None:
     eut = engines(rtp_timeout=0.3)
     eng = eut.engine
@@ -329,6 +360,32 @@ async def test_inband_dtmf_detected(engines, peers) -> None:
     assert [(e.stream, e.digit, e.source) for e in evs] == [(a, "7", "inband"), (a, "#", "inband")]
     assert abs(evs[0].duration_ms - 100) <= 15 and abs(evs[1].duration_ms - 60) <= 15
     eng.close_stream(a)
+
+
+async def test_dtmf_mode_given_at_open(engines, peers) -> None:
+    """open_stream(dtmf=mode) is open_stream() then set_dtmf(mode=mode), in one command."""
+    eut = engines()
+    eng = eut.engine
+    (pa,) = peers(1)
+    with pytest.raises(MediaError, match="DTMF mode"):
+        eng.open_stream(dtmf="both")
+    assert eng.open_stream_count() == 0
+    a = eng.open_stream(dtmf="rfc4733")                   # in-band tones are not digits
+    eng.set_remote(a, "127.0.0.1", pa.port, codec="PCMU", pt=0, event_pt=101)
+    payload = _media.ulaw_encode(np.concatenate([dtmf_pcm("7", 100), np.zeros(800, np.int16)]))
+    for k in range(0, len(payload), 160):
+        pa.send(eng.local_port(a), payload[k:k + 160])
+    send_event(pa, eng.local_port(a), 1, 60)
+    (ev,) = await eut.wait_for(DtmfReceived)
+    assert (ev.digit, ev.source) == ("1", "rfc4733")
+    eng.close_stream(a)
+    b = eng.open_stream(dtmf="inband")
+    eng.set_remote(b, "127.0.0.1", pa.port, codec="PCMU", pt=0, event_pt=101)
+    for k in range(0, len(payload), 160):
+        pa.send(eng.local_port(b), payload[k:k + 160])
+    evs = await eut.wait_for(DtmfReceived, count=2)
+    assert (evs[1].stream, evs[1].digit, evs[1].source) == (b, "7", "inband")
+    eng.close_stream(b)
 
 
 def heard(packets: list, codec: str = "PCMU") -> np.ndarray:

@@ -161,10 +161,13 @@ async def test_join_across_threads_moves_a_stream_without_a_gap(pool: MediaPool)
             f"bob's audio stopped for {gap * 1000:.0f} ms at the move ({control * 1000:.0f} " \
             "ms without one)"
         assert pool.stats(sids["bob"])["packets_in"] > 40        # counters moved with it
+        assert pool.local_port(sids["bob"]) == talk.to["bob"]    # and its port
     finally:
         talk.close()
-        for sid in sids.values():
-            pool.close_stream(sid)
+        final = {name: pool.close_stream(sid) for name, sid in sids.items()}
+    assert final["bob"]["packets_in"] > 40                       # the final counters
+    with pytest.raises(MediaError):
+        pool.local_port(sids["bob"])
 
 
 async def test_admission_refuses_calls_once_every_thread_is_busy(
