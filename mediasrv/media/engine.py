@@ -44,6 +44,7 @@ _DIGITS = "0123456789*#ABCD"
 _SOURCES = ("rfc4733", "inband")
 _ERRORS = (LookupError, ValueError, OSError, RuntimeError, OverflowError, MemoryError)
 _EV_FIRST_PACKET, _EV_TIMEOUT, _EV_PLAY_FINISHED, _EV_DTMF, _EV_DTLS = 1, 2, 3, 4, 5
+_RANDOM_BATCH = 64    # streams' random RTP starts drawn per os.urandom read (a system call)
 DtlsSink = Callable[[int, bool, bytes, str, int], None]   # (stream, rtcp, datagram, host, port)
 
 
@@ -101,6 +102,8 @@ class MediaEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_event: Callable[[MediaEvent], None] | None = None
         self._recs: dict[int, _Recording] = {}
+        self._ports: dict[int, int] = {}        # stream -> RTP port, known from its opening
+        self._random: list[int] = []            # 80 random bits for each of the next streams
         self._rec_lock = threading.Lock()
         self._writer_stop = threading.Event()
         self._writer: threading.Thread | None = None
@@ -127,6 +130,7 @@ class MediaEngine:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._core.event_fd())
         self._core.stop()
+        self._ports.clear()
         self._writer_stop.set()
         if self._writer is not None:
             self._writer.join()
@@ -174,14 +178,22 @@ class MediaEngine:
         """Bind a free even RTP port (+1 for RTCP); returns the stream id. It detects DTMF
         in mode `dtmf` and forwards RFC 4733 (as `set_dtmf(sid, mode=dtmf)`, in the same
         command). `group` (the call) matters only to a `MediaPool` of several engines."""
-        bits = int.from_bytes(os.urandom(10))  # one read for the three random starts
-        ssrc, seq, ts = bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFF, bits >> 48
-        sid, _port = _call(self._core.open_stream, ssrc, seq, ts, dtmf)
-        return int(sid)
+        if not self._random:
+            raw = os.urandom(10 * _RANDOM_BATCH)
+            self._random = [int.from_bytes(raw[i:i + 10]) for i in range(0, len(raw), 10)]
+        bits = self._random.pop()     # SSRC and the first sequence number and timestamp
+        sid, port = _call(self._core.open_stream, bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFF,
+                          bits >> 48, dtmf)
+        self._ports[sid] = port
+        return sid
 
     def local_port(self, sid: int) -> int:
-        """The stream's RTP port (RTCP is this + 1)."""
-        return int(_call(self._core.local_port, sid))
+        """The stream's RTP port (RTCP is this + 1); kept since its opening, it never
+        changes (a stream moved to another engine keeps its port)."""
+        try:
+            return self._ports[sid]
+        except KeyError:
+            raise MediaError(f"no stream {sid}") from None
 
     def set_remote(self, sid: int, host: str, port: int, *, codec: str, pt: int,
                    event_pt: int | None) -> None:
@@ -219,6 +231,7 @@ class MediaEngine:
         """Close the stream and free its ports; a running recording is finished. Returns
         its final `stats()`."""
         out: dict[str, int] = _call(self._core.close_stream, sid)
+        del self._ports[sid]
         return out
 
     def admits(self, now: float) -> bool:
@@ -227,11 +240,15 @@ class MediaEngine:
 
     def detach_stream(self, sid: int) -> bytes:
         """Take the stream out of this engine, sockets open, for `attach_stream` (pool.py)."""
-        return bytes(_call(self._core.detach_stream, sid))
+        blob = bytes(_call(self._core.detach_stream, sid))
+        del self._ports[sid]
+        return blob
 
     def attach_stream(self, state: bytes) -> int:
         """Install a stream detached from another engine; returns its id here."""
-        return int(_call(self._core.attach_stream, state))
+        sid = int(_call(self._core.attach_stream, state))
+        self._ports[sid] = int(self._core.local_port(sid))
+        return sid
 
     def open_stream_count(self) -> int:
         return int(self._core.open_stream_count())
@@ -246,7 +263,8 @@ class MediaEngine:
         """packets/bytes in/out, dropped, malformed, send_errors, lost, late, jitter (in
         timestamp units, RFC 3550 A.8), RTCP packets sent and received (rtcp_out, rtcp_in),
         SRTP packets refused (srtp_auth_fail, srtp_replay)."""
-        return {k: int(v) for k, v in _call(self._core.stats, sid).items()}
+        out: dict[str, int] = _call(self._core.stats, sid)
+        return out
 
     # ---------------------------------------------------------------- feeds
 

@@ -145,7 +145,7 @@ class MediaPool:
         detecting DTMF in mode `dtmf` (see `MediaEngine.open_stream`)."""
         k = self._group_engine.get(group) if group is not None else None
         if k is None:
-            k = self._lightest([eng.open_stream_count() for eng in self.engines])
+            k = self._lightest(self._stream_counts())
         local = self.engines[k].open_stream(dtmf=dtmf)
         sid, self._next_sid = self._next_sid, self._next_sid + 1
         self._bind(sid, k, local)
@@ -331,11 +331,11 @@ class MediaPool:
         window runs."""
         if self.max_busy <= 0:
             return True
-        busy = [eng.load()["busy_seconds"] for eng in self.engines]
-        streams = [eng.open_stream_count() for eng in self.engines]
+        streams = self._stream_counts()
         if self._busy_at is None:
-            self._busy_at = (now, busy, streams)
+            self._busy_at = (now, self._busy_seconds(), streams)
         elif now - self._busy_at[0] >= ADMIT_WINDOW:
+            busy = self._busy_seconds()   # read once a window: load() is a locked command
             then, before, streams_then = self._busy_at
             self._busy_share = [(b - a) / (now - then) for a, b in zip(before, busy,
                                                                       strict=True)]
@@ -355,9 +355,17 @@ class MediaPool:
         per_stream = sum(self._busy_share) / max(sum(self._busy_streams), ADMIT_MIN_STREAMS)
         return max(0.0, self._busy_share[k] + per_stream * (streams - self._busy_streams[k]))
 
+    def _busy_seconds(self) -> list[float]:
+        return [eng.load()["busy_seconds"] for eng in self.engines]
+
+    def _stream_counts(self) -> list[int]:
+        return [eng.open_stream_count() for eng in self.engines]
+
     def _lightest(self, streams: list[int]) -> int:
         """The thread a new call goes to: the least busy with the call's two streams added,
         as last measured (`admits`); among equals (nothing measured) the fewest streams."""
+        if len(streams) == 1:
+            return 0
         return min(range(self.threads),
                    key=lambda i: (self.projected_busy(i, streams[i] + 2), streams[i]))
 

@@ -20,6 +20,8 @@ import functools
 import re
 import struct
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -49,19 +51,30 @@ def thread_streams(h: Harness) -> list[int]:
 class SimulatedLoad:
     """Each media thread's busy-time account as if every open stream cost `per_stream` of a
     core: the engines still forward the test's calls, only the busy share admission control
-    reads is made deterministic (a real share depends on this shared machine's load)."""
+    reads is made deterministic (a real share depends on this shared machine's load). The
+    account is brought up to date before each change of a thread's streams, as a real busy
+    time grows continuously (admission control reads it only once a window)."""
 
     def __init__(self, pool: MediaPool, per_stream: float) -> None:
         self.busy = [0.0] * pool.threads
         self.last = [time.monotonic()] * pool.threads
         for k, eng in enumerate(pool.engines):
             eng.load = functools.partial(self.account, k, eng, per_stream)  # type: ignore
+            for name in ("open_stream", "close_stream", "detach_stream", "attach_stream"):
+                setattr(eng, name, accounted(getattr(eng, name), eng.load))
 
     def account(self, k: int, eng: MediaEngine, per_stream: float) -> dict[str, float]:
         now = time.monotonic()
         self.busy[k] += (now - self.last[k]) * per_stream * eng.open_stream_count()
         self.last[k] = now
         return {"busy_seconds": self.busy[k], "rounds_behind": 0.0}
+
+
+def accounted(command: Callable[..., Any], account: Callable[[], object]) -> Callable[..., Any]:
+    def run(*args: Any, **kw: Any) -> Any:
+        account()
+        return command(*args, **kw)
+    return run
 
 
 def leg_of(h: Harness, number: str) -> SipLeg:
