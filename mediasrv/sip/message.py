@@ -132,6 +132,13 @@ class Headers:
         self._items: list[tuple[str, str, str]] = [_line(n, v) for n, v in items]
         self._memo: dict[str, object] = {}
 
+    @classmethod
+    def _of(cls, items: list[tuple[str, str, str]]) -> Headers:
+        """Headers holding `items` (key, canonical name, value) as they are: the parser's."""
+        headers = cls.__new__(cls)
+        headers._items, headers._memo = items, {}
+        return headers
+
     def get(self, name: str) -> str | None:
         """The first value for `name`, or None; for a list header (e.g. Via, Contact) the
         first element of its first line."""
@@ -232,11 +239,20 @@ class Headers:
         return f"Headers({self.items()!r})"
 
 
-@memoise_by_text
 def _split_list(value: str) -> tuple[str, ...]:
     """Elements of a comma-separated header value; an unbalanced quote leaves it whole, so
-    the error surfaces where the element is parsed, not in a lookup. Memoised: a message's
-    Via and Contact values are looked up many times while it is handled."""
+    the error surfaces where the element is parsed, not in a lookup."""
+    if "," not in value and '"' not in value:
+        # one element (most Via and Contact values): cheaper than a look-up in the memo
+        element = value.strip()
+        return (element,) if element else ()
+    return _split_list_memo(value)
+
+
+@memoise_by_text
+def _split_list_memo(value: str) -> tuple[str, ...]:
+    """`_split_list` of a value with commas or quotes. Memoised: a message's Via and
+    Contact values are looked up many times while it is handled."""
     try:
         parts = split_outside(value, ",")
     except SipParseError:
@@ -522,17 +538,69 @@ def _apply_content_length(msg: Request | Response, body: bytes) -> None:
     msg.body = body[:length]  # §18.3: extra datagram bytes are discarded
 
 
+def _plain_head(data: bytes) -> tuple[list[str], bytes] | None:
+    """The head's lines and the body of a message in the usual shape: CRLF line ends only,
+    no folded line, no bare CR or LF and no NUL in the head; None for any other (the general
+    path then parses it and names what is wrong). Each check scans the head once in C; the
+    counts also rule out a bare-LF blank line before the first CRLF CRLF (`_head_end`)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    try:
+        head = data[:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = head.split("\r\n")
+    breaks = len(lines) - 1
+    if head.count("\n") != breaks or head.count("\r") != breaks or "\x00" in head:
+        return None
+    return lines, data[end + 4 :]
+
+
+def _plain_header_lines(lines: list[str]) -> Headers | None:
+    """`_parse_header_lines` for the lines of `_plain_head`, or None when one of them is not
+    a plain `name: value` line (a folded line starts with a space, so its name is no token)."""
+    if len(lines) > MAX_HEADER_LINES:
+        return None
+    items = []
+    for line in lines:
+        colon = line.find(":")
+        if colon < 0:
+            return None
+        raw = line[:colon]
+        names = _HEADER_NAMES.get(raw)
+        if names is None:
+            name = raw.rstrip(" \t")
+            if not is_token(name):
+                return None
+            names = _names(name)
+            if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+                _HEADER_NAMES[raw] = names
+        items.append((names[0], names[1], line[colon + 1 :].strip(" \t")))
+    return Headers._of(items)
+
+
 def parse_message(data: bytes) -> Request | Response:
     """Parse one complete SIP message (a datagram, or a framed stream message).
 
     Raises `SipParseError`; see the module docstring for `.status` and `.partial`.
+    Messages in the usual shape take a fast path to the same result (`_plain_head`).
     """
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("message too large", status=413)
-    head, body = _split_head(data.lstrip(b"\r\n"))
-    lines, clean = _split_lines(head)
-    msg = _parse_start_line(lines[0])
-    msg.headers, error = _parse_header_lines(lines[1:], clean)
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")
+    plain = _plain_head(data)
+    headers = _plain_header_lines(plain[0][1:]) if plain is not None else None
+    if plain is not None and headers is not None:
+        lines, body = plain
+        msg = _parse_start_line(lines[0])
+        msg.headers, error = headers, None
+    else:
+        head, body = _split_head(data)
+        lines, clean = _split_lines(head)
+        msg = _parse_start_line(lines[0])
+        msg.headers, error = _parse_header_lines(lines[1:], clean)
     try:
         if isinstance(msg, Request):
             _check_request_uri(msg.uri)

@@ -46,7 +46,13 @@ _PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
 # A parameter value: `%` is in the class, so an escape `%XX` needs no alternative of its own;
 # one character class is matched 4x faster than a group repeated per character (a Via's
 # branch, a From's tag: every message has new ones to check).
-_PARAM_VALUE_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$`%]*")
+_PARAM_CHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$`%]"
+_PARAM_VALUE_RE = re.compile(_PARAM_CHAR + "*")
+# Parameters `;name[=value]` with nothing to strip or unquote: each name a token, each value
+# (non-empty) of `_PARAM_VALUE_RE`'s class.
+_PLAIN_PARAMS_RE = re.compile(
+    r"(?:;" + TOKEN_RE.pattern + r"(?:=" + _PARAM_CHAR + r"+)?)*"
+)
 _VIA_PROTO_RE = re.compile(
     r"\s*SIP\s*/\s*2\.0\s*/\s*(" + TOKEN_RE.pattern + r")\s+(.*)", re.IGNORECASE | re.DOTALL
 )
@@ -139,6 +145,13 @@ def quote(text: str) -> str:
 def parse_params(text: str) -> Params:
     """Parse `;name[=value]` pairs (the text starts at, or before, the first `;`)."""
     params: Params = {}
+    if _PLAIN_PARAMS_RE.fullmatch(text) is not None:
+        # No space, quote or empty value (`;branch=z9hG4bK..;rport`): one regex match
+        # checks every name and value, which the loop below checks one at a time.
+        for part in text[1:].split(";") if text else ():
+            name, eq, value = part.partition("=")
+            params[name.lower()] = value if eq else None
+        return params
     text = text.strip()
     if not text:
         return params
