@@ -73,6 +73,7 @@ _SINGLE_KEYS = tuple(n.lower() for n in _SINGLE_HEADERS)
 _COPIED = ("Via", "Record-Route", "From", "To", "Call-ID", "CSeq")
 _COPIED_NO_RR = tuple(n for n in _COPIED if n != "Record-Route")
 _T = TypeVar("_T")
+_UNSET = object()  # a memo's "not computed yet" (None is a value there)
 
 REASON_PHRASES: dict[int, str] = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -119,7 +120,7 @@ class Headers:
     Each stored line keeps one header field line's value; names are stored in canonical
     form (compact forms expanded), so iteration reproduces the message's order.
 
-    Lookups are memoised until the next change: `get` results by header key, and values
+    Lookups are memoised until the next change: `get` results by header name, and values
     derived from them (`derived`, e.g. a message's To tag or CSeq) by a name starting with
     "#". A message is read many times while it is handled and changed rarely; every method
     that changes a line empties the memo.
@@ -142,27 +143,29 @@ class Headers:
     def get(self, name: str) -> str | None:
         """The first value for `name`, or None; for a list header (e.g. Via, Contact) the
         first element of its first line."""
-        key = _key(name)
         memo = self._memo
-        if key in memo:
-            return memo[key]  # type: ignore[return-value]
+        # memoised by the name as asked (the callers' few spellings), so that a hit costs
+        # no canonical-name look-up
+        value = memo.get(name, _UNSET)
+        if value is not _UNSET:
+            return value  # type: ignore[return-value]
+        key = _key(name)
         value = None
         for item in self._items:  # indexing, not unpacking: compiled, one reference not three
             if item[0] == key:
                 v = item[2]
                 value = (_split_list(v) or (v,))[0] if key in LIST_HEADERS else v
                 break
-        memo[key] = value
+        memo[name] = value
         return value
 
     def derived(self, name: str, compute: Callable[[Headers], _T]) -> _T:
         """`compute(self)`, memoised under `name` (which starts with "#") until the next
         change; an exception is not memoised."""
-        memo = self._memo
-        if name in memo:
-            return memo[name]  # type: ignore[return-value]
-        value = memo[name] = compute(self)
-        return value
+        value = self._memo.get(name, _UNSET)
+        if value is _UNSET:
+            value = self._memo[name] = compute(self)
+        return value  # type: ignore[return-value]
 
     def get_all(self, name: str) -> list[str]:
         """All values for `name` in order; list headers are split on their commas."""
@@ -436,7 +439,7 @@ def _split_head(data: bytes) -> tuple[str, bytes]:
         raise SipParseError("header not UTF-8") from None
 
 
-def _parse_start_line(line: str) -> Request | Response:
+def _parse_start_line(line: str, headers: Headers) -> Request | Response:
     if line.startswith("SIP/"):
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
@@ -444,14 +447,14 @@ def _parse_start_line(line: str) -> Request | Response:
             raise SipParseError(f"unsupported version {version[:20]!r}", status=505)
         if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
             raise SipParseError(f"bad status code {code[:10]!r}")
-        return Response(int(code), reason.strip())
+        return Response(int(code), reason.strip(), headers)
     parts = line.split(" ")
     if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
         raise SipParseError("bad request line")
     if parts[2] != SIP_VERSION:
         status = 505 if parts[2].upper().startswith("SIP/") else 400
         raise SipParseError(f"unsupported version {parts[2][:20]!r}", status=status)
-    return Request(parts[0], parts[1])
+    return Request(parts[0], parts[1], headers)
 
 
 def _parse_header_lines(
@@ -524,8 +527,13 @@ def _check_mandatory(msg: Request | Response) -> None:
 
 
 def _apply_content_length(msg: Request | Response, body: bytes) -> None:
-    value = msg.headers.get("Content-Length")
-    if msg.headers.count("Content-Length") > 1:
+    value, count = None, 0
+    for item in msg.headers._items:  # one pass for `get` and `count`
+        if item[0] == "content-length":
+            count += 1
+            if value is None:
+                value = item[2]
+    if count > 1:
         raise SipParseError("repeated Content-Length")
     if value is None:
         msg.body = body
@@ -594,12 +602,11 @@ def parse_message(data: bytes) -> Request | Response:
     headers = _plain_header_lines(plain[0][1:]) if plain is not None else None
     if plain is not None and headers is not None:
         lines, body = plain
-        msg = _parse_start_line(lines[0])
-        msg.headers, error = headers, None
+        msg, error = _parse_start_line(lines[0], headers), None
     else:
         head, body = _split_head(data)
         lines, clean = _split_lines(head)
-        msg = _parse_start_line(lines[0])
+        msg = _parse_start_line(lines[0], Headers())
         msg.headers, error = _parse_header_lines(lines[1:], clean)
     try:
         if isinstance(msg, Request):
