@@ -133,13 +133,6 @@ class Headers:
         self._items: list[tuple[str, str, str]] = [_line(n, v) for n, v in items]
         self._memo: dict[str, object] = {}
 
-    @classmethod
-    def _of(cls, items: list[tuple[str, str, str]]) -> Headers:
-        """Headers holding `items` (key, canonical name, value) as they are: the parser's."""
-        headers = cls.__new__(cls)
-        headers._items, headers._memo = items, {}
-        return headers
-
     def get(self, name: str) -> str | None:
         """The first value for `name`, or None; for a list header (e.g. Via, Contact) the
         first element of its first line."""
@@ -291,10 +284,19 @@ class _MessageBase:
     def to_bytes(self) -> bytes:
         """Serialise, first setting Content-Length to the body's length (§20.14)."""
         length, headers = str(len(self.body)), self.headers
-        if headers.get("Content-Length") != length or headers.count("Content-Length") != 1:
-            headers.set("Content-Length", length)
         lines = [self._start_line()]
-        lines += [f"{n}: {v}" for _k, n, v in headers._items]
+        count, right = 0, False
+        for item in headers._items:  # the lines written and Content-Length checked, one pass
+            if item[0] == "content-length":
+                count += 1
+                right = item[2] == length
+            lines.append(f"{item[1]}: {item[2]}")
+        if count == 0:  # a new message: what `set` would do, appended to the lines as well
+            headers.add("Content-Length", length)
+            lines.append(f"Content-Length: {length}")
+        elif count != 1 or not right:
+            headers.set("Content-Length", length)
+            return self.to_bytes()
         lines += ("", "")  # the head's final CRLF and the empty line (§7), in the one join
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
@@ -585,7 +587,9 @@ def _plain_header_lines(lines: list[str]) -> Headers | None:
             if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
                 _HEADER_NAMES[raw] = names
         items.append((names[0], names[1], line[colon + 1 :].strip(" \t")))
-    return Headers._of(items)
+    headers = Headers()
+    headers._items = items
+    return headers
 
 
 def parse_message(data: bytes) -> Request | Response:
@@ -650,9 +654,10 @@ def make_response(
     dialog (§12.1.1). Extra `headers` are appended in order. Works on the `.partial`
     request of a `SipParseError`, whose To may be malformed (it is then copied unchanged).
     """
-    out = Headers()
     copied = _COPIED if 101 <= status <= 299 else _COPIED_NO_RR
     lines = request.headers._items
+    # a pass per name: measured cheaper than one pass sorting the lines into lists per name
+    out = Headers()
     out._items = [line for name in copied for line in lines if line[1] == name]
     to = out.get("To")
     if to_tag is not None and to is not None and _tag_or_unparsable(to) is None:
@@ -665,7 +670,7 @@ def make_response(
 def _tag_or_unparsable(value: str) -> str | None:
     """The tag of a To value; a To that does not parse is left alone (answering a 400)."""
     try:
-        return NameAddr.parse(value).tag
+        return tag_of(value)
     except SipParseError:
         return "unparsable"
 
