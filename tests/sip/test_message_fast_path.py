@@ -1,4 +1,4 @@
-"""The parser's fast paths give what the general paths give.
+"""The fast paths of parsing and serialising give what the general paths give.
 
 `parse_message` takes a fast path for messages in the usual shape (`_plain_head`,
 `_plain_header_lines`) and `parse_params` one for parameters with nothing to strip or unquote
@@ -95,3 +95,25 @@ def test_plain_parameters_parse_as_on_the_general_path(monkeypatch, text):
         m.setattr(uri, "_PLAIN_PARAMS_RE", re.compile(r"(?!)"))
         general = outcome()
     assert fast == general
+
+
+def test_to_bytes_writes_one_right_content_length_where_set_would():
+    """`to_bytes` checks Content-Length while it writes the lines; what it writes and leaves
+    in the headers is what `set("Content-Length", ...)` before writing gave."""
+    def lines(*pairs: tuple[str, str]) -> message.Request:
+        return message.Request("MESSAGE", "sip:a@b", message.Headers(pairs), b"hello")
+    cases = [
+        lines(("To", "<sip:a@b>")),                                        # none: appended
+        lines(("Content-Length", "5"), ("To", "<sip:a@b>")),               # right: kept
+        lines(("Content-Length", "9"), ("To", "<sip:a@b>")),               # wrong: replaced
+        lines(("Content-Length", "5"), ("To", "<sip:a@b>"), ("l", "5")),   # two: one left
+    ]
+    for msg in cases:
+        msg.headers.get("Content-Length")  # memoised: to_bytes must empty the memo
+        expected = message.Headers(msg.headers.items())
+        expected.set("Content-Length", "5")
+        head = b"MESSAGE sip:a@b SIP/2.0\r\n" + b"".join(
+            f"{n}: {v}\r\n".encode() for n, v in expected.items())
+        assert msg.to_bytes() == head + b"\r\nhello"
+        assert msg.headers == expected
+        assert msg.headers.get("Content-Length") == "5"
