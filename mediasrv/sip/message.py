@@ -7,7 +7,10 @@ How this works:
   every request or response must carry (§8.1.1): To, From, Call-ID, CSeq, Via.
   Content-Length trims datagram bodies (§18.3). On failure it raises `SipParseError`
   with the status to answer and, for a request whose dialog-identifying headers parsed,
-  `.partial` so the endpoint can still send that 400 (RFC 4475 §3.1.2).
+  `.partial` so the endpoint can still send that 400 (RFC 4475 §3.1.2). A message in the
+  usual shape (CRLF line ends only, no folded line, no bare CR/LF or NUL in the head, plain
+  `name: value` lines) is split by a fast path of plain string calls (`_plain_head`); any
+  other takes the general path, which names what is wrong; both give the same result.
 - `Headers` keeps header lines in order as received; `get_all` splits comma-separated
   lists (§7.3.1) only for headers whose grammar is a list.
 - `StreamFramer` cuts a TCP byte stream into messages using Content-Length (§18.3),
