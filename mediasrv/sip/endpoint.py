@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ from .transaction import (
     response_class,
     server_key,
 )
-from .uri import BRANCH_MAGIC, Via
+from .uri import Via, generate_branch, generate_tag
 
 Address = tuple[str, int]
 Destination = tuple[str, int, str]
@@ -124,46 +123,6 @@ class AliasOffer:
 
 
 _DEFAULT_PORTS = {"tcp": DEFAULT_PORT, "tls": 5061}
-
-
-class _RandomHex:
-    """Hex digits from the OS's CSPRNG, read 4 KiB at a time: the tags and branches of a
-    call cost one slice each instead of one `os.urandom` call each. Every digit is handed out
-    once, so tags keep 64 and branches 96 random bits, as `uri.generate_tag` and
-    `generate_branch` give (RFC 3261 §19.3 asks 32 at least, §8.1.1.7 unique branches);
-    a forked child starts a pool of its own rather than repeat its parent's values."""
-
-    __slots__ = ("_hex", "_at")
-    POOL = 4096  # bytes per read: 8192 digits, about 180 calls' tags and branches
-
-    def __init__(self) -> None:
-        self._hex = ""
-        self._at = 0
-
-    def take(self, digits: int) -> str:
-        at = self._at
-        end = at + digits
-        if end > len(self._hex):
-            self._hex, at, end = os.urandom(self.POOL).hex(), 0, digits
-        self._at = end
-        return self._hex[at:end]
-
-    def drop(self) -> None:
-        self._hex, self._at = "", 0
-
-
-_random = _RandomHex()
-os.register_at_fork(after_in_child=_random.drop)
-
-
-def generate_tag() -> str:
-    """A random From/To tag with 64 bits of randomness (§19.3)."""
-    return _random.take(16)
-
-
-def generate_branch() -> str:
-    """A random RFC 3261 branch: the magic cookie and 96 random bits (§8.1.1.7)."""
-    return BRANCH_MAGIC + _random.take(24)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The endpoint's tags and branches: cut from a pool of OS randomness, never repeated."""
+"""Tags and branches: cut from a pool of OS randomness, never repeated."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from mediasrv.sip.endpoint import _RandomHex, generate_branch, generate_tag
+from mediasrv.sip.uri import _RandomHex, generate_branch, generate_tag
 
 
 def test_tags_and_branches_have_their_bits_and_never_repeat() -> None:
