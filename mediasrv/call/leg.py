@@ -70,7 +70,7 @@ class SipLeg:
     dialog: Dialog | None = None
     invite_txn: ServerTransaction | None = None  # inbound: the INVITE to answer
     invite: Request | None = None  # inbound: the INVITE; outbound: the first fork's
-    offer: SessionDescription | None = None  # inbound: the INVITE's SDP, parsed once
+    offer: SessionDescription | None = None  # inbound, until answered: the INVITE's SDP
     forks: list[Fork] = field(default_factory=list)
     media: Negotiated | None = None
     session_id: int = 0

@@ -186,6 +186,7 @@ class Legs:
         response = make_response(leg.invite, 200, to_tag=leg.tag, headers=[
             ("Contact", self.contact(leg.destination)), ("Allow", ALLOW)])
         self.attach_answer(leg, response)
+        leg.offer = None  # answered: nothing answers it again; a live call keeps no parse of it
         dialog = self.respond(leg.invite_txn, response)
         leg.state = LegState.ANSWERED
         if dialog is not None:

@@ -44,6 +44,7 @@ def test_the_200_answers_the_offer_the_caller_leg_kept(world: World) -> None:
     answer = SessionDescription.parse(ok.body)
     assert answer.media[0].port == world.engine.local_port(caller.stream)
     assert negotiate(answer, ["PCMU"], secure=True).codec == "PCMU"
+    assert caller.offer is None  # answered: the live call keeps no parse of it (test_bench_gc)
     a.hangup(call)
     world.settled()
 
