@@ -10,7 +10,8 @@ retransmissions both SIPps sent (a retransmission means the server answered late
 server's CPU per call (every thread of this process: this process is only the server) and
 the part of it spent in the kernel (socket calls, wake-ups: on a VM's loopback each datagram
 that wakes a sleeping SIPp costs ~12 us of system time on top of the ~5 us of the send), the
-loop stalls and GC pauses the server's watchdog saw (`mediasrv.stalls`).
+loop stalls and GC pauses the server's watchdog saw (`mediasrv.stalls`), and the datagrams
+the kernel dropped because the server's SIP socket was full (`sip.udp_receive_buffer`).
 
 RFC 7502's session establishment rate is the highest offered rate with zero failed calls;
 `--search` steps the rate up from the first one by `--step` until a run fails and reports it.
@@ -70,6 +71,7 @@ class Outcome:
     gc_seconds: float = 0.0
     collections: int = 0
     kernel_cpu: float = 0.0
+    udp_drops: int = 0  # datagrams the kernel dropped at the server's full SIP socket
 
     @property
     def core_share(self) -> float:
@@ -94,7 +96,8 @@ class Outcome:
                 f"(longest {self.longest_stall * 1000:.0f} ms), longest GC "
                 f"{self.gc_longest * 1000:.0f} ms, gen-2 GCs {self.gc_gen2}, GC "
                 f"{self.gc_seconds * 1000 / max(self.ok, 1):.2f} ms/call in "
-                f"{self.collections} collections")
+                f"{self.collections} collections, SIP datagrams dropped at the server's "
+                f"full socket {self.udp_drops}")
 
     @property
     def clean(self) -> bool:
@@ -139,6 +142,7 @@ def run_rate(rate: int, seconds: float, hold_ms: int, profile: str | None) -> Ou
             before, kernel_before = thread_cpu(), os.times().system
             run, uas_result = sipp_pair(uas, uac)
             after, kernel = thread_cpu(), os.times().system - kernel_before
+            drops = sum(udp.drops() or 0 for udp in srv.server.driver.udp)
             if run.result.failed:
                 print(f"caller's errors (last lines):\n{run.result.errors[-1500:]}")
             if profiler is not None:
@@ -159,7 +163,7 @@ def run_rate(rate: int, seconds: float, hold_ms: int, profile: str | None) -> Ou
                        int(uas_result.stats.get("Retransmissions(C)", 0) or 0), cpu,
                        used.get(loop_tid, 0.0), used.get(media_tid, 0.0),
                        st.stalls, st.longest, st.gc_longest, st.gc_collections[2],
-                       st.gc_seconds, sum(st.gc_collections), kernel)
+                       st.gc_seconds, sum(st.gc_collections), kernel, drops)
 
 
 def main() -> None:

@@ -54,6 +54,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 CODECS = ("PCMU", "PCMA", "G722", "OPUS")   # names as in SDP, any case ("opus" is OPUS)
 DEFAULT_CODECS = ("G722", "PCMU", "PCMA")   # HD desk phones get G.722; Opus is opt-in
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a ~1 s pause of the loop at 500 calls/s (transport/udp.py)
 LANGUAGES = ("en", "it")
 DTMF_MODES = ("rfc4733", "inband", "auto")
 SRTP_POLICIES = ("off", "optional", "required", "dtls")
@@ -112,6 +113,7 @@ class SipConfig:
     node_id: str = ""               # this node's name in call records, voicemail and the API
     drain_timeout: float = 600.0    # SIGTERM: seconds existing calls may take before they are cut
     digest_uri_check: bool = False  # True: a digest uri other than the Request-URI gets 400
+    udp_receive_buffer: int = UDP_RECEIVE_BUFFER  # bytes asked for each UDP listener (0 = kernel's)
 
     # host -> is_trusted(host): every SIP message asks (the edge guard, the gatekeeper)
     _trusted_memo: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
@@ -380,7 +382,8 @@ class _Reader:
         value = self.take(name, int if integer else (int, float), default,
                           "an integer" if integer else "a number")
         if isinstance(value, int | float) and not lo <= value <= hi:
-            self.error(name, f"must be between {lo:g} and {hi:g}, not {value:g}")
+            shown = "d" if integer else "g"  # integers in full: 1073741824, not 1.07374e+09
+            self.error(name, f"must be between {lo:{shown}} and {hi:{shown}}, not {value:{shown}}")
             return default
         return value
 
@@ -448,10 +451,12 @@ def _read_sip(tree: _Tree, problems: list[Problem]) -> SipConfig:
         r.error("node_id", f"{node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
     drain = float(r.number("drain_timeout", 600.0, 0.0, 86400.0))
     uri_check = r.bool("digest_uri_check", False)
+    receive_buffer = int(r.number("udp_receive_buffer", UDP_RECEIVE_BUFFER, 0, 1 << 30,
+                                  integer=True))
     r.finish()
     valid = tuple(a for a in algorithms if a in DIGEST_ALGORITHMS) or ("MD5",)
     return SipConfig(listen, realm, tuple(trusted), t1, valid, outbound_proxy, node_id, drain,
-                     digest_uri_check=bool(uri_check))
+                     digest_uri_check=bool(uri_check), udp_receive_buffer=receive_buffer)
 
 
 def _is_proxy_uri(text: str) -> bool:

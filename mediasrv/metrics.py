@@ -275,6 +275,14 @@ class _EdgeCollector(Collector):
         aliases_refused = CounterMetricFamily("mediasrv_sip_aliases_refused", "Alias offers "
                                               "the connection could not speak for",
                                               labels=["transport"])
+        udp_drops = CounterMetricFamily("mediasrv_sip_udp_receive_drops", "SIP datagrams the "
+                                        "kernel dropped because a UDP listener's receive buffer "
+                                        "was full (sip.udp_receive_buffer)", labels=["listener"])
+        for udp in driver.udp:
+            drops = udp.drops()
+            if drops is not None:
+                udp_drops.add_metric([f"{udp.local[0]}:{udp.local[1]}"], drops)
+        yield udp_drops
         refused: Tally[str] = Tally()
         for lst in driver.tcp:
             conns.add_metric([lst.transport], len(lst.connections))

@@ -32,7 +32,7 @@ from mediasrv.call.gatekeeper import Gatekeeper
 from mediasrv.call.records import CallRecords
 from mediasrv.call.registrar import Registrar
 from mediasrv.call.store import Store
-from mediasrv.config import Config, ConfigError
+from mediasrv.config import Config, ConfigError, Listener
 from mediasrv.console.phone import ConsoleError, ConsolePhone, open_console
 from mediasrv.media import sounds
 from mediasrv.media.engine import MediaError
@@ -46,7 +46,7 @@ from mediasrv.transport.driver import SipDriver
 from mediasrv.transport.guard import Guard
 from mediasrv.transport.tcp import TcpListener
 from mediasrv.transport.tls import TlsListener
-from mediasrv.transport.udp import open_udp
+from mediasrv.transport.udp import UdpListener, open_udp
 
 log = logging.getLogger("mediasrv.server")
 
@@ -280,7 +280,7 @@ class Server:
         for lst in self.config.sip.listen:
             try:
                 if lst.transport == "udp":
-                    driver.udp.append(await open_udp(lst.host, lst.port, driver.on_data))
+                    driver.udp.append(await self._open_udp(lst))
                 else:
                     tcp = self._stream_listener(lst.transport)
                     await tcp.listen(lst.host, lst.port)
@@ -288,6 +288,18 @@ class Server:
             except (OSError, ssl.SSLError) as exc:
                 why = getattr(exc, "reason", None) or exc.strerror or exc
                 raise StartupError(f"cannot listen on {lst}: {why}") from exc
+
+    async def _open_udp(self, lst: Listener) -> UdpListener:
+        assert self.driver is not None
+        wanted = self.config.sip.udp_receive_buffer
+        udp = await open_udp(lst.host, lst.port, self.driver.on_data, receive_buffer=wanted)
+        if udp.receive_buffer < wanted:
+            log.warning("%s: the kernel granted a receive buffer of %d KiB, not the %d KiB "
+                        "of sip.udp_receive_buffer; a pause of the loop under load then loses "
+                        "datagrams: raise net.core.rmem_max (sysctl -w net.core.rmem_max=%d, "
+                        "deploy/sysctl/60-mediasrv.conf)", lst,
+                        udp.receive_buffer // 1024, wanted // 1024, wanted)
+        return udp
 
     def _stream_listener(self, transport: str) -> TcpListener:
         assert self.driver is not None and self.driver.guard is not None

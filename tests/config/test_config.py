@@ -56,6 +56,7 @@ def test_shipped_configuration_loads() -> None:
     assert at.settings["timers"]["digit_timeout"] == 2.0
     assert at.settings["behaviour"]["blond"] == "complete"
     assert "default" in cfg.moh
+    assert cfg.sip.udp_receive_buffer == 4 * 1024 * 1024
 
 
 def test_later_directories_override_key_by_key(tmp_path: Path, plugins: Path) -> None:
@@ -135,6 +136,8 @@ ERROR_CASES = [
      "{f}: sip.digest_algorithms[0]: unknown algorithm 'SHA-1' (supported: SHA-256, MD5)"),
     ("bad trusted", "[sip]\ntrusted = [\"10.0.0.0/33\"]\n",
      "{f}: sip.trusted[0]: '10.0.0.0/33' is not an address or CIDR network"),
+    ("udp receive buffer", "[sip]\nudp_receive_buffer = -1\n",
+     "{f}: sip.udp_receive_buffer: must be between 0 and 1073741824, not -1"),
     ("not toml", "[rtp\n", None),
 ]
 

@@ -51,6 +51,8 @@ async def test_ban_is_listed_exported_and_lifted(ops: OpsHarness) -> None:
         assert "mediasrv_sip_bans_total 1.0" in text
         assert 'mediasrv_sip_dropped_messages_total{reason="no call-id header"} 20.0' in text
         assert re.search(r'mediasrv_sip_dropped_messages_total\{reason="banned"\} [1-9]', text)
+        host, port = ops.sip_addr
+        assert f'mediasrv_sip_udp_receive_drops_total{{listener="{host}:{port}"}} 0.0' in text
 
         lifted = await check(ops, doc, "delete", "/v1/bans/127.0.0.11", "/v1/bans/{address}")
         assert lifted == {"address": "127.0.0.11", "unbanned": True}
