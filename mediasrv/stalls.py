@@ -58,7 +58,12 @@ class StallStats:
 # 50,000 (2026-12-06, `bench.sig_cpu` on a quiet core, alternated, 12 and 9 rounds each):
 # 1.145 -> 1.107 and 1.322 -> 1.274 ms per call (-3.3 %, -3.6 %); collector CPU per 3,000
 # calls 0.278 -> 0.184 s; longest pause in `bench.ser --rates 400` 81 vs 82 ms (one run each).
-# Ended calls leave no cyclic garbage, so little waits longer to be freed.
+# Ended calls leave no cyclic garbage, so little waits longer to be freed. The young list a
+# collection walks is ~2.3x the threshold (an older object's death counts against it too):
+# at 400-500 calls/s ~116,000 live objects (79,000 of them key, address and timer tuples of
+# transactions waiting out Timers D/J/L/M), 60-78 ms per young collection, which found no
+# garbage. The SIP socket's receive buffer (`sip.udp_receive_buffer`) carries the server
+# through such a pause; the kernel's default one did not (transport/udp.py).
 YOUNG_THRESHOLD = 50_000
 
 
