@@ -89,3 +89,22 @@ async def test_the_kernels_default_buffer_drops_and_the_metric_counts_it(
     answered, drops = await _burst_while_the_loop_waits(server_with)
     assert drops > 0
     assert len(answered) + drops == BURST
+
+
+async def test_a_buffer_the_kernel_caps_is_reported_at_start_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # As a service user without CAP_NET_ADMIN on a stock kernel: SO_RCVBUF alone, capped.
+    def capped(sock: socket.socket, size: int) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    monkeypatch.setattr("mediasrv.transport.udp.ask_receive_buffer", capped)
+    site, _port = ops_site(tmp_path, NO_LIMIT)
+    server = Server(load_config([DEFAULT_CONFIG_DIR, site], DEFAULT_PLUGIN_DIR))
+    with caplog.at_level("WARNING", logger="mediasrv.server"):
+        await server.start()
+    try:
+        [warning] = [r.getMessage() for r in caplog.records if "receive buffer" in r.getMessage()]
+        assert "granted a receive buffer of 64 KiB, not the 4096 KiB of sip.udp_receive_buffer" \
+            in warning
+        assert "net.core.rmem_max" in warning and warning.startswith("udp:127.0.0.1:")
+    finally:
+        await server.stop()
